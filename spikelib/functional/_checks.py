@@ -1,0 +1,90 @@
+"""Argument checks shared by the functional core: each error names the argument and what was expected."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence, Union
+
+import torch
+
+Number = Union[int, float]
+
+
+def check_sequence_input(x: object, name: str = "x", min_dim: int = 2) -> torch.Tensor:
+    """Check a time-first floating tensor ``[T, B, ...]`` with ``T >= 1``."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape [T, B, ...], got {type(x).__name__}")
+    if x.dim() < min_dim:
+        raise ValueError(
+            f"{name} must have at least {min_dim} dimensions [T, B, ...] (time first), got shape {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype (float16/bfloat16/float32/float64), got {x.dtype}")
+    if x.shape[0] < 1:
+        raise ValueError(f"{name} must have at least one time step, got shape {tuple(x.shape)}")
+    return x
+
+
+def check_scalar_or_neuronwise(
+    value: object,
+    name: str,
+    feature_shape: Sequence[int],
+    like: torch.Tensor,
+    minimum: float | None = None,
+    minimum_text: str = "",
+) -> Union[float, torch.Tensor]:
+    """Check a parameter that is a real number or a tensor broadcastable to ``feature_shape``.
+
+    Tensor parameters must already have ``like``'s dtype and device (nothing is silently converted). Values must be
+    finite and, when ``minimum`` is given, ``>= minimum``.
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number or a tensor, got bool")
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+        if minimum is not None and v < minimum:
+            raise ValueError(f"{name} must be >= {minimum:g}{minimum_text}, got {v:g}")
+        return v
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a real number or a torch.Tensor, got {type(value).__name__}")
+    if value.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {value.dtype} but the input has dtype {like.dtype}; convert it first")
+    if value.device != like.device:
+        raise ValueError(f"{name} is on {value.device} but the input is on {like.device}; move it first")
+    feature_shape = tuple(feature_shape)
+    try:
+        ok = torch.broadcast_shapes(tuple(value.shape), feature_shape) == feature_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"{name} must be a scalar or per-neuron tensor broadcastable to the neuron shape {feature_shape}, "
+            f"got shape {tuple(value.shape)}"
+        )
+    with torch.no_grad():
+        if not bool(torch.isfinite(value).all()):
+            raise ValueError(f"{name} contains NaN or inf")
+        if minimum is not None and bool((value < minimum).any()):
+            raise ValueError(f"{name} must be >= {minimum:g}{minimum_text}, got min {float(value.min()):g}")
+    return value
+
+
+def check_state(v: object, name: str, like: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Check a state tensor: a tensor of exactly ``shape`` with ``like``'s dtype and device."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(v).__name__}")
+    if tuple(v.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (the input without its time axis), got {tuple(v.shape)}")
+    if v.dtype != like.dtype:
+        raise TypeError(f"{name} has dtype {v.dtype} but the input has dtype {like.dtype}")
+    if v.device != like.device:
+        raise ValueError(f"{name} is on {v.device} but the input is on {like.device}")
+    return v
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value

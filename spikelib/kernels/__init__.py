@@ -1,0 +1,24 @@
+"""Backends: the registry and the built-in implementations (imported here so that they register themselves).
+
+``available_backends("lif")`` lists them; ``backend_calls("lif")`` counts which ones ran.
+"""
+
+from spikelib.kernels.registry import (
+    BackendUnavailableError,
+    available_backends,
+    backend_calls,
+    register_backend,
+    reset_backend_calls,
+    select_backend,
+)
+from spikelib.kernels import torch_reference as _torch_reference  # noqa: F401  (registers "torch")
+from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
+
+__all__ = [
+    "BackendUnavailableError",
+    "available_backends",
+    "backend_calls",
+    "register_backend",
+    "reset_backend_calls",
+    "select_backend",
+]

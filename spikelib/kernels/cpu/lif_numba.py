@@ -1,0 +1,201 @@
+"""Fast exact CPU backend for the multi-step LIF: generated numba kernels for forward and BPTT backward.
+
+The equations are those of :mod:`spikelib.functional.lif`. The forward kernel computes each step with the same
+floating-point operations in the same order as the torch reference, so spikes, membrane and final state are bitwise
+equal to it. Backward is BPTT written out by hand; with ``g = surrogate'(H - v_th)`` and ``dL/dV[t]`` carried back in
+time::
+
+    dV/dH       = (1 - S) + (v_reset - H) g        hard reset   (the second term only without detach_reset)
+                = 1 - v_th g                       soft reset   (the second term only without detach_reset)
+    dL/dH[t]    = dL/dS[t] g + dL/dV[t] dV/dH
+    dL/dX[t]    = dL/dH[t] / tau   (decay_input)   or   dL/dH[t]
+    dL/dV[t-1]  = dL/dH[t] (1 - 1/tau)              (+ the membrane trace's own gradient at t-1)
+    dL/dtau    += dL/dH[t] * ( -(H[t] - V[t-1]) / tau  (decay_input)  or  (V[t-1] - v_reset) / tau^2 )
+    dL/dv_th   += -dL/dS[t] g + dL/dV[t] dV/dv_th
+
+Only ``H`` is saved for backward (spikes and ``V`` are recomputed from it), so activation memory is one tensor of the
+input's size. Work is parallel over chunks of the ``B x N`` neurons (numba ``prange``); each chunk runs its time loop
+with its state in cache. Kernel variants are generated from ``lif.py.tmpl`` (see :mod:`.codegen`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Tuple
+
+import torch
+
+from spikelib.functional.lif import LIFConfig, LIFRequest, Param
+from spikelib.kernels.cpu.codegen import load_generated, render_template
+from spikelib.kernels.registry import register_backend
+from spikelib.surrogate import Surrogate
+
+_SUPPORTED_DTYPES = {torch.float32: "np.float32", torch.float64: "np.float64"}
+
+
+def _numba():
+    """Import numba lazily; the ImportError says how to install it."""
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "the 'numba' backend needs numba: pip install 'spikelib[fast]' (or pip install numba)"
+        ) from exc
+    return numba
+
+
+def _numba_missing_reason() -> Optional[str]:
+    try:
+        _numba()
+    except ImportError as exc:
+        return str(exc)
+    return None
+
+
+def _has_kernel_source(surrogate: Surrogate) -> bool:
+    return type(surrogate).kernel_source is not Surrogate.kernel_source
+
+
+def check_numba(request: LIFRequest) -> Optional[str]:
+    """Capability check for the numba LIF backend (None if it can run the request)."""
+    if request.device.type != "cpu":
+        return f"it runs on CPU tensors only, the input is on {request.device}"
+    if request.dtype not in _SUPPORTED_DTYPES:
+        return f"it supports float32 and float64, the input is {request.dtype}"
+    if not _has_kernel_source(request.config.surrogate):
+        return (
+            f"surrogate {type(request.config.surrogate).__name__} defines no kernel_source(); "
+            "implement it or use backend='torch'"
+        )
+    return _numba_missing_reason()
+
+
+def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: bool, grad_v_seq: bool,
+                   param_grads: bool):
+    hard = config.reset == "hard"
+    soft = not hard
+    detach = config.detach_reset
+    flags = {
+        "DECAY_INPUT": config.decay_input,
+        "HARD_RESET": hard,
+        "HARD_RESET_GRAD": hard and not detach,
+        "SOFT_RESET_GRAD": soft and not detach,
+        "SAVE_H": save_h,
+        "SAVE_V": save_v,
+        "GRAD_V_SEQ": grad_v_seq,
+        "PARAM_GRADS": param_grads,
+        "PARAM_HARD": param_grads and hard,
+        "PARAM_SOFT": param_grads and soft,
+        "PARAM_DECAY": param_grads and config.decay_input,
+        "PARAM_NODECAY": param_grads and not config.decay_input,
+        "PARAM_HARD_DETACH": param_grads and hard and detach,
+        "PARAM_HARD_GRAD": param_grads and hard and not detach,
+        "PARAM_SOFT_DETACH": param_grads and soft and detach,
+        "PARAM_SOFT_GRAD": param_grads and soft and not detach,
+    }
+    F = _SUPPORTED_DTYPES[dtype]
+    values = {"F": F, "SURROGATE": config.surrogate.kernel_source("xs", "sg", "alpha", F)}
+    source = render_template("lif.py.tmpl", flags, values)
+    return load_generated(source, "lif")
+
+
+def _chunk_size(m: int, threads: int) -> int:
+    """Neurons per parallel work item: at least two items per thread, at most 4096 neurons (state stays in L2)."""
+    per = math.ceil(m / max(1, 2 * threads))
+    per = ((per + 15) // 16) * 16
+    return int(max(16, min(4096, per)))
+
+
+def _set_threads() -> int:
+    numba = _numba()
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+def _np(t: torch.Tensor):
+    return t.detach().numpy()
+
+
+class _LIFNumbaFunction(torch.autograd.Function):
+    """Whole-sequence LIF as one autograd node over flattened ``[T, M]`` tensors."""
+
+    @staticmethod
+    def forward(ctx, x, v0, tau_e, vth_e, config, return_membrane, need_grad):  # type: ignore[override]
+        T, M = x.shape
+        threads = _set_threads()
+        chunk = _chunk_size(M, threads)
+        kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False)
+        spikes = torch.empty_like(x)
+        h = torch.empty_like(x) if need_grad else x.new_empty((1, 1))
+        membrane = torch.empty_like(x) if return_membrane else x.new_empty((1, 1))
+        v_final = torch.empty_like(v0)
+        kernels.lif_forward(_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h),
+                            _np(membrane), _np(v_final), chunk)
+        ctx.set_materialize_grads(False)
+        if need_grad:
+            ctx.save_for_backward(h, v0, tau_e, vth_e)
+        ctx.config = config
+        ctx.chunk = chunk
+        return spikes, (membrane if return_membrane else x.new_empty((0,))), v_final
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
+        h, v0, tau_e, vth_e = ctx.saved_tensors
+        config: LIFConfig = ctx.config
+        _set_threads()
+        T, M = h.shape
+        param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
+        has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
+        kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads)
+        if grad_spikes is None:
+            grad_spikes = torch.zeros_like(h)
+        if grad_v_final is None:
+            grad_v_final = torch.zeros_like(v0)
+        dummy = h.new_empty((1, 1))
+        grad_x = torch.empty_like(h)
+        grad_v0 = torch.empty_like(v0)
+        grad_tau = torch.empty_like(tau_e) if param_grads else h.new_empty((1,))
+        grad_vth = torch.empty_like(vth_e) if param_grads else h.new_empty((1,))
+        kernels.lif_backward(
+            _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
+            _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
+            _np(grad_v0), _np(grad_tau), _np(grad_vth), ctx.chunk,
+        )
+        return (
+            grad_x,
+            grad_v0 if ctx.needs_input_grad[1] else None,
+            grad_tau if ctx.needs_input_grad[2] else None,
+            grad_vth if ctx.needs_input_grad[3] else None,
+            None,
+            None,
+            None,
+        )
+
+
+def _per_element(p: Param, batch_shape: Tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A parameter as a contiguous ``[M]`` tensor (autograd reduces the expansion back to the parameter's shape)."""
+    if isinstance(p, torch.Tensor):
+        return p.expand(batch_shape).reshape(-1).contiguous()
+    return torch.full((math.prod(batch_shape),), p, dtype=like.dtype, device=like.device)
+
+
+@register_backend(
+    "lif", "numba", check=check_numba, priority=10, description="generated numba kernels, fast exact CPU path"
+)
+def lif_numba(
+    x: torch.Tensor, v0: torch.Tensor, tau: Param, v_threshold: Param, config: LIFConfig, return_membrane: bool
+) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
+    """Multi-step LIF with the numba kernels. Returns ``(spikes, membrane or None, v_final)``."""
+    T = x.shape[0]
+    batch_shape = tuple(x.shape[1:])
+    tau_e = _per_element(tau, batch_shape, x)
+    vth_e = _per_element(v_threshold, batch_shape, x)
+    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, v0, tau_e, vth_e))
+    x2 = x.reshape(T, -1).contiguous()
+    spikes, membrane, v_final = _LIFNumbaFunction.apply(
+        x2, v0.reshape(-1).contiguous(), tau_e, vth_e, config, return_membrane, need_grad
+    )
+    spikes = spikes.view(x.shape)
+    membrane = membrane.view(x.shape) if return_membrane else None
+    return spikes, membrane, v_final.view(batch_shape)

@@ -1,0 +1,133 @@
+"""The backend registry: ``(operation, backend name) -> implementation``, with capability checks.
+
+A backend registers an implementation for an operation together with a ``check(request)`` that returns ``None`` when
+it can run the request, or a sentence saying why not. ``backend="auto"`` picks the registered backend of highest
+priority whose check passes; an explicit name that cannot run raises :class:`BackendUnavailableError` with the reason
+and the fix. Every dispatch is counted, so tests can prove that the intended path really ran
+(:func:`backend_calls`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BackendUnavailableError",
+    "register_backend",
+    "select_backend",
+    "available_backends",
+    "backend_calls",
+    "reset_backend_calls",
+]
+
+
+class BackendUnavailableError(RuntimeError):
+    """An explicitly requested backend cannot run this request."""
+
+
+@dataclass
+class BackendEntry:
+    op: str
+    name: str
+    impl: Callable[..., Any]
+    check: Callable[[Any], Optional[str]]
+    priority: int
+    description: str = ""
+
+
+@dataclass
+class _Registry:
+    entries: Dict[str, Dict[str, BackendEntry]] = field(default_factory=dict)
+    calls: Counter = field(default_factory=Counter)
+    fallbacks_logged: set = field(default_factory=set)
+
+
+_REGISTRY = _Registry()
+
+
+def register_backend(
+    op: str, name: str, *, check: Callable[[Any], Optional[str]], priority: int, description: str = ""
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering ``impl`` as backend ``name`` of operation ``op``.
+
+    Args:
+        op: operation name, e.g. ``"lif"``.
+        name: backend name, e.g. ``"torch"``; ``"auto"`` is reserved.
+        check: returns ``None`` if the backend can run a request, otherwise the reason (and fix) as a sentence.
+        priority: higher wins under ``backend="auto"``.
+        description: one line shown by :func:`available_backends`.
+    """
+    if name == "auto":
+        raise ValueError("'auto' is reserved for automatic selection")
+
+    def decorate(impl: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY.entries.setdefault(op, {})[name] = BackendEntry(op, name, impl, check, priority, description)
+        return impl
+
+    return decorate
+
+
+def available_backends(op: str) -> List[str]:
+    """Names of the backends registered for ``op``, highest priority first."""
+    entries = _REGISTRY.entries.get(op, {})
+    return [e.name for e in sorted(entries.values(), key=lambda e: -e.priority)]
+
+
+def select_backend(op: str, backend: str, request: Any) -> BackendEntry:
+    """Choose the implementation of ``op`` for ``request`` and count the dispatch.
+
+    Raises:
+        ValueError: unknown operation or backend name.
+        BackendUnavailableError: an explicit backend whose check fails (the message says why and how to fix it).
+    """
+    entries = _REGISTRY.entries.get(op)
+    if not entries:
+        raise ValueError(f"no backends are registered for operation {op!r}")
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a string, got {type(backend).__name__}")
+    if backend == "auto":
+        reasons: List[Tuple[str, str]] = []
+        for entry in sorted(entries.values(), key=lambda e: -e.priority):
+            reason = entry.check(request)
+            if reason is None:
+                if reasons:
+                    key = (op, entry.name, tuple(reasons))
+                    if key not in _REGISTRY.fallbacks_logged:
+                        _REGISTRY.fallbacks_logged.add(key)
+                        logger.info(
+                            "%s: using backend %r; skipped %s",
+                            op,
+                            entry.name,
+                            "; ".join(f"{n!r} ({r})" for n, r in reasons),
+                        )
+                _REGISTRY.calls[(op, entry.name)] += 1
+                return entry
+            reasons.append((entry.name, reason))
+        raise BackendUnavailableError(
+            f"no backend can run {op} for this input: " + "; ".join(f"{n}: {r}" for n, r in reasons)
+        )
+    if backend not in entries:
+        raise ValueError(f"unknown backend {backend!r} for {op}; choose 'auto' or one of {available_backends(op)}")
+    entry = entries[backend]
+    reason = entry.check(request)
+    if reason is not None:
+        raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {reason}")
+    _REGISTRY.calls[(op, entry.name)] += 1
+    return entry
+
+
+def backend_calls(op: Optional[str] = None) -> Dict[str, int]:
+    """How many times each backend ran (for ``op``, or ``"op/backend"`` keys for all operations)."""
+    if op is None:
+        return {f"{o}/{n}": c for (o, n), c in _REGISTRY.calls.items()}
+    return {n: c for (o, n), c in _REGISTRY.calls.items() if o == op}
+
+
+def reset_backend_calls() -> None:
+    """Zero the dispatch counters."""
+    _REGISTRY.calls.clear()
