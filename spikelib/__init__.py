@@ -1,0 +1,27 @@
+"""spikelib: spiking neural networks from surrogate-gradient training to Loihi deployment and energy reports.
+
+Tensors are time first, ``[T, B, ...]``. Sequence modules (``LIF``) take a whole sequence, ``*Cell`` modules one step;
+``spikelib.reset(model)`` clears every kept state. See README.md for a tour.
+"""
+
+from spikelib import functional, surrogate
+from spikelib.functional.lif import LIFOutput, LIFState, lif
+from spikelib.kernels import available_backends, backend_calls
+from spikelib.neurons import LIF, LIFCell, ParametricLIF, reset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "LIF",
+    "LIFCell",
+    "LIFOutput",
+    "LIFState",
+    "ParametricLIF",
+    "available_backends",
+    "backend_calls",
+    "functional",
+    "lif",
+    "reset",
+    "surrogate",
+    "__version__",
+]

@@ -1,0 +1,6 @@
+"""Neuron modules: sequence layers (``LIF``, ``ParametricLIF``) and single-step cells (``LIFCell``)."""
+
+from spikelib.neurons.base import StatefulModule, reset
+from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
+
+__all__ = ["LIF", "LIFCell", "ParametricLIF", "StatefulModule", "reset"]

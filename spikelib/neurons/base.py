@@ -1,0 +1,65 @@
+"""State handling shared by neuron modules, and :func:`reset` that clears every state of a model in one call."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["StatefulModule", "reset"]
+
+
+class StatefulModule(nn.Module):
+    """A module that may keep its last state (``self.state``) between calls.
+
+    Subclasses call :meth:`_initial_state` to get the state to start from: the explicit one if given, the kept one if
+    the module is ``stateful`` and the kept state fits the input, else ``None`` (rest). A kept state whose batch shape
+    differs from the input is dropped (logged at debug level); one on another device or of another dtype is an error,
+    because continuing from it would silently convert it.
+    """
+
+    def __init__(self, stateful: bool = False) -> None:
+        super().__init__()
+        if not isinstance(stateful, bool):
+            raise TypeError(f"stateful must be a bool, got {type(stateful).__name__}")
+        self.stateful = stateful
+        self.state: Optional[torch.Tensor] = None
+
+    def reset_state(self) -> None:
+        """Forget the kept state."""
+        self.state = None
+
+    def _initial_state(self, explicit: Optional[torch.Tensor], like: torch.Tensor, shape: tuple) -> Optional[torch.Tensor]:
+        if explicit is not None:
+            return explicit
+        if not self.stateful or self.state is None:
+            return None
+        kept = self.state
+        if kept.device != like.device or kept.dtype != like.dtype:
+            raise RuntimeError(
+                f"{type(self).__name__} keeps a state on {kept.device} ({kept.dtype}) but the input is on "
+                f"{like.device} ({like.dtype}); call spikelib.reset(model) before changing device or dtype"
+            )
+        if tuple(kept.shape) != tuple(shape):
+            logger.debug("%s: state shape %s does not fit input %s; starting from rest", type(self).__name__,
+                         tuple(kept.shape), tuple(shape))
+            return None
+        return kept
+
+    def _keep(self, v: torch.Tensor) -> None:
+        # Keep the state without its graph: a kept state must not chain one batch's graph into the next.
+        self.state = v.detach()
+
+
+def reset(model: nn.Module) -> nn.Module:
+    """Clear the kept state of every spikelib stateful module in ``model`` (including ``model`` itself)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"reset expects an nn.Module, got {type(model).__name__}")
+    for m in model.modules():
+        if isinstance(m, StatefulModule):
+            m.reset_state()
+    return model
