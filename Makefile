@@ -13,7 +13,6 @@ export MALLOC_TOP_PAD_ ?= 1073741824
 
 $(STAMP): pyproject.toml constraints/cpu.txt constraints/peers.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[fast,dev]"
 	$(PY) -m pip install -q --no-deps -r constraints/peers.txt
 	$(PY) -c "import torch, numba; assert torch.__version__.startswith('2.13.0'), torch.__version__"
