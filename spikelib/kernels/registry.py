@@ -78,8 +78,8 @@ def available_backends(op: str) -> List[str]:
     return [e.name for e in sorted(entries.values(), key=lambda e: -e.priority)]
 
 
-def select_backend(op: str, backend: str, request: Any) -> BackendEntry:
-    """Choose the implementation of ``op`` for ``request`` and count the dispatch.
+def select_backend(op: str, backend: str, request: Any, count: bool = True) -> BackendEntry:
+    """Choose the implementation of ``op`` for ``request`` and (unless ``count=False``) count the dispatch.
 
     Raises:
         ValueError: unknown operation or backend name.
@@ -105,7 +105,8 @@ def select_backend(op: str, backend: str, request: Any) -> BackendEntry:
                             entry.name,
                             "; ".join(f"{n!r} ({r})" for n, r in reasons),
                         )
-                _REGISTRY.calls[(op, entry.name)] += 1
+                if count:
+                    _REGISTRY.calls[(op, entry.name)] += 1
                 return entry
             reasons.append((entry.name, reason))
         raise BackendUnavailableError(
@@ -117,7 +118,8 @@ def select_backend(op: str, backend: str, request: Any) -> BackendEntry:
     reason = entry.check(request)
     if reason is not None:
         raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {reason}")
-    _REGISTRY.calls[(op, entry.name)] += 1
+    if count:
+        _REGISTRY.calls[(op, entry.name)] += 1
     return entry
 
 

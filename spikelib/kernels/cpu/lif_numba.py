@@ -20,6 +20,7 @@ with its state in cache. Kernel variants are generated from ``lif.py.tmpl`` (see
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Optional, Tuple
 
@@ -70,8 +71,10 @@ def check_numba(request: LIFRequest) -> Optional[str]:
     return _numba_missing_reason()
 
 
+@functools.lru_cache(maxsize=None)
 def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: bool, grad_v_seq: bool,
                    param_grads: bool):
+    """The generated module for one variant (rendered and imported once per process)."""
     hard = config.reset == "hard"
     soft = not hard
     detach = config.detach_reset
