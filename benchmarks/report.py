@@ -1,0 +1,166 @@
+"""Terminal summaries and the Markdown page ``benchmarks/RESULTS.md``, rebuilt from ``benchmarks/results/*.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from common import RESULTS_DIR, RESULTS_MD, fmt_median, fmt_mib, fmt_ms, fmt_ratio
+
+ORDER = ("lif_cpu", "shd_net_cpu")  # sections in this order; other result files follow alphabetically
+SLOW_COLD_CALL_S = 5.0
+
+
+def print_checks(checks: Mapping[str, Mapping[str, Any]]) -> None:
+    """Print how every implementation's spikes and gradients compare with the reference."""
+    print("\nsame dynamics? (one forward+backward on the benchmark input, compared with the reference)")
+    for name, c in checks.items():
+        if "error" in c:
+            print(f"  {name:20s} ERROR {c['error']}")
+            continue
+        extra = f", {c['loss_diff']:.2e} loss diff" if "loss_diff" in c else ""
+        if "layer_rates" in c:
+            extra += ", layer rates " + " ".join(f"{r:.3f}" for r in c["layer_rates"])
+        print(f"  {name:20s} spike rate {c['spike_rate']:.4f}, {c['spike_mismatches']} spikes differ from "
+              f"{c['reference']}, max |grad diff| {c['grad_max_abs_diff']:.2e}{extra}")
+
+
+def print_floor(floor: Mapping[str, Any], rows: Mapping[str, Mapping[str, Any]]) -> None:
+    """Print the bandwidth floor of a case and every implementation's ratio to it."""
+    ratios = ", ".join(f"{n} {r['ratio_to_floor']:.1f}x" for n, r in rows.items() if r.get("ratio_to_floor"))
+    print(f"  bandwidth floor: {floor['tensors']} x [T,B,N] float32 = {floor['bytes'] / 1e6:.1f} MB -> "
+          f"{floor['seconds'] * 1e3:.3g} ms; median / floor: {ratios}")
+
+
+def print_first_calls(payload: Mapping[str, Any]) -> None:
+    """Print first-call times and peak memory from the probes (if they ran)."""
+    rows_by_case = {case: block["rows"] for case, block in payload["cases"].items()}
+    if not any("first_call_cold_s" in r for rows in rows_by_case.values() for r in rows.values()):
+        return
+    print("\nfirst call in a fresh process (cold: empty spikelib kernel cache; warm: cache filled) and peak memory")
+    for case, rows in rows_by_case.items():
+        print(f"  {case}:")
+        for name, r in rows.items():
+            cold = r.get("first_call_cold_s")
+            flag = "   <-- slow cold call" if cold is not None and cold > SLOW_COLD_CALL_S else ""
+            if r.get("first_call_disturbed"):
+                flag += "   (disturbed by other processes)"
+            print(f"    {name:20s} cold {_fmt_s(cold):>8s}  warm {_fmt_s(r.get('first_call_warm_s')):>8s}  "
+                  f"peak {fmt_mib(r.get('peak_mib')):>6s} MiB{flag}")
+            for err in r.get("probe_errors", []):
+                print(f"      probe error: {err}")
+
+
+def _fmt_s(s: Optional[float]) -> str:
+    return "n/a" if s is None else f"{s:.2f} s" if s >= 0.1 else f"{s * 1e3:.1f} ms"
+
+
+def load_results(results_dir: Path = RESULTS_DIR) -> List[Dict[str, Any]]:
+    """All result files, in :data:`ORDER` first."""
+    files = sorted(results_dir.glob("*.json"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    out = []
+    for path in files:
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def _machine_line(m: Mapping[str, Any]) -> str:
+    v = m.get("versions", {})
+    peers = ", ".join(f"{k} {v.get(k) or 'missing'}" for k in ("spikingjelly", "norse", "snntorch"))
+    malloc = " ".join(f"{k}={x}" for k, x in (m.get("malloc_env") or {}).items() if x) or "glibc defaults"
+    return (f"{m.get('cpu_model')}, {m.get('cpus_usable')} usable CPUs, {m.get('memory_gib')} GiB; "
+            f"torch {v.get('torch')} ({m.get('torch_threads')} threads), numba {v.get('numba')}, "
+            f"spikelib {v.get('spikelib')} ({m.get('spikelib_git')}); {peers}; malloc: {malloc}; "
+            f"{m.get('date_utc')}")
+
+
+def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]:
+    head = ["implementation", "median ms", "min ms", "max ms", "kept/dropped", "x fastest peer", "x spikelib-torch"]
+    if with_floor:
+        head.append("x floor")
+    head += ["first call cold", "first call warm", "peak MiB"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, r in rows.items():
+        if "median_s" not in r:
+            cells = [name, r.get("error", "no kept rounds")] + [""] * (len(head) - 2)
+        else:
+            cells = [name, fmt_median(r), fmt_ms(r["min_s"]), fmt_ms(r["max_s"]),
+                     f"{r['kept']}/{r['dropped']}", fmt_ratio(r.get("ratio_to_fastest_peer")),
+                     fmt_ratio(r.get("ratio_to_spikelib_torch"))]
+            if with_floor:
+                cells.append(fmt_ratio(r.get("ratio_to_floor")))
+            star = "*" if r.get("first_call_disturbed") else ""
+            cells += [_fmt_s(r.get("first_call_cold_s")) + star, _fmt_s(r.get("first_call_warm_s")) + star,
+                      fmt_mib(r.get("peak_mib"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def render_section(p: Mapping[str, Any]) -> List[str]:
+    """The Markdown of one result file."""
+    title = p.get("title", p.get("benchmark"))
+    lines = [f"## {title}" + (" — QUICK SMOKE RUN (tiny sizes; not a benchmark result)" if p.get("quick") else "")]
+    lines.append("")
+    if p.get("quick"):
+        lines += ["> **Quick run.** These numbers come from `--quick` sizes and repeats, meant only to show the "
+                  "scripts work; run the command without `--quick` on a quiet machine for real figures.", ""]
+    cfg = p.get("config", {})
+    lines += [f"- Command: `{p.get('command')}`",
+              f"- Machine: {_machine_line(p.get('machine', {}))}",
+              f"- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())]
+    if p.get("only"):
+        lines.append(f"- Partial run: only {', '.join(p['only'])}")
+    if p.get("bandwidth"):
+        bw = p["bandwidth"]
+        lines.append(f"- Copy bandwidth: {bw['bytes_per_s'] / 1e9:.1f} GB/s (best of copies of {bw['megabytes']} MB)")
+    if p.get("spikelib_auto_backend"):
+        lines.append(f"- spikelib `backend='auto'` runs `{p['spikelib_auto_backend']}` on CPU")
+    for name, reason in (p.get("skipped") or {}).items():
+        lines.append(f"- Skipped {name}: {reason}")
+    lines.append("")
+    for case, block in p.get("cases", {}).items():
+        lines += [f"### {case}: {block.get('title', '')}", ""]
+        floor = block.get("floor")
+        lines += _table(block["rows"], floor is not None)
+        lines.append("")
+        fastest = next((r.get("fastest_peer") for r in block["rows"].values() if r.get("fastest_peer")), None)
+        lines += [f"Fastest peer in this run: {fastest or 'none ran'}.", ""]
+        if floor:
+            lines += [f"Bandwidth floor: {floor['tensors']} x [T,B,N] float32 = {floor['bytes'] / 1e6:.1f} MB moved "
+                      f"at the measured copy bandwidth = {fmt_ms(floor['seconds'])} ms.", ""]
+        dropped = sum(r.get("dropped", 0) for r in block["rows"].values())
+        lines += [f"Rounds dropped for interference: {dropped}.", ""]
+        if any(r.get("disturbed") or r.get("first_call_disturbed") for r in block["rows"].values()):
+            lines += ["\\* disturbed by other processes in every attempt (all rounds, or all first-call probes): "
+                      "not a valid figure.", ""]
+    checks = p.get("checks") or {}
+    if checks:
+        lines += ["Same dynamics (spikes and input/weight gradients against the reference on the benchmark input):", ""]
+        for name, c in checks.items():
+            if "error" in c:
+                lines.append(f"- {name}: error {c['error']}")
+            else:
+                lines.append(f"- {name}: spike rate {c['spike_rate']:.4f}, {c['spike_mismatches']} spikes differ, "
+                             f"max abs gradient difference {c['grad_max_abs_diff']:.2e}")
+        lines.append("")
+    impls = p.get("implementations") or {}
+    if impls:
+        lines += ["Configurations:", ""] + [f"- **{n}**: {c}" for n, c in impls.items()] + [""]
+    return lines
+
+
+def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:
+    """Regenerate RESULTS.md from every result file."""
+    lines = ["# spikelib benchmark results", "",
+             "Generated by the scripts in `benchmarks/` (see README.md there for the method); each section names "
+             "the command and the machine that produced it. Times are medians of the kept rounds; ratios divide "
+             "medians. `x fastest peer` compares with the fastest of spikingjelly, norse and snnTorch in the same "
+             "run.", ""]
+    for payload in load_results(results_dir):
+        lines += render_section(payload)
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    return path
