@@ -151,8 +151,13 @@ class _LIFNumbaFunction(torch.autograd.Function):
         param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
         has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
         kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads)
+        # Gradients often arrive as broadcast views (the grad of a sum is an expanded scalar). Strided arrays stop
+        # numba from vectorising the inner loop (measured 1.5x slower than copying to contiguous first).
         if grad_spikes is None:
             grad_spikes = torch.zeros_like(h)
+        grad_spikes = grad_spikes.contiguous()
+        if has_gv_seq:
+            grad_membrane = grad_membrane.contiguous()
         if grad_v_final is None:
             grad_v_final = torch.zeros_like(v0)
         dummy = h.new_empty((1, 1))
