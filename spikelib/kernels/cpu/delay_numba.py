@@ -1,0 +1,105 @@
+"""Fast exact CPU backend of ``delay_linear_int`` (integer synaptic delays; equations in
+:mod:`spikelib.functional.delay`).
+
+Forward, with ``xT``/``yT`` channel-major copies of the time-first tensors (``[C, T B]``)::
+
+    yT[j, d B + k]  += w[j, i] xT[i, k]                    k < (T - d) B,  d = D[j, i]
+    backward: gxT[i, k] += w[j, i] gT[j, d B + k];         gw[j, i] = sum_k gT[j, d B + k] xT[i, k]
+
+Cost: ``(T - d) B`` multiply-adds per synapse (independent of ``max_delay``); memory: the weights, one int64 delay per
+synapse, and the channel-major copies of input and output. The kernels (:mod:`._delay_kernels`) are plain
+``@numba.njit(cache=True)`` functions, compiled once per machine (numba caches the machine code beside the module) and
+imported only when this backend first runs, so numba stays optional.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Optional
+
+import torch
+
+from spikelib.kernels.registry import register_backend
+
+_SUPPORTED = (torch.float32, torch.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels() -> Any:
+    try:
+        from spikelib.kernels.cpu import _delay_kernels
+    except ImportError as exc:
+        raise ImportError(
+            "the 'numba' delay backend needs numba: pip install 'spikelib[fast]' (or pip install numba)"
+        ) from exc
+    return _delay_kernels
+
+
+def _numba_missing() -> Optional[str]:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return "numba is not installed (pip install 'spikelib[fast]')"
+    return None
+
+
+def check_numba(request: Any) -> Optional[str]:
+    """Capability check (None if the numba kernels can run the request)."""
+    if request.device.type != "cpu":
+        return f"it runs on CPU tensors only, the input is on {request.device}"
+    if request.dtype not in _SUPPORTED:
+        return f"it supports float32 and float64, the input is {request.dtype}"
+    return _numba_missing()
+
+
+def _set_threads() -> None:
+    import numba
+
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+class _DelayIntFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        T, B, c_in = x.shape
+        c_out = weight.shape[0]
+        k = _kernels()
+        _set_threads()
+        xT = x.detach().reshape(T * B, c_in).t().contiguous()
+        w = weight.detach().to(x.dtype).contiguous()
+        d = delays.contiguous()
+        yT = x.new_empty((c_out, T * B))
+        k.forward(xT.numpy(), w.numpy(), d.numpy(), T, B, yT.numpy())
+        ctx.save_for_backward(xT, w, d)
+        ctx.shape = (T, B)
+        return yT.t().reshape(T, B, c_out)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        xT, w, d = ctx.saved_tensors
+        T, B = ctx.shape
+        c_out, c_in = w.shape
+        k = _kernels()
+        _set_threads()
+        gT = grad_y.reshape(T * B, c_out).t().contiguous()
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            gxT = torch.empty_like(xT)
+            k.backward_x(gT.numpy(), w.numpy(), d.numpy(), T, B, gxT.numpy())
+            grad_x = gxT.t().reshape(T, B, c_in)
+        if ctx.needs_input_grad[1]:
+            gw = torch.empty_like(w)
+            k.backward_w(gT.numpy(), xT.numpy(), d.numpy(), T, B, gw.numpy())
+            grad_w = gw
+        return grad_x, grad_w, None
+
+
+@register_backend(
+    "delay_linear_int", "numba", check=check_numba, priority=10,
+    description="numba: one shifted multiply-add per synapse, cost independent of max_delay (CPU)",
+)
+def delayed_linear_int_numba(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:
+    """Integer-delay synapses with the numba kernels; ``x: [T, B, C_in]`` contiguous, ``delays`` int64."""
+    if weight.dtype != x.dtype:
+        raise TypeError(f"weight has dtype {weight.dtype} but the input has dtype {x.dtype}")
+    return _DelayIntFunction.apply(x, weight, delays)

@@ -1,0 +1,277 @@
+"""Delayed synapses: equivalence with DCLS ``Dcls1d`` (gauss), gradcheck, the integer path against the dense rounded
+convolution on every backend, explicit modes, the training helpers, and bad input."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from spikelib.functional.delay import delayed_linear_gaussian, delayed_linear_int, gaussian_delay_kernel
+from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
+from spikelib.layers import DelayedLinear
+from spikelib.layers.delay_schedule import (
+    DelayOptimizers,
+    SigmaSchedule,
+    clamp_delays_,
+    rounded_delays,
+    split_delay_parameters,
+)
+
+TOL = {torch.float32: dict(rtol=1e-5, atol=2e-6), torch.float64: dict(rtol=1e-12, atol=1e-12)}
+
+
+def _dcls_pair(c_in, c_out, max_delay, sigma, dtype):
+    """Our layer and a Dcls1d in the matching configuration (same weights; P = K//2 - D; SIG = sigma - 0.27)."""
+    modules = pytest.importorskip("DCLS.construct.modules")
+    K = max_delay + 1
+    ours = DelayedLinear(c_in, c_out, max_delay).to(dtype)
+    ours.set_sigma(sigma)
+    ref = modules.Dcls1d(c_in, c_out, kernel_count=1, dilated_kernel_size=K, bias=False, version="gauss").to(dtype)
+    with torch.no_grad():
+        ref.weight.copy_(ours.weight[:, :, None])
+        ref.P.copy_((K // 2 - ours.delay)[None, :, :, None])
+        ref.SIG.fill_(sigma - 0.27)
+    return ours, ref
+
+
+def _dcls_forward(ref, x, max_delay):
+    """SNN-delays' use of Dcls1d: [T, B, C] -> [B, C, T], left padding K - 1, convolution, back to [T, B, C]."""
+    return ref(F.pad(x.permute(1, 2, 0), (max_delay, 0))).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("max_delay,sigma", [(24, 12.27), (24, 0.5), (12, 3.0), (6, 0.27)])
+def test_matches_dcls_outputs_and_gradients(dtype, max_delay, sigma):
+    T, B, c_in, c_out = 37, 3, 9, 7
+    ours, ref = _dcls_pair(c_in, c_out, max_delay, sigma, dtype)
+    x = (torch.rand(T, B, c_in, dtype=dtype) < 0.3).to(dtype).requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    y, y_ref = ours(x), _dcls_forward(ref, x_ref, max_delay)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    errors = {
+        "output": (y - y_ref).abs().max().item(),
+        "grad_x": (x.grad - x_ref.grad).abs().max().item(),
+        "grad_w": (ours.weight.grad - ref.weight.grad[:, :, 0]).abs().max().item(),
+        "grad_delay": (ours.delay.grad + ref.P.grad[0, :, :, 0]).abs().max().item(),  # D = K//2 - P
+    }
+    print(f"DCLS equivalence {dtype} max_delay={max_delay} sigma={sigma}: " +
+          ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
+    torch.testing.assert_close(y, y_ref, **TOL[dtype])
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL[dtype])
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad[:, :, 0], **TOL[dtype])
+    torch.testing.assert_close(ours.delay.grad, -ref.P.grad[0, :, :, 0], **TOL[dtype])
+    assert ours.delay.grad.abs().max() > 1e-3  # the positions really get a gradient
+
+
+def test_tap_convention_one_synapse():
+    """A synapse of delay d makes the input at t - d reach the output at t (causal, output length T)."""
+    layer = DelayedLinear(1, 1, 8).double()
+    with torch.no_grad():
+        layer.weight.fill_(2.0)
+        layer.delay.fill_(3.0)
+    x = torch.zeros(10, 1, 1, dtype=torch.float64)
+    x[2] = 1.0
+    y_int = layer.round_delays()(x)
+    assert y_int.shape == (10, 1, 1)
+    assert torch.nonzero(y_int.flatten()).flatten().tolist() == [5] and y_int[5].item() == 2.0
+    layer.use_gaussian()
+    layer.set_sigma(0.3)
+    y = layer(x).flatten()
+    assert int(y.argmax()) == 5 and y[:2].abs().max() == 0  # nothing before the input spike
+    assert y.sum().item() == pytest.approx(2.0, rel=1e-6)  # the Gaussian is normalised (up to DCLS's 1e-7)
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(9, 2, 3, dtype=torch.float64, generator=g).requires_grad_(True)
+    w = torch.randn(4, 3, dtype=torch.float64, generator=g).requires_grad_(True)
+    d = (torch.rand(4, 3, dtype=torch.float64, generator=g) * 5).requires_grad_(True)
+    b = torch.randn(4, dtype=torch.float64, generator=g).requires_grad_(True)
+    fn = lambda x, w, d, b: delayed_linear_gaussian(x, w, d, 1.3, 5, b)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w, d, b))
+    for backend in available_backends("delay_linear_int"):
+        delays = torch.randint(0, 12, (4, 3), generator=g)  # some delays >= T: no contribution
+        fn_int = lambda x, w: delayed_linear_int(x, w, delays, backend=backend)  # noqa: E731
+        assert torch.autograd.gradcheck(fn_int, (x, w))
+
+
+def _dense_rounded(x, weight, delays, max_delay):
+    """The dense reference: a (max_delay + 1)-tap kernel, one-hot at each synapse's integer delay, via conv1d."""
+    kernel = torch.zeros(weight.shape + (max_delay + 1,), dtype=weight.dtype)
+    kernel = kernel.scatter(2, (max_delay - delays)[..., None], weight[..., None])  # conv1d index = max_delay - d
+    return F.conv1d(F.pad(x.permute(1, 2, 0), (max_delay, 0)), kernel).permute(2, 0, 1)
+
+
+@pytest.mark.parametrize("backend", available_backends("delay_linear_int"))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(50, 4, 13, 11, 25), (6, 3, 5, 17, 9), (1, 1, 1, 1, 1)])
+def test_integer_path_equals_dense_rounded_conv(backend, dtype, shape):
+    T, B, c_in, c_out, max_delay = shape
+    x = (torch.rand(T, B, c_in, dtype=dtype) * (torch.rand(T, B, c_in) < 0.4)).requires_grad_(True)
+    w = torch.randn(c_out, c_in, dtype=dtype).requires_grad_(True)
+    delays = torch.randint(0, max_delay + 1, (c_out, c_in))
+    reset_backend_calls()
+    y = delayed_linear_int(x, w, delays, backend=backend)
+    assert backend_calls("delay_linear_int") == {backend: 1}, "the intended backend did not run"
+    x_ref, w_ref = x.detach().clone().requires_grad_(True), w.detach().clone().requires_grad_(True)
+    y_ref = _dense_rounded(x_ref, w_ref, delays, max_delay)
+    g = torch.randn_like(y)
+    y.backward(g)
+    y_ref.backward(g)
+    torch.testing.assert_close(y, y_ref, **TOL[dtype])
+    torch.testing.assert_close(x.grad, x_ref.grad, **TOL[dtype])
+    torch.testing.assert_close(w.grad, w_ref.grad, **TOL[dtype])
+
+
+def test_integer_mode_is_rounded_gaussian_limit_and_explicit():
+    layer = DelayedLinear(6, 5, 10).double()
+    x = torch.rand(30, 2, 6, dtype=torch.float64)
+    layer.set_sigma(0.27)
+    with torch.no_grad():
+        layer.delay.copy_(layer.delay.round())  # integer positions: the narrow Gaussian is ~one-hot
+    y_gauss = layer(x)
+    layer.eval()
+    assert torch.equal(layer(x), y_gauss), "numerics must not change with module.training"
+    with rounded_delays(layer):
+        assert layer.mode == "integer"
+        y_int = layer(x)
+    assert layer.mode == "gaussian"
+    torch.testing.assert_close(y_int, y_gauss, rtol=0, atol=1e-2)  # neighbours get exp(-0.5/0.27^2) ~ 1e-3
+    torch.testing.assert_close(y_int, _dense_rounded(x, layer.weight.detach(), layer.integer_delays(), 10))
+
+
+def test_delay_options():
+    random = DelayedLinear(4, 3, 7, delays="random")
+    assert "delay" not in dict(random.named_parameters()) and random.mode == "integer"
+    assert torch.equal(random.delay, random.delay.round()) and 0 <= random.delay.min() <= random.delay.max() <= 7
+    with pytest.raises(ValueError, match="mode 'gaussian' needs delays='learn'"):
+        random.use_gaussian()
+    none = DelayedLinear(4, 3, 7, delays="none", bias=True)
+    x = torch.rand(5, 2, 4)
+    torch.testing.assert_close(none(x), x @ none.weight.t() + none.bias)
+    learn = DelayedLinear(4, 3, 7)
+    assert learn.delay.requires_grad and learn.mode == "gaussian"
+    assert learn.sigma.item() == pytest.approx(4.27)  # K // 2 + 0.27 with K = 8 taps
+
+
+def test_layer_clamps_positions():
+    layer = DelayedLinear(3, 2, 5).double()
+    with torch.no_grad():
+        layer.delay.copy_(torch.tensor([[-3.0, 2.2, 9.0], [5.0, 0.0, 7.5]]))
+    x = torch.rand(12, 2, 3, dtype=torch.float64)
+    clamped = layer.delay.detach().clamp(0, 5)
+    torch.testing.assert_close(layer(x), delayed_linear_gaussian(x, layer.weight, clamped, float(layer.sigma), 5))
+    assert layer.integer_delays().tolist() == [[0, 2, 5], [5, 0, 5]]
+    clamp_delays_(layer)
+    assert torch.equal(layer.delay.detach(), clamped)
+
+
+def test_kernel_is_normalised_and_has_no_denormals():
+    w = torch.ones(2, 3)
+    d = torch.tensor([[0.0, 12.5, 24.0], [3.3, 7.0, 20.0]])
+    for sigma in (0.27, 0.5, 12.27):
+        k = gaussian_delay_kernel(w, d, sigma, 24)
+        torch.testing.assert_close(k.sum(0), torch.ones(3, 2), rtol=1e-6, atol=1e-6)
+        tiny = (k != 0) & (k.abs() < torch.finfo(torch.float32).tiny)
+        assert not tiny.any()
+
+
+def test_sigma_schedule_follows_reference():
+    sched = SigmaSchedule(max_delay=24, epochs=150)
+    assert sched.final_epoch == 37 and sched.sig_init == 12
+    assert sched(0) == pytest.approx(12.27)
+    assert sched.sig(37) == pytest.approx(0.23, rel=1e-9)
+    assert sched.sig(150) == sched.sig(37)
+    alpha = (0.23 / 12) ** (1 / 37)
+    assert sched.sig(10) == pytest.approx(12 * alpha ** 10, rel=1e-12)
+    assert all(sched(e + 1) < sched(e) for e in range(36))
+    assert SigmaSchedule(24, 150, final_epoch=0)(50) == pytest.approx(12.27)
+
+
+def test_delay_optimizers_groups_clamp_and_sigma():
+    model = torch.nn.Sequential(DelayedLinear(4, 6, 9), torch.nn.BatchNorm1d(6), DelayedLinear(6, 2, 9))
+    groups = split_delay_parameters(model)
+    assert len(groups.weights) == 2 and len(groups.delays) == 2 and len(groups.no_decay) == 2
+    opt = DelayOptimizers(model, epochs=8, lr=1e-3)
+    assert opt.delays.param_groups[0]["lr"] == pytest.approx(0.1)  # 100x the weights' lr, cosine-annealed
+    assert opt.weights.param_groups[0]["weight_decay"] == 1e-5 and opt.weights.param_groups[1]["weight_decay"] == 0
+    assert model[0].sigma.item() == pytest.approx(5 + 0.27)
+    x = torch.rand(7, 3, 4)
+    opt.zero_grad()
+    y = model[2](torch.relu(model[0](x)))
+    (y.sum() * 1e3).backward()
+    opt.step()
+    for layer in (model[0], model[2]):
+        assert layer.delay.min() >= 0 and layer.delay.max() <= 9
+    assert opt.end_epoch(0) == pytest.approx(opt.sigma_schedule(1)) and model[2].sigma.item() < 5.27
+
+
+def test_numba_backend_selected_and_torch_fallback_reason():
+    from spikelib.functional.delay import DelayRequest
+    from spikelib.kernels import select_backend
+
+    req = DelayRequest(torch.device("cpu"), torch.float16, False)
+    assert select_backend("delay_linear_int", "auto", req, count=False).name == "torch"
+    with pytest.raises(BackendUnavailableError, match="float32 and float64"):
+        select_backend("delay_linear_int", "numba", req, count=False)
+
+
+@pytest.mark.parametrize(
+    "make,exc,match",
+    [
+        (lambda: DelayedLinear(3, 2, 0), ValueError, "max_delay must be >= 1"),
+        (lambda: DelayedLinear(3, 2, -4), ValueError, "max_delay must be >= 1"),
+        (lambda: DelayedLinear(3, 2, 2.5), TypeError, "max_delay must be an int"),
+        (lambda: DelayedLinear(0, 2, 3), ValueError, "in_features must be >= 1"),
+        (lambda: DelayedLinear(3, 2, 3, delays="fixed"), ValueError, "delays must be one of"),
+        (lambda: DelayedLinear(3, 2, 3, sigma=float("nan")), ValueError, "sigma must be a finite number > 0"),
+        (lambda: DelayedLinear(3, 2, 3, sigma=0.0), ValueError, "sigma must be a finite number > 0"),
+        (lambda: SigmaSchedule(0, 10), ValueError, "max_delay must be an int >= 1"),
+    ],
+)
+def test_bad_construction(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_bad_forward_input():
+    layer = DelayedLinear(3, 2, 4)
+    with pytest.raises(ValueError, match=r"x must have 3 dimensions \[T, B, 3\]"):
+        layer(torch.rand(5, 3))
+    with pytest.raises(ValueError, match="x must have 3 channels in dim 2"):
+        layer(torch.rand(5, 2, 4))
+    with pytest.raises(ValueError, match="x must have at least one time step"):
+        layer(torch.rand(0, 2, 3))
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
+        layer(torch.ones(5, 2, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        layer([[1.0]])
+    with torch.no_grad():
+        layer.delay[0, 1] = float("nan")
+    with pytest.raises(ValueError, match="delay contains NaN or inf"):
+        layer(torch.rand(5, 2, 3))
+    with pytest.raises(ValueError, match="delay contains NaN or inf"):
+        layer.round_delays()(torch.rand(5, 2, 3))
+    good = DelayedLinear(3, 2, 4)
+    good.sigma.fill_(float("nan"))  # e.g. a corrupted state dict
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+        good(torch.rand(5, 2, 3))
+    with pytest.raises(ValueError, match="delays must be >= 0"):
+        delayed_linear_int(torch.rand(5, 2, 3), torch.rand(2, 3), -torch.ones(2, 3, dtype=torch.int64))
+    with pytest.raises(ValueError, match=r"delays must be an int64 tensor of shape \(2, 3\)"):
+        delayed_linear_int(torch.rand(5, 2, 3), torch.rand(2, 3), torch.ones(2, 3))
+
+
+def test_short_sequences_are_fine():
+    """No minimum length: taps beyond the sequence read only the zero padding."""
+    layer = DelayedLinear(3, 2, 20).double()
+    x = torch.rand(4, 2, 3, dtype=torch.float64)
+    full = layer(torch.cat([x, torch.zeros(30, 2, 3, dtype=torch.float64)]))[:4]
+    torch.testing.assert_close(layer(x), full)
+    layer.round_delays()
+    full = layer(torch.cat([x, torch.zeros(30, 2, 3, dtype=torch.float64)]))[:4]
+    torch.testing.assert_close(layer(x), full)
+    assert math.isfinite(layer(x).sum().item())
