@@ -7,11 +7,13 @@ Tensors are time first, ``[T, B, ...]``. Sequence modules (``LIF``) take a whole
 from spikelib import functional, surrogate
 from spikelib.functional.lif import LIFOutput, LIFState, lif
 from spikelib.kernels import available_backends, backend_calls
+from spikelib.layers import DelayedLinear
 from spikelib.neurons import LIF, LIFCell, ParametricLIF, reset
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DelayedLinear",
     "LIF",
     "LIFCell",
     "LIFOutput",

@@ -1,5 +1,6 @@
 """Reference architectures, time first ``[T, B, ...]``."""
 
 from spikelib.models.mlp import SpikingMLP
+from spikelib.models.snn_delays import SNNDelays
 
-__all__ = ["SpikingMLP"]
+__all__ = ["SNNDelays", "SpikingMLP"]
