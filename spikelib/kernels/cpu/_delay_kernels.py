@@ -31,11 +31,10 @@ def forward(xT, w, d, T, B, yT):  # pragma: no cover - compiled
                 if dd >= T:
                     continue
                 wv = w[j, i]
-                off = dd * B
                 n = (T - dd) * B
-                yj = yT[j]
+                ys = yT[j, dd * B:]  # a view: indices below start at 0, so the loop vectorises
                 for k in range(n):
-                    yj[off + k] += wv * xi[k]
+                    ys[k] += wv * xi[k]
 
 
 @numba.njit(parallel=True, cache=True)
@@ -54,11 +53,11 @@ def backward_x(gT, w, d, T, B, gxT):  # pragma: no cover - compiled
                 if dd >= T:
                     continue
                 wv = w[j, i]
-                off = dd * B
                 n = (T - dd) * B
+                gs = gj[dd * B:]
                 gi = gxT[i]
                 for k in range(n):
-                    gi[k] += wv * gj[off + k]
+                    gi[k] += wv * gs[k]
 
 
 @numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -72,10 +71,10 @@ def backward_w(gT, xT, d, T, B, gw):  # pragma: no cover - compiled
             if dd >= T:
                 gw[j, i] = 0
                 continue
-            off = dd * B
             n = (T - dd) * B
+            gs = gj[dd * B:]
             xi = xT[i]
             acc = zero[0]
             for k in range(n):
-                acc += gj[off + k] * xi[k]
+                acc += gs[k] * xi[k]
             gw[j, i] = acc
