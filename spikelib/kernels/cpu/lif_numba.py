@@ -14,8 +14,8 @@ time::
     dL/dv_th   += -dL/dS[t] g + dL/dV[t] dV/dv_th
 
 Only ``H`` is saved for backward (spikes and ``V`` are recomputed from it), so activation memory is one tensor of the
-input's size. Work is parallel over chunks of the ``B x N`` neurons (numba ``prange``); each chunk runs its time loop
-with its state in cache. Kernel variants are generated from ``lif.py.tmpl`` (see :mod:`.codegen`).
+input's size. Work is split into chunks of the ``B x N`` neurons, run on a few threads (:mod:`.threads`); each chunk
+runs its time loop with its state in cache. Kernel variants are generated from ``lif.py.tmpl`` (see :mod:`.codegen`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import torch
 
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cpu.codegen import load_generated, render_template
+from spikelib.kernels.cpu.threads import chunk_size, kernel_threads, run_chunked
 from spikelib.kernels.registry import register_backend
 from spikelib.surrogate import Surrogate
 
@@ -102,20 +103,6 @@ def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: 
     return load_generated(source, "lif")
 
 
-def _chunk_size(m: int, threads: int) -> int:
-    """Neurons per parallel work item: at least two items per thread, at most 4096 neurons (state stays in L2)."""
-    per = math.ceil(m / max(1, 2 * threads))
-    per = ((per + 15) // 16) * 16
-    return int(max(16, min(4096, per)))
-
-
-def _set_threads() -> int:
-    numba = _numba()
-    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-    numba.set_num_threads(n)
-    return n
-
-
 def _np(t: torch.Tensor):
     return t.detach().numpy()
 
@@ -126,27 +113,26 @@ class _LIFNumbaFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, v0, tau_e, vth_e, config, return_membrane, need_grad):  # type: ignore[override]
         T, M = x.shape
-        threads = _set_threads()
-        chunk = _chunk_size(M, threads)
+        _numba()
         kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False)
         spikes = torch.empty_like(x)
         h = torch.empty_like(x) if need_grad else x.new_empty((1, 1))
         membrane = torch.empty_like(x) if return_membrane else x.new_empty((1, 1))
         v_final = torch.empty_like(v0)
-        kernels.lif_forward(_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h),
-                            _np(membrane), _np(v_final), chunk)
+        threads = kernel_threads(T * M)
+        args = (_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h), _np(membrane),
+                _np(v_final))
+        run_chunked(kernels.lif_forward, args, M, chunk_size(M, threads), threads)
         ctx.set_materialize_grads(False)
         if need_grad:
             ctx.save_for_backward(h, v0, tau_e, vth_e)
         ctx.config = config
-        ctx.chunk = chunk
         return spikes, (membrane if return_membrane else x.new_empty((0,))), v_final
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
         h, v0, tau_e, vth_e = ctx.saved_tensors
         config: LIFConfig = ctx.config
-        _set_threads()
         T, M = h.shape
         param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
         has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
@@ -165,11 +151,13 @@ class _LIFNumbaFunction(torch.autograd.Function):
         grad_v0 = torch.empty_like(v0)
         grad_tau = torch.empty_like(tau_e) if param_grads else h.new_empty((1,))
         grad_vth = torch.empty_like(vth_e) if param_grads else h.new_empty((1,))
-        kernels.lif_backward(
+        threads = kernel_threads(T * M)
+        args = (
             _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
             _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
-            _np(grad_v0), _np(grad_tau), _np(grad_vth), ctx.chunk,
+            _np(grad_v0), _np(grad_tau), _np(grad_vth),
         )
+        run_chunked(kernels.lif_backward, args, M, chunk_size(M, threads), threads)
         return (
             grad_x,
             grad_v0 if ctx.needs_input_grad[1] else None,
