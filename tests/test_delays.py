@@ -21,6 +21,12 @@ from spikelib.layers.delay_schedule import (
 TOL = {torch.float32: dict(rtol=1e-5, atol=2e-6), torch.float64: dict(rtol=1e-12, atol=1e-12)}
 
 
+def _close(a, b):
+    """Equal to rounding: sums of many float32 terms in another order differ by ~1e-6 of their largest term."""
+    rel = 1e-5 if a.dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(a, b, rtol=rel, atol=rel * float(b.detach().abs().max()))
+
+
 def _dcls_pair(c_in, c_out, max_delay, sigma, dtype):
     """Our layer and a Dcls1d in the matching configuration (same weights; P = K//2 - D; SIG = sigma - 0.27)."""
     modules = pytest.importorskip("DCLS.construct.modules")
@@ -40,14 +46,19 @@ def _dcls_forward(ref, x, max_delay):
     return ref(F.pad(x.permute(1, 2, 0), (max_delay, 0))).permute(2, 0, 1)
 
 
+@pytest.mark.parametrize("backend", available_backends("delay_shifted_matmul"))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("max_delay,sigma", [(24, 12.27), (24, 0.5), (12, 3.0), (6, 0.27)])
-def test_matches_dcls_outputs_and_gradients(dtype, max_delay, sigma):
+def test_matches_dcls_outputs_and_gradients(backend, dtype, max_delay, sigma):
     T, B, c_in, c_out = 37, 3, 9, 7
     ours, ref = _dcls_pair(c_in, c_out, max_delay, sigma, dtype)
-    x = (torch.rand(T, B, c_in, dtype=dtype) < 0.3).to(dtype).requires_grad_(True)
+    ours.backend = backend
+    x = ((torch.rand(T, B, c_in, dtype=dtype) < 0.1) * 1.5).to(dtype).requires_grad_(True)  # sparse spikes
     x_ref = x.detach().clone().requires_grad_(True)
+    reset_backend_calls()
     y, y_ref = ours(x), _dcls_forward(ref, x_ref, max_delay)
+    assert backend_calls("delay_shifted_matmul") == {backend: 1}
+    assert backend_calls("delay_gaussian_kernel") == {backend: 1}
     g = torch.randn_like(y)
     y.backward(g)
     y_ref.backward(g)
@@ -57,12 +68,12 @@ def test_matches_dcls_outputs_and_gradients(dtype, max_delay, sigma):
         "grad_w": (ours.weight.grad - ref.weight.grad[:, :, 0]).abs().max().item(),
         "grad_delay": (ours.delay.grad + ref.P.grad[0, :, :, 0]).abs().max().item(),  # D = K//2 - P
     }
-    print(f"DCLS equivalence {dtype} max_delay={max_delay} sigma={sigma}: " +
+    print(f"DCLS equivalence {backend} {dtype} max_delay={max_delay} sigma={sigma}: " +
           ", ".join(f"{k} {v:.2e}" for k, v in errors.items()))
-    torch.testing.assert_close(y, y_ref, **TOL[dtype])
-    torch.testing.assert_close(x.grad, x_ref.grad, **TOL[dtype])
-    torch.testing.assert_close(ours.weight.grad, ref.weight.grad[:, :, 0], **TOL[dtype])
-    torch.testing.assert_close(ours.delay.grad, -ref.P.grad[0, :, :, 0], **TOL[dtype])
+    _close(y, y_ref)
+    _close(x.grad, x_ref.grad)
+    _close(ours.weight.grad, ref.weight.grad[:, :, 0])
+    _close(ours.delay.grad, -ref.P.grad[0, :, :, 0])
     assert ours.delay.grad.abs().max() > 1e-3  # the positions really get a gradient
 
 
@@ -86,12 +97,15 @@ def test_tap_convention_one_synapse():
 
 def test_gradcheck_float64():
     g = torch.Generator().manual_seed(1)
-    x = torch.rand(7, 2, 2, dtype=torch.float64, generator=g).requires_grad_(True)
+    x = torch.zeros(12, 2, 2, dtype=torch.float64)
+    x[[1, 4, 9], [0, 1, 1], [1, 0, 1]] = torch.tensor([0.7, 1.2, 0.4], dtype=torch.float64)
+    x.requires_grad_(True)  # sparse (1/8 nonzero, 1/7 when gradcheck perturbs a zero), so the event path can run
     w = torch.randn(3, 2, dtype=torch.float64, generator=g).requires_grad_(True)
     d = (torch.rand(3, 2, dtype=torch.float64, generator=g) * 5).requires_grad_(True)
     b = torch.randn(3, dtype=torch.float64, generator=g).requires_grad_(True)
-    fn = lambda x, w, d, b: delayed_linear_gaussian(x, w, d, 1.3, 5, b)  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (x, w, d, b))
+    for backend in available_backends("delay_shifted_matmul"):
+        fn = lambda x, w, d, b: delayed_linear_gaussian(x, w, d, 1.3, 5, b, backend=backend)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x, w, d, b))
     for backend in available_backends("delay_linear_int"):
         delays = torch.randint(0, 10, (3, 2), generator=g)  # some delays >= T: no contribution
         fn_int = lambda x, w: delayed_linear_int(x, w, delays, backend=backend)  # noqa: E731
@@ -207,6 +221,17 @@ def test_delay_optimizers_groups_clamp_and_sigma():
     for layer in (model[0], model[2]):
         assert layer.delay.min() >= 0 and layer.delay.max() <= 9
     assert opt.end_epoch(0) == pytest.approx(opt.sigma_schedule(1)) and model[2].sigma.item() < 5.27
+
+
+def test_auto_picks_the_event_path_for_sparse_inputs_only():
+    layer = DelayedLinear(20, 8, 6)
+    for density, expected in ((0.05, "numba"), (0.5, "torch")):
+        reset_backend_calls()
+        layer((torch.rand(30, 4, 20) < density).float())
+        assert backend_calls("delay_shifted_matmul") == {expected: 1}
+    layer.backend = "numba"
+    with pytest.raises(BackendUnavailableError, match="the event path is for sparse inputs"):
+        layer(torch.rand(30, 4, 20))
 
 
 def test_numba_backend_selected_and_torch_fallback_reason():

@@ -25,19 +25,23 @@ kernel of odd size ``K = D_max + 1`` and the raw ``SIG`` with ``sigma = |SIG| + 
 cross-correlation, so its kernel index ``k`` is delay ``K - 1 - k`` and the two parametrisations are related by
 ``D = K//2 - P`` (tests/test_delays.py checks outputs and gradients against the package).
 
-Computation. The Gaussian form is ``D_max + 1`` matrix products on time-shifted views: with ``X = x.reshape(T B, C_in)``
-time first, ``x[t - d]`` for all ``t`` is the row range ``X[: (T - d) B]``, so ``Y[d B:] += X[:(T - d) B] k_d^T`` needs
-no copy and no im2col buffer; backward is the same with the roles swapped. The integer form goes through the backend
-registry (operation ``"delay_linear_int"``): a numba kernel (``spikelib.kernels.cpu.delay_numba``) that adds one
-contiguous shifted row per synapse (``T B`` multiply-adds per synapse, whatever ``D_max`` is; memory: the weights and
-one integer delay per synapse), and a torch fallback for other devices (one matrix product per distinct delay value).
+Computation, through the backend registry (``backend="auto"`` picks the fastest exact path). The kernel is built
+by operation ``"delay_gaussian_kernel"`` (numba: one fused pass per synapse, forward and backward; torch: the
+expression above under autograd). It is applied by ``"delay_shifted_matmul"``: with ``X = x.reshape(T B, C_in)``
+time first, ``x[t - d]`` for all ``t`` is the row range ``X[: (T - d) B]``, so the torch backend does one GEMM per tap,
+``Y[d B:] += X[:(T - d) B] k_d^T``, with no copy and no im2col buffer; the numba backend runs on sparse inputs (spikes,
+at most ``EVENT_DENSITY_MAX`` nonzero) and does ``D_max + 1`` row updates per nonzero input, for the output and for the
+kernel gradient. The input gradient is always the dense per-tap GEMMs (it is dense whatever the input). The integer
+form is operation ``"delay_linear_int"``: a numba kernel (``spikelib.kernels.cpu.delay_numba``) that adds one
+contiguous shifted row per synapse (``T B`` multiply-adds per synapse, whatever ``D_max`` is; memory: the weights
+and one integer delay per synapse), and a torch fallback for other devices (one matrix product per distinct delay).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -117,19 +121,59 @@ def gaussian_delay_kernel(
     return (weight.t().unsqueeze(0) * g).contiguous()
 
 
-class _ShiftedMatmul(torch.autograd.Function):
-    """``y[t] = sum_d x[t - d] @ kernel[d]`` on time-first tensors, one GEMM per tap on shifted row ranges."""
+@dataclass(frozen=True)
+class GaussianRequest:
+    """What a ``delay_gaussian_kernel`` / ``delay_shifted_matmul`` backend's capability check sees."""
+
+    device: torch.device
+    dtype: torch.dtype
+    density: float = 1.0  # share of nonzero inputs (the event path runs on sparse spike inputs only)
+
+
+@register_backend(
+    "delay_gaussian_kernel", "torch", check=lambda request: None, priority=0,
+    description="torch: the kernel as an autograd expression (any device)",
+)
+def _gaussian_kernel_torch(weight: torch.Tensor, delay: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
+    return gaussian_delay_kernel(weight, delay, sigma, max_delay)
+
+
+@register_backend(
+    "delay_shifted_matmul", "torch", check=lambda request: None, priority=0,
+    description="torch: one GEMM per tap on time-shifted row ranges (any device)",
+)
+class DenseShiftedMatmul:
+    """``Y[d B:] += X[:(T - d) B] kernel[d]`` per tap, and the matching kernel gradient (dense GEMMs)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         T, B, c_in = x.shape
-        taps, _, c_out = kernel.shape
         X = x.reshape(T * B, c_in)
         Y = torch.mm(X, kernel[0])
-        for d in range(1, min(taps, T)):
+        for d in range(1, min(kernel.shape[0], T)):
             Y[d * B:].addmm_(X[: (T - d) * B], kernel[d])
+        return Y
+
+    @staticmethod
+    def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        T, B, c_in = x.shape
+        X = x.reshape(T * B, c_in)
+        grad_k = torch.zeros_like(kernel)
+        for d in range(min(kernel.shape[0], T)):
+            torch.mm(X[: (T - d) * B].t(), G[d * B:], out=grad_k[d])
+        return grad_k
+
+
+class _ShiftedMatmul(torch.autograd.Function):
+    """``y[t] = sum_d x[t - d] @ kernel[d]`` on time-first tensors; forward and kernel gradient by ``impl`` (dense
+    GEMMs or the sparse event path), the input gradient by dense GEMMs (it is dense whatever the input)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, impl: Any) -> torch.Tensor:  # type: ignore[override]
+        T, B, _ = x.shape
         ctx.save_for_backward(x, kernel)
-        return Y.view(T, B, c_out)
+        ctx.impl = impl
+        return impl.forward(x, kernel).view(T, B, kernel.shape[2])
 
     @staticmethod
     @once_differentiable
@@ -138,7 +182,6 @@ class _ShiftedMatmul(torch.autograd.Function):
         T, B, c_in = x.shape
         taps, _, c_out = kernel.shape
         G = grad_y.contiguous().view(T * B, c_out)
-        X = x.reshape(T * B, c_in)
         grad_x = grad_k = None
         if ctx.needs_input_grad[0]:
             gx = torch.mm(G, kernel[0].t())
@@ -146,10 +189,8 @@ class _ShiftedMatmul(torch.autograd.Function):
                 gx[: (T - d) * B].addmm_(G[d * B:], kernel[d].t())
             grad_x = gx.view(T, B, c_in)
         if ctx.needs_input_grad[1]:
-            grad_k = torch.zeros_like(kernel)
-            for d in range(min(taps, T)):
-                torch.mm(X[: (T - d) * B].t(), G[d * B:], out=grad_k[d])
-        return grad_x, grad_k
+            grad_k = ctx.impl.grad_kernel(x, G, kernel)
+        return grad_x, grad_k, None
 
 
 def delayed_linear_gaussian(
@@ -159,16 +200,24 @@ def delayed_linear_gaussian(
     sigma: Union[float, torch.Tensor],
     max_delay: int,
     bias: Optional[torch.Tensor] = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Delayed synapses with Gaussian interpolation (see the module docstring): ``[T, B, C_in] -> [T, B, C_out]``.
 
     ``delay`` is used as given (the layer clamps it to ``[0, max_delay]``); gradients reach ``x``, ``weight``,
-    ``delay`` and ``bias``.
+    ``delay`` and ``bias``. ``backend`` (``"auto"``, ``"numba"`` or ``"torch"``) chooses the implementations of the
+    operations ``delay_gaussian_kernel`` (building the kernel) and ``delay_shifted_matmul`` (applying it; the numba
+    event path runs when at most ``EVENT_DENSITY_MAX`` of the inputs are nonzero, e.g. spikes).
     """
     check_delay_input(x, weight.shape[1])
     _check_finite(delay, "delay")
-    kernel = gaussian_delay_kernel(weight, delay, sigma, max_delay)
-    y = _ShiftedMatmul.apply(x.contiguous(), kernel)
+    sigma = _check_sigma(sigma)
+    x = x.contiguous()
+    kernel_impl = select_backend("delay_gaussian_kernel", backend, GaussianRequest(x.device, x.dtype)).impl
+    kernel = kernel_impl(weight, delay, sigma, max_delay)
+    density = float(torch.count_nonzero(x)) / max(1, x.numel())
+    impl = select_backend("delay_shifted_matmul", backend, GaussianRequest(x.device, x.dtype, density)).impl
+    y = _ShiftedMatmul.apply(x, kernel, impl)
     return y if bias is None else y + bias
 
 

@@ -73,7 +73,9 @@ class DelayedLinear(nn.Module):
         bias: add a learnable bias per output (SNN-delays uses none).
         sigma: initial Gaussian width in steps for ``delays="learn"`` (default :func:`default_sigma`).
         generator: random generator for the initial weights and delays (default: torch's global one).
-        backend: backend of the integer path (``"auto"``, ``"numba"`` or ``"torch"``).
+        backend: ``"auto"``, ``"numba"`` or ``"torch"``: the implementation of the delay operations of the registry
+            (``delay_gaussian_kernel``, ``delay_shifted_matmul``, ``delay_linear_int``); ``"auto"`` picks the fastest
+            exact one (numba on CPU, the event path for sparse inputs).
     """
 
     def __init__(
@@ -165,7 +167,7 @@ class DelayedLinear(nn.Module):
         if not math.isfinite(sigma) or sigma <= 0:
             raise ValueError(f"sigma must be a finite number > 0 (Gaussian width in steps), got {sigma}")
         delay = self.delay.clamp(0, self.max_delay)
-        return delayed_linear_gaussian(x, self.weight, delay, sigma, self.max_delay, self.bias)
+        return delayed_linear_gaussian(x, self.weight, delay, sigma, self.max_delay, self.bias, backend=self.backend)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_features}, {self.out_features}, max_delay={self.max_delay}, delays={self.delays!r}, "

@@ -78,3 +78,103 @@ def backward_w(gT, xT, d, T, B, gw):  # pragma: no cover - compiled
             for k in range(n):
                 acc += gs[k] * xi[k]
             gw[j, i] = acc
+
+
+
+@numba.njit(parallel=True, cache=True)
+def events_forward(x, kernel, y):  # pragma: no cover - compiled
+    """y[(s + d) B + b, :] += x[s, b, i] kernel[d, i, :] for every nonzero x[s, b, i] (x: [T, B, C_in], kernel:
+    [D + 1, C_in, C_out], y: [T B, C_out] zeroed). Parallel over b: each b owns its output rows."""
+    T, B, c_in = x.shape
+    taps = kernel.shape[0]
+    c_out = kernel.shape[2]
+    for b in prange(B):
+        for s in range(T):
+            last = min(taps, T - s)
+            for i in range(c_in):
+                v = x[s, b, i]
+                if v == 0:
+                    continue
+                for d in range(last):
+                    row = y[(s + d) * B + b]
+                    kd = kernel[d, i]
+                    for o in range(c_out):
+                        row[o] += v * kd[o]
+
+
+@numba.njit(parallel=True, cache=True)
+def events_grad_kernel(x, g, gk):  # pragma: no cover - compiled
+    """gk[d, i, :] = sum over nonzero x[s, b, i] of x[s, b, i] g[(s + d) B + b, :] (gk zeroed). Parallel over i."""
+    T, B, c_in = x.shape
+    taps = gk.shape[0]
+    c_out = gk.shape[2]
+    for i in prange(c_in):
+        for s in range(T):
+            last = min(taps, T - s)
+            for b in range(B):
+                v = x[s, b, i]
+                if v == 0:
+                    continue
+                for d in range(last):
+                    row = g[(s + d) * B + b]
+                    acc = gk[d, i]
+                    for o in range(c_out):
+                        acc[o] += v * row[o]
+
+
+@numba.njit(parallel=True, cache=True)
+def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel):  # pragma: no cover - compiled
+    """kernel[d, i, j] = w[j, i] e_d / (sum e + eps), e_d = exp(-(d - D)^2 / (2 sigma^2)) (0 beyond the cutoff)."""
+    c_out, c_in = w.shape
+    taps = kernel.shape[0]
+    inv = 1.0 / sigma
+    for i in prange(c_in):
+        e = np.empty((taps, c_out), dtype=kernel.dtype)
+        scale = np.empty(c_out, dtype=kernel.dtype)
+        for j in range(c_out):
+            dj = delay[j, i]
+            total = 0.0
+            for d in range(taps):
+                z = (d - dj) * inv
+                q = 0.5 * z * z
+                v = np.exp(-q) if q < cutoff else 0.0
+                e[d, j] = v
+                total += e[d, j]
+            scale[j] = w[j, i] / (total + eps)
+        for d in range(taps):
+            for j in range(c_out):
+                kernel[d, i, j] = e[d, j] * scale[j]
+
+
+@numba.njit(parallel=True, cache=True)
+def gauss_kernel_backward(gk, w, delay, sigma, cutoff, eps, gw, gd):  # pragma: no cover - compiled
+    """Gradients of :func:`gauss_kernel_forward` w.r.t. ``w`` and ``delay`` given ``gk = dL/dkernel``::
+
+    gw = sum_d G_d g_d,   gd = w / sigma^2 (sum_d G_d g_d (d - D) - gw sum_d e_d (d - D) / (S + eps)).
+    """
+    c_out, c_in = w.shape
+    taps = gk.shape[0]
+    inv = 1.0 / sigma
+    for i in prange(c_in):
+        for j in range(c_out):
+            dj = delay[j, i]
+            total = 0.0
+            first = 0.0
+            for d in range(taps):
+                z = (d - dj) * inv
+                q = 0.5 * z * z
+                v = np.exp(-q) if q < cutoff else 0.0
+                total += v
+                first += v * (d - dj)
+            norm = 1.0 / (total + eps)
+            a = 0.0
+            m = 0.0
+            for d in range(taps):
+                z = (d - dj) * inv
+                q = 0.5 * z * z
+                if q < cutoff:
+                    gv = gk[d, i, j] * np.exp(-q) * norm
+                    a += gv
+                    m += gv * (d - dj)
+            gw[j, i] = a
+            gd[j, i] = w[j, i] * inv * inv * (m - a * first * norm)

@@ -1,15 +1,21 @@
-"""Fast exact CPU backend of ``delay_linear_int`` (integer synaptic delays; equations in
-:mod:`spikelib.functional.delay`).
+"""Fast exact CPU backends of the delay operations (equations in :mod:`spikelib.functional.delay`).
 
-Forward, with ``xT``/``yT`` channel-major copies of the time-first tensors (``[C, T B]``)::
+``delay_linear_int`` (integer delays), with ``xT``/``yT`` channel-major copies of the time-first tensors
+(``[C, T B]``)::
 
     yT[j, d B + k]  += w[j, i] xT[i, k]                    k < (T - d) B,  d = D[j, i]
     backward: gxT[i, k] += w[j, i] gT[j, d B + k];         gw[j, i] = sum_k gT[j, d B + k] xT[i, k]
 
 Cost: ``(T - d) B`` multiply-adds per synapse (independent of ``max_delay``); memory: the weights, one int64 delay per
-synapse, and the channel-major copies of input and output. The kernels (:mod:`._delay_kernels`) are plain
-``@numba.njit(cache=True)`` functions, compiled once per machine (numba caches the machine code beside the module) and
-imported only when this backend first runs, so numba stays optional.
+synapse, and the channel-major copies of input and output.
+
+``delay_shifted_matmul`` (Gaussian kernel applied to sparse inputs): every nonzero ``x[s, b, i]`` adds
+``x[s, b, i] kernel[d, i, :]`` to output row ``(s + d, b)`` for each tap ``d``, and the kernel gradient gathers
+``x[s, b, i] g[(s + d) B + b, :]`` the same way: ``nnz (D_max + 1) C_out`` multiply-adds instead of the dense
+``T B C_in (D_max + 1) C_out``. ``delay_gaussian_kernel``: the kernel and its gradients in one pass per synapse.
+
+The kernels (:mod:`._delay_kernels`) are plain ``@numba.njit(cache=True)`` functions, compiled once per machine (numba
+caches the machine code beside the module) and imported only when a backend first runs, so numba stays optional.
 """
 
 from __future__ import annotations
@@ -103,3 +109,84 @@ def delayed_linear_int_numba(x: torch.Tensor, weight: torch.Tensor, delays: torc
     if weight.dtype != x.dtype:
         raise TypeError(f"weight has dtype {weight.dtype} but the input has dtype {x.dtype}")
     return _DelayIntFunction.apply(x, weight, delays)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gaussian (training) path: the fused kernel construction and the event path for sparse inputs
+# ----------------------------------------------------------------------------------------------------------------
+
+EVENT_DENSITY_MAX = 0.15  # above this share of nonzero inputs the dense GEMMs are faster (measured break-even ~0.2)
+
+
+def check_events(request: Any) -> Optional[str]:
+    """Capability check of the event path: CPU, float32/float64, numba, and a sparse input."""
+    reason = check_numba(request)
+    if reason is None and request.density > EVENT_DENSITY_MAX:
+        reason = (f"the event path is for sparse inputs (at most {EVENT_DENSITY_MAX:g} nonzero), this input has "
+                  f"{request.density:.3g}; use backend='auto' or 'torch'")
+    return reason
+
+
+@register_backend(
+    "delay_shifted_matmul", "numba", check=check_events, priority=10,
+    description="numba: one row update per input spike and tap (sparse inputs, CPU)",
+)
+class EventShiftedMatmul:
+    """Forward and kernel gradient driven by the nonzero inputs: ``nnz (D_max + 1) C_out`` multiply-adds each."""
+
+    @staticmethod
+    def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        T, B, _ = x.shape
+        k = _kernels()
+        _set_threads()
+        y = x.new_zeros((T * B, kernel.shape[2]))
+        k.events_forward(x.detach().numpy(), kernel.detach().contiguous().numpy(), y.numpy())
+        return y
+
+    @staticmethod
+    def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        k = _kernels()
+        _set_threads()
+        gk = torch.zeros_like(kernel)
+        k.events_grad_kernel(x.detach().numpy(), G.detach().numpy(), gk.numpy())
+        return gk
+
+
+class _GaussKernelFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, delay: torch.Tensor, sigma: float, max_delay: int):  # type: ignore[override]
+        from spikelib.functional.delay import GAUSS_CUTOFF, GAUSS_EPS
+
+        k = _kernels()
+        _set_threads()
+        w = weight.detach().contiguous()
+        d = delay.detach().to(w.dtype).contiguous()
+        kernel = w.new_empty((max_delay + 1, w.shape[1], w.shape[0]))
+        k.gauss_kernel_forward(w.numpy(), d.numpy(), float(sigma), GAUSS_CUTOFF, GAUSS_EPS, kernel.numpy())
+        ctx.save_for_backward(w, d)
+        ctx.sigma = float(sigma)
+        return kernel
+
+    @staticmethod
+    def backward(ctx, grad_kernel: torch.Tensor):  # type: ignore[override]
+        from spikelib.functional.delay import GAUSS_CUTOFF, GAUSS_EPS
+
+        w, d = ctx.saved_tensors
+        k = _kernels()
+        _set_threads()
+        gw = torch.empty_like(w)
+        gd = torch.empty_like(d)
+        k.gauss_kernel_backward(grad_kernel.contiguous().numpy(), w.numpy(), d.numpy(), ctx.sigma, GAUSS_CUTOFF,
+                                GAUSS_EPS, gw.numpy(), gd.numpy())
+        return gw, gd, None, None
+
+
+@register_backend(
+    "delay_gaussian_kernel", "numba", check=check_numba, priority=10,
+    description="numba: fused construction of the Gaussian kernel and its gradients (CPU)",
+)
+def gaussian_kernel_numba(weight: torch.Tensor, delay: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
+    """The kernel ``[D_max + 1, C_in, C_out]`` of :func:`spikelib.functional.delay.gaussian_delay_kernel`."""
+    if weight.dtype != delay.dtype:
+        raise TypeError(f"delay has dtype {delay.dtype} but weight has dtype {weight.dtype}")
+    return _GaussKernelFunction.apply(weight, delay, sigma, max_delay)
