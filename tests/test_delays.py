@@ -300,3 +300,31 @@ def test_short_sequences_are_fine():
     full = layer(torch.cat([x, torch.zeros(30, 2, 3, dtype=torch.float64)]))[:4]
     torch.testing.assert_close(layer(x), full)
     assert math.isfinite(layer(x).sum().item())
+
+
+def test_numba_kernels_split_over_threads(monkeypatch):
+    """Several kernel threads (disjoint ranges of rows, channels or batch entries) give the single-thread result."""
+    torch.manual_seed(4)
+    x = ((torch.rand(23, 5, 19) < 0.1) * 1.0).requires_grad_(True)
+    w = torch.randn(13, 19, requires_grad=True)
+    d = (torch.rand(13, 19) * 9).requires_grad_(True)
+    delays = torch.randint(0, 10, (13, 19))
+    g = torch.randn(23, 5, 13)
+
+    def run():
+        out = []
+        for fn in (lambda: delayed_linear_gaussian(x, w, d, 0.8, 9, backend="numba"),
+                   lambda: delayed_linear_int(x, w, delays, backend="numba")):
+            y = fn()
+            grads = torch.autograd.grad(y, (x, w, d), g, allow_unused=True)
+            out.append((y.detach(), grads))
+        return out
+
+    monkeypatch.setenv("SPIKELIB_NUM_THREADS", "1")
+    single = run()
+    monkeypatch.setenv("SPIKELIB_NUM_THREADS", "3")
+    for (y1, g1), (y3, g3) in zip(single, run()):
+        torch.testing.assert_close(y3, y1)
+        for a, b in zip(g1, g3):
+            if a is not None:
+                torch.testing.assert_close(b, a)

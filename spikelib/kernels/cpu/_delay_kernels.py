@@ -2,26 +2,29 @@
 
 Layout: channel-major, ``xT[i] = x[:, :, i]`` flattened over ``(t, b)`` (length ``T B``), ``yT[j]`` likewise. A
 synapse ``(j, i)`` of delay ``d`` adds ``w[j, i] xT[i, : (T - d) B]`` to ``yT[j, d B :]``: one contiguous,
-vectorisable multiply-add of ``(T - d) B`` elements, whatever ``D_max`` is. Outputs are split into blocks of
-``BLOCK`` rows over threads (``prange``), so each block reads every input row once and writes only its own rows.
+vectorisable multiply-add of ``(T - d) B`` elements, whatever ``D_max`` is; output rows are processed in blocks of
+``BLOCK``, so each block reads every input row once and writes only its own rows.
+
+Every kernel is serial (``nogil=True``) and works on the units ``[lo, hi)`` of its parallel dimension (output rows,
+input channels or batch entries), with ``lo = c_begin * chunk``: :func:`spikelib.kernels.cpu.threads.run_chunked`
+runs disjoint ranges on a plain thread pool (no second OpenMP runtime, see that module), so no two threads write the
+same element.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 BLOCK = 8
 
 
-@numba.njit(parallel=True, cache=True)
-def forward(xT, w, d, T, B, yT):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def forward(xT, w, d, T, B, yT, chunk, c_begin, c_end):  # pragma: no cover - compiled
     c_out, c_in = w.shape
-    n_blocks = (c_out + BLOCK - 1) // BLOCK
-    for blk in prange(n_blocks):
-        j0 = blk * BLOCK
-        j1 = min(c_out, j0 + BLOCK)
+    hi = min(c_out, c_end * chunk)
+    for j0 in range(c_begin * chunk, hi, BLOCK):
+        j1 = min(hi, j0 + BLOCK)
         for j in range(j0, j1):
             yT[j, :] = 0
         for i in range(c_in):
@@ -37,13 +40,12 @@ def forward(xT, w, d, T, B, yT):  # pragma: no cover - compiled
                     ys[k] += wv * xi[k]
 
 
-@numba.njit(parallel=True, cache=True)
-def backward_x(gT, w, d, T, B, gxT):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def backward_x(gT, w, d, T, B, gxT, chunk, c_begin, c_end):  # pragma: no cover - compiled
     c_out, c_in = w.shape
-    n_blocks = (c_in + BLOCK - 1) // BLOCK
-    for blk in prange(n_blocks):
-        i0 = blk * BLOCK
-        i1 = min(c_in, i0 + BLOCK)
+    hi = min(c_in, c_end * chunk)
+    for i0 in range(c_begin * chunk, hi, BLOCK):
+        i1 = min(hi, i0 + BLOCK)
         for i in range(i0, i1):
             gxT[i, :] = 0
         for j in range(c_out):
@@ -60,10 +62,10 @@ def backward_x(gT, w, d, T, B, gxT):  # pragma: no cover - compiled
                     gi[k] += wv * gs[k]
 
 
-@numba.njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def backward_w(gT, xT, d, T, B, gw):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract"})
+def backward_w(gT, xT, d, T, B, gw, chunk, c_begin, c_end):  # pragma: no cover - compiled
     c_out, c_in = gw.shape
-    for j in prange(c_out):
+    for j in range(c_begin * chunk, min(c_out, c_end * chunk)):
         gj = gT[j]
         zero = np.zeros(1, dtype=gw.dtype)
         for i in range(c_in):
@@ -81,14 +83,14 @@ def backward_w(gT, xT, d, T, B, gw):  # pragma: no cover - compiled
 
 
 
-@numba.njit(parallel=True, cache=True)
-def events_forward(x, kernel, y):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def events_forward(x, kernel, y, chunk, c_begin, c_end):  # pragma: no cover - compiled
     """y[(s + d) B + b, :] += x[s, b, i] kernel[d, i, :] for every nonzero x[s, b, i] (x: [T, B, C_in], kernel:
     [D + 1, C_in, C_out], y: [T B, C_out] zeroed). Parallel over b: each b owns its output rows."""
     T, B, c_in = x.shape
     taps = kernel.shape[0]
     c_out = kernel.shape[2]
-    for b in prange(B):
+    for b in range(c_begin * chunk, min(B, c_end * chunk)):
         for s in range(T):
             last = min(taps, T - s)
             for i in range(c_in):
@@ -102,13 +104,13 @@ def events_forward(x, kernel, y):  # pragma: no cover - compiled
                         row[o] += v * kd[o]
 
 
-@numba.njit(parallel=True, cache=True)
-def events_grad_kernel(x, g, gk):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def events_grad_kernel(x, g, gk, chunk, c_begin, c_end):  # pragma: no cover - compiled
     """gk[d, i, :] = sum over nonzero x[s, b, i] of x[s, b, i] g[(s + d) B + b, :] (gk zeroed). Parallel over i."""
     T, B, c_in = x.shape
     taps = gk.shape[0]
     c_out = gk.shape[2]
-    for i in prange(c_in):
+    for i in range(c_begin * chunk, min(c_in, c_end * chunk)):
         for s in range(T):
             last = min(taps, T - s)
             for b in range(B):
@@ -122,13 +124,13 @@ def events_grad_kernel(x, g, gk):  # pragma: no cover - compiled
                         acc[o] += v * row[o]
 
 
-@numba.njit(parallel=True, cache=True)
-def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel, chunk, c_begin, c_end):  # pragma: no cover - compiled
     """kernel[d, i, j] = w[j, i] e_d / (sum e + eps), e_d = exp(-(d - D)^2 / (2 sigma^2)) (0 beyond the cutoff)."""
     c_out, c_in = w.shape
     taps = kernel.shape[0]
     inv = 1.0 / sigma
-    for i in prange(c_in):
+    for i in range(c_begin * chunk, min(c_in, c_end * chunk)):
         e = np.empty((taps, c_out), dtype=kernel.dtype)
         scale = np.empty(c_out, dtype=kernel.dtype)
         for j in range(c_out):
@@ -146,8 +148,8 @@ def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel):  # pragma: no co
                 kernel[d, i, j] = e[d, j] * scale[j]
 
 
-@numba.njit(parallel=True, cache=True)
-def gauss_kernel_backward(gk, w, delay, sigma, cutoff, eps, gw, gd):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True)
+def gauss_kernel_backward(gk, w, delay, sigma, cutoff, eps, gw, gd, chunk, c_begin, c_end):  # pragma: no cover
     """Gradients of :func:`gauss_kernel_forward` w.r.t. ``w`` and ``delay`` given ``gk = dL/dkernel``::
 
     gw = sum_d G_d g_d,   gd = w / sigma^2 (sum_d G_d g_d (d - D) - gw sum_d e_d (d - D) / (S + eps)).
@@ -155,7 +157,7 @@ def gauss_kernel_backward(gk, w, delay, sigma, cutoff, eps, gw, gd):  # pragma: 
     c_out, c_in = w.shape
     taps = gk.shape[0]
     inv = 1.0 / sigma
-    for i in prange(c_in):
+    for i in range(c_begin * chunk, min(c_in, c_end * chunk)):
         for j in range(c_out):
             dj = delay[j, i]
             total = 0.0

@@ -14,8 +14,9 @@ synapse, and the channel-major copies of input and output.
 ``x[s, b, i] g[(s + d) B + b, :]`` the same way: ``nnz (D_max + 1) C_out`` multiply-adds instead of the dense
 ``T B C_in (D_max + 1) C_out``. ``delay_gaussian_kernel``: the kernel and its gradients in one pass per synapse.
 
-The kernels (:mod:`._delay_kernels`) are plain ``@numba.njit(cache=True)`` functions, compiled once per machine (numba
-caches the machine code beside the module) and imported only when a backend first runs, so numba stays optional.
+The kernels (:mod:`._delay_kernels`) are serial ``@numba.njit(nogil=True, cache=True)`` functions over a range of units,
+run on spikelib's kernel threads (:mod:`.threads`, not numba's OpenMP layer), compiled once per machine (numba caches
+the machine code beside the module) and imported only when a backend first runs, so numba stays optional.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, Optional
 
 import torch
 
+from spikelib.kernels.cpu.threads import kernel_threads, run_chunked
 from spikelib.kernels.registry import register_backend
 
 _SUPPORTED = (torch.float32, torch.float64)
@@ -58,10 +60,12 @@ def check_numba(request: Any) -> Optional[str]:
     return _numba_missing()
 
 
-def _set_threads() -> None:
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _run(kernel: Any, args: tuple, m: int, work: int) -> None:
+    """Run a serial range kernel over ``m`` units (output rows, channels or batch entries) on the kernel threads
+    (:mod:`spikelib.kernels.cpu.threads`); ``work`` (multiply-adds) decides whether more than one thread pays off."""
+    threads = max(1, min(kernel_threads(work // 8), m))
+    chunk = max(1, -(-m // (2 * threads)))
+    run_chunked(kernel, args, m, chunk, threads)
 
 
 class _DelayIntFunction(torch.autograd.Function):
@@ -70,12 +74,11 @@ class _DelayIntFunction(torch.autograd.Function):
         T, B, c_in = x.shape
         c_out = weight.shape[0]
         k = _kernels()
-        _set_threads()
         xT = x.detach().reshape(T * B, c_in).t().contiguous()
         w = weight.detach().to(x.dtype).contiguous()
         d = delays.contiguous()
         yT = x.new_empty((c_out, T * B))
-        k.forward(xT.numpy(), w.numpy(), d.numpy(), T, B, yT.numpy())
+        _run(k.forward, (xT.numpy(), w.numpy(), d.numpy(), T, B, yT.numpy()), c_out, c_out * c_in * T * B)
         ctx.save_for_backward(xT, w, d)
         ctx.shape = (T, B)
         return yT.t().reshape(T, B, c_out)
@@ -86,16 +89,15 @@ class _DelayIntFunction(torch.autograd.Function):
         T, B = ctx.shape
         c_out, c_in = w.shape
         k = _kernels()
-        _set_threads()
         gT = grad_y.reshape(T * B, c_out).t().contiguous()
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
             gxT = torch.empty_like(xT)
-            k.backward_x(gT.numpy(), w.numpy(), d.numpy(), T, B, gxT.numpy())
+            _run(k.backward_x, (gT.numpy(), w.numpy(), d.numpy(), T, B, gxT.numpy()), c_in, c_out * c_in * T * B)
             grad_x = gxT.t().reshape(T, B, c_in)
         if ctx.needs_input_grad[1]:
             gw = torch.empty_like(w)
-            k.backward_w(gT.numpy(), xT.numpy(), d.numpy(), T, B, gw.numpy())
+            _run(k.backward_w, (gT.numpy(), xT.numpy(), d.numpy(), T, B, gw.numpy()), c_out, c_out * c_in * T * B)
             grad_w = gw
         return grad_x, grad_w, None
 
@@ -138,17 +140,17 @@ class EventShiftedMatmul:
     def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         T, B, _ = x.shape
         k = _kernels()
-        _set_threads()
         y = x.new_zeros((T * B, kernel.shape[2]))
-        k.events_forward(x.detach().numpy(), kernel.detach().contiguous().numpy(), y.numpy())
+        work = int(torch.count_nonzero(x)) * kernel.shape[0] * kernel.shape[2]
+        _run(k.events_forward, (x.detach().numpy(), kernel.detach().contiguous().numpy(), y.numpy()), B, work)
         return y
 
     @staticmethod
     def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         k = _kernels()
-        _set_threads()
         gk = torch.zeros_like(kernel)
-        k.events_grad_kernel(x.detach().numpy(), G.detach().numpy(), gk.numpy())
+        work = int(torch.count_nonzero(x)) * kernel.shape[0] * kernel.shape[2]
+        _run(k.events_grad_kernel, (x.detach().numpy(), G.detach().numpy(), gk.numpy()), x.shape[2], work)
         return gk
 
 
@@ -158,11 +160,11 @@ class _GaussKernelFunction(torch.autograd.Function):
         from spikelib.functional.delay import GAUSS_CUTOFF, GAUSS_EPS
 
         k = _kernels()
-        _set_threads()
         w = weight.detach().contiguous()
         d = delay.detach().to(w.dtype).contiguous()
         kernel = w.new_empty((max_delay + 1, w.shape[1], w.shape[0]))
-        k.gauss_kernel_forward(w.numpy(), d.numpy(), float(sigma), GAUSS_CUTOFF, GAUSS_EPS, kernel.numpy())
+        _run(k.gauss_kernel_forward, (w.numpy(), d.numpy(), float(sigma), GAUSS_CUTOFF, GAUSS_EPS, kernel.numpy()),
+             w.shape[1], 20 * kernel.numel())
         ctx.save_for_backward(w, d)
         ctx.sigma = float(sigma)
         return kernel
@@ -173,11 +175,11 @@ class _GaussKernelFunction(torch.autograd.Function):
 
         w, d = ctx.saved_tensors
         k = _kernels()
-        _set_threads()
         gw = torch.empty_like(w)
         gd = torch.empty_like(d)
-        k.gauss_kernel_backward(grad_kernel.contiguous().numpy(), w.numpy(), d.numpy(), ctx.sigma, GAUSS_CUTOFF,
-                                GAUSS_EPS, gw.numpy(), gd.numpy())
+        args = (grad_kernel.contiguous().numpy(), w.numpy(), d.numpy(), ctx.sigma, GAUSS_CUTOFF, GAUSS_EPS, gw.numpy(),
+                gd.numpy())
+        _run(k.gauss_kernel_backward, args, w.shape[1], 40 * grad_kernel.numel())
         return gw, gd, None, None
 
 
