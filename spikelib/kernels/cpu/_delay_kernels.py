@@ -125,14 +125,15 @@ def events_grad_kernel(x, g, gk, chunk, c_begin, c_end):  # pragma: no cover - c
 
 
 @numba.njit(nogil=True, cache=True)
-def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel, chunk, c_begin, c_end):  # pragma: no cover - compiled
-    """kernel[d, i, j] = w[j, i] e_d / (sum e + eps), e_d = exp(-(d - D)^2 / (2 sigma^2)) (0 beyond the cutoff)."""
+def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel, gauss, chunk, c_begin, c_end):  # pragma: no cover
+    """gauss[d, i, j] = e_d / (sum e + eps) with e_d = exp(-(d - D)^2 / (2 sigma^2)) (0 beyond the cutoff), and
+    kernel = w gauss (both ``[D + 1, C_in, C_out]``; ``gauss`` is kept for the backward pass)."""
     c_out, c_in = w.shape
     taps = kernel.shape[0]
     inv = 1.0 / sigma
     for i in range(c_begin * chunk, min(c_in, c_end * chunk)):
         e = np.empty((taps, c_out), dtype=kernel.dtype)
-        scale = np.empty(c_out, dtype=kernel.dtype)
+        norm = np.empty(c_out, dtype=kernel.dtype)
         for j in range(c_out):
             dj = delay[j, i]
             total = 0.0
@@ -142,41 +143,35 @@ def gauss_kernel_forward(w, delay, sigma, cutoff, eps, kernel, chunk, c_begin, c
                 v = np.exp(-q) if q < cutoff else 0.0
                 e[d, j] = v
                 total += e[d, j]
-            scale[j] = w[j, i] / (total + eps)
+            norm[j] = 1.0 / (total + eps)
         for d in range(taps):
             for j in range(c_out):
-                kernel[d, i, j] = e[d, j] * scale[j]
+                g = e[d, j] * norm[j]
+                gauss[d, i, j] = g
+                kernel[d, i, j] = w[j, i] * g
 
 
 @numba.njit(nogil=True, cache=True)
-def gauss_kernel_backward(gk, w, delay, sigma, cutoff, eps, gw, gd, chunk, c_begin, c_end):  # pragma: no cover
+def gauss_kernel_backward(gk, gauss, w, delay, sigma, gw, gd, chunk, c_begin, c_end):  # pragma: no cover
     """Gradients of :func:`gauss_kernel_forward` w.r.t. ``w`` and ``delay`` given ``gk = dL/dkernel``::
 
-    gw = sum_d G_d g_d,   gd = w / sigma^2 (sum_d G_d g_d (d - D) - gw sum_d e_d (d - D) / (S + eps)).
+    gw = sum_d G_d g_d,   gd = w / sigma^2 (sum_d G_d g_d (d - D) - gw sum_d g_d (d - D)).
     """
     c_out, c_in = w.shape
     taps = gk.shape[0]
-    inv = 1.0 / sigma
+    inv2 = 1.0 / (sigma * sigma)
     for i in range(c_begin * chunk, min(c_in, c_end * chunk)):
+        a = np.zeros(c_out)
+        m = np.zeros(c_out)
+        mean = np.zeros(c_out)
+        for d in range(taps):
+            for j in range(c_out):
+                g = gauss[d, i, j]
+                off = d - delay[j, i]
+                gv = gk[d, i, j] * g
+                a[j] += gv
+                m[j] += gv * off
+                mean[j] += g * off
         for j in range(c_out):
-            dj = delay[j, i]
-            total = 0.0
-            first = 0.0
-            for d in range(taps):
-                z = (d - dj) * inv
-                q = 0.5 * z * z
-                v = np.exp(-q) if q < cutoff else 0.0
-                total += v
-                first += v * (d - dj)
-            norm = 1.0 / (total + eps)
-            a = 0.0
-            m = 0.0
-            for d in range(taps):
-                z = (d - dj) * inv
-                q = 0.5 * z * z
-                if q < cutoff:
-                    gv = gk[d, i, j] * np.exp(-q) * norm
-                    a += gv
-                    m += gv * (d - dj)
-            gw[j, i] = a
-            gd[j, i] = w[j, i] * inv * inv * (m - a * first * norm)
+            gw[j, i] = a[j]
+            gd[j, i] = w[j, i] * inv2 * (m[j] - a[j] * mean[j])

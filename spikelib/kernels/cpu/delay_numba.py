@@ -163,23 +163,22 @@ class _GaussKernelFunction(torch.autograd.Function):
         w = weight.detach().contiguous()
         d = delay.detach().to(w.dtype).contiguous()
         kernel = w.new_empty((max_delay + 1, w.shape[1], w.shape[0]))
-        _run(k.gauss_kernel_forward, (w.numpy(), d.numpy(), float(sigma), GAUSS_CUTOFF, GAUSS_EPS, kernel.numpy()),
-             w.shape[1], 20 * kernel.numel())
-        ctx.save_for_backward(w, d)
+        gauss = torch.empty_like(kernel)
+        args = (w.numpy(), d.numpy(), float(sigma), GAUSS_CUTOFF, GAUSS_EPS, kernel.numpy(), gauss.numpy())
+        _run(k.gauss_kernel_forward, args, w.shape[1], 20 * kernel.numel())
+        ctx.save_for_backward(w, d, gauss)
         ctx.sigma = float(sigma)
         return kernel
 
     @staticmethod
     def backward(ctx, grad_kernel: torch.Tensor):  # type: ignore[override]
-        from spikelib.functional.delay import GAUSS_CUTOFF, GAUSS_EPS
-
-        w, d = ctx.saved_tensors
+        w, d, gauss = ctx.saved_tensors
         k = _kernels()
         gw = torch.empty_like(w)
         gd = torch.empty_like(d)
-        args = (grad_kernel.contiguous().numpy(), w.numpy(), d.numpy(), ctx.sigma, GAUSS_CUTOFF, GAUSS_EPS, gw.numpy(),
+        args = (grad_kernel.contiguous().numpy(), gauss.numpy(), w.numpy(), d.numpy(), ctx.sigma, gw.numpy(),
                 gd.numpy())
-        _run(k.gauss_kernel_backward, args, w.shape[1], 40 * grad_kernel.numel())
+        _run(k.gauss_kernel_backward, args, w.shape[1], 4 * grad_kernel.numel())
         return gw, gd, None, None
 
 
