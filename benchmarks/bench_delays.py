@@ -1,6 +1,6 @@
 """Benchmark: delayed synapses on CPU, spikelib ``DelayedLinear`` against the DCLS package (``Dcls1d``, gauss).
 
-The SHD-sized layer of SNN-delays: ``x: [T=100, B=64, 140]`` spikes (rate 5%) -> 256 outputs, a 25-tap kernel (delays
+The SHD-sized layer of SNN-delays: ``x: [T=100, B=64, 140]`` spikes (``--density_pct``, default 5%) -> 256 outputs, a 25-tap kernel (delays
 0..24, the reference's ``max_delay = 25`` at 10 ms). Cases, all in one process, interleaved round by round:
 
 * ``train_sigma_start`` / ``train_sigma_end``: forward + backward (``x``, weights and positions get gradients) with
@@ -30,11 +30,12 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from spikelib.kernels import backend_calls, reset_backend_calls  # noqa: E402
 from spikelib.layers import DelayedLinear  # noqa: E402
 
 NAME = "delays_cpu"
-FULL = {"T": 100, "B": 64, "C_in": 140, "C_out": 256, "max_delay": 24, "warmup": 3, "repeats": 15}
-QUICK = {"T": 20, "B": 4, "C_in": 16, "C_out": 24, "max_delay": 8, "warmup": 1, "repeats": 3}
+FULL = {"T": 100, "B": 64, "C_in": 140, "C_out": 256, "max_delay": 24, "density_pct": 5, "warmup": 3, "repeats": 15}
+QUICK = {"T": 20, "B": 4, "C_in": 16, "C_out": 24, "max_delay": 8, "density_pct": 5, "warmup": 1, "repeats": 3}
 SIGMAS = {"train_sigma_start": None, "train_sigma_end": 0.5}  # None: the schedule's start, K // 2 + 0.27
 
 
@@ -70,7 +71,7 @@ def _one_hot_kernel(layer: DelayedLinear) -> torch.Tensor:
 
 def _spikes(args: argparse.Namespace, c_in: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(args.T, args.B, c_in, generator=g) < 0.05).float()
+    return (torch.rand(args.T, args.B, c_in, generator=g) < args.density_pct / 100).float()
 
 
 def train_case(args: argparse.Namespace, sigma: Optional[float]) -> tuple[Dict[str, Callable[[], Any]], Dict]:
@@ -139,6 +140,9 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     cases: Dict[str, Any] = {}
 
     def measure(name: str, calls: Dict[str, Callable[[], Any]], checks: Dict[str, Any]) -> None:
+        reset_backend_calls()
+        calls[next(iter(calls))]()
+        checks["spikelib_backends"] = backend_calls()  # which implementations spikelib's call really ran
         series = common.measure_interleaved(calls, monitor, args.warmup, args.repeats, label=f"{name}: ")
         rows = {impl: common.summarize(s) for impl, s in series.items()}
         medians = {impl: r.get("median_s") for impl, r in rows.items()}
