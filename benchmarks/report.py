@@ -100,15 +100,31 @@ def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]
     return lines
 
 
+_TITLES = {"delays_cpu": "Delayed synapses (DCLS) layer, SHD-sized (CPU): spikelib vs DCLS and vs the dense rounded conv"}
+
+
+def _speedup_lines(rows: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """'spikelib-x is N.NNx faster than y' for cases without peer ratios (e.g. the delay benchmark)."""
+    ours = [n for n in rows if n.startswith("spikelib")]
+    others = [n for n in rows if not n.startswith("spikelib")]
+    out = []
+    for a in ours:
+        for b in others:
+            ma, mb = rows[a].get("median_s"), rows[b].get("median_s")
+            if ma and mb:
+                out.append(f"Speed-up: {a} is {mb / ma:.2f}x faster than {b} (ratio of medians).")
+    return out
+
+
 def render_section(p: Mapping[str, Any]) -> List[str]:
     """The Markdown of one result file."""
-    title = p.get("title", p.get("benchmark"))
+    title = p.get("title") or _TITLES.get(p.get("benchmark", ""), p.get("benchmark"))
     lines = [f"## {title}" + (" — QUICK SMOKE RUN (tiny sizes; not a benchmark result)" if p.get("quick") else "")]
     lines.append("")
     if p.get("quick"):
         lines += ["> **Quick run.** These numbers come from `--quick` sizes and repeats, meant only to show the "
                   "scripts work; run the command without `--quick` on a quiet machine for real figures.", ""]
-    cfg = p.get("config", {})
+    cfg = p.get("config") or p.get("sizes") or {}
     lines += [f"- Command: `{p.get('command')}`",
               f"- Machine: {_machine_line(p.get('machine', {}))}",
               f"- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())]
@@ -128,7 +144,12 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
         lines += _table(block["rows"], floor is not None)
         lines.append("")
         fastest = next((r.get("fastest_peer") for r in block["rows"].values() if r.get("fastest_peer")), None)
-        lines += [f"Fastest peer in this run: {fastest or 'none ran'}.", ""]
+        if fastest:
+            lines += [f"Fastest peer in this run: {fastest}.", ""]
+        else:
+            lines += _speedup_lines(block["rows"]) + [""]
+        if block.get("checks"):
+            lines += ["Checks: " + ", ".join(f"{k}={v}" for k, v in block["checks"].items()), ""]
         if floor:
             lines += [f"Bandwidth floor: {floor['tensors']} x [T,B,N] float32 = {floor['bytes'] / 1e6:.1f} MB moved "
                       f"at the measured copy bandwidth = {fmt_ms(floor['seconds'])} ms.", ""]
