@@ -34,7 +34,9 @@ at most ``EVENT_DENSITY_MAX`` nonzero) and does ``D_max + 1`` row updates per no
 kernel gradient. The input gradient is always the dense per-tap GEMMs (it is dense whatever the input). The integer
 form is operation ``"delay_linear_int"``: a numba kernel (``spikelib.kernels.cpu.delay_numba``) that adds one
 contiguous shifted row per synapse (``T B`` multiply-adds per synapse, whatever ``D_max`` is; memory: the weights
-and one integer delay per synapse), and a torch fallback for other devices (one matrix product per distinct delay).
+and one integer delay per synapse) or, on sparse inputs (spikes), is event-driven: every nonzero ``x[s, b, i]`` adds
+``w[j, i] x[s, b, i]`` to ``y[s + D[j, i], b, j]`` for the synapses of input ``i`` (``nnz C_out`` multiply-adds); and a
+torch fallback for other devices (one matrix product per distinct delay).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ __all__ = [
     "select_backend",
     "available_backends",
     "backend_calls",
+    "count_call",
     "reset_backend_calls",
 ]
 
@@ -121,6 +122,12 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
     if count:
         _REGISTRY.calls[(op, entry.name)] += 1
     return entry
+
+
+def count_call(op: str, name: str) -> None:
+    """Count a choice made inside a backend (e.g. between its kernels), reported by :func:`backend_calls` like a
+    dispatch: ``count_call("delay_linear_int.numba", "events")`` shows as ``"delay_linear_int.numba/events"``."""
+    _REGISTRY.calls[(op, name)] += 1
 
 
 def backend_calls(op: Optional[str] = None) -> Dict[str, int]:

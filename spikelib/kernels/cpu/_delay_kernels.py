@@ -9,6 +9,10 @@ Every kernel is serial (``nogil=True``) and works on the units ``[lo, hi)`` of i
 input channels or batch entries), with ``lo = c_begin * chunk``: :func:`spikelib.kernels.cpu.threads.run_chunked`
 runs disjoint ranges on a plain thread pool (no second OpenMP runtime, see that module), so no two threads write the
 same element.
+
+The event path of the integer delays (:func:`int_event_table`, :func:`int_events_forward`) adds, for every nonzero
+``x[s, b, i]``, ``x[s, b, i] w[j, i]`` to ``y[s + d, b, j]`` for each synapse ``(j, d)`` of input ``i`` (a table
+sorted by delay); it runs over batch entries, each accumulating in its own contiguous ``[T, C_out]`` buffer.
 """
 
 from __future__ import annotations
@@ -81,6 +85,66 @@ def backward_w(gT, xT, d, T, B, gw, chunk, c_begin, c_end):  # pragma: no cover 
                 acc += gs[k] * xi[k]
             gw[j, i] = acc
 
+
+@numba.njit(nogil=True, cache=True)
+def int_event_table(w, d, off, wt, nlt):  # pragma: no cover - compiled
+    """The synapses of each input channel sorted by delay (counting sort; stable, so by output within a delay), for
+    :func:`int_events_forward`. ``w``, ``d``: ``[C_out, C_in]``; ``nlt``: ``[C_in, L + 1]`` with ``L = min(D_max + 1,
+    T)`` (synapses of delay ``>= L`` reach no output and are left out). Writes, for input ``i`` and its ``k``-th
+    synapse ``(j, d)``: ``off[i, k] = d C_out + j`` (its element in a ``[T, C_out]`` buffer, relative to row ``s``),
+    ``wt[i, k] = w[j, i]``, and ``nlt[i, m]`` = the number of its synapses of delay ``< m``."""
+    c_out, c_in = w.shape
+    L = nlt.shape[1] - 1
+    for i in range(c_in):
+        n = nlt[i]
+        n[:] = 0
+        for j in range(c_out):
+            dd = d[j, i]
+            if dd < L:
+                n[dd + 1] += 1
+        for m in range(L):
+            n[m + 1] += n[m]
+        pos = n[:L].copy()
+        for j in range(c_out):
+            dd = d[j, i]
+            if dd < L:
+                k = pos[dd]
+                pos[dd] = k + 1
+                off[i, k] = dd * c_out + j
+                wt[i, k] = w[j, i]
+
+
+@numba.njit(nogil=True, cache=True)
+def int_events_forward(x, off, wt, nlt, y, chunk, c_begin, c_end):  # pragma: no cover - compiled
+    """Integer delays driven by the nonzero inputs: ``y[(s + d) B + b, j] += x[s, b, i] w[j, i]`` for every nonzero
+    ``x[s, b, i]`` and synapse ``(j, d)`` of input ``i`` with ``s + d < T`` (the table of :func:`int_event_table`,
+    sorted by delay, so the synapses that stay inside the sequence are a prefix of length ``nlt[i, T - s]``).
+    ``x: [T, B, C_in]``, ``y: [T B, C_out]`` (written whole). Parallel over b: each b owns its rows.
+
+    One batch entry at a time, the sums go to a contiguous ``[T, C_out]`` buffer (the ``L`` rows in reach of a step
+    stay in L1; rows of ``y`` for one ``b`` lie ``B C_out`` elements apart, and at power-of-two strides they would
+    evict each other from the cache), which is then copied into ``y``'s rows of ``b``."""
+    T, B, c_in = x.shape
+    c_out = y.shape[1]
+    L = nlt.shape[1] - 1
+    acc = np.empty((T, c_out), dtype=y.dtype)
+    flat = acc.reshape(-1)
+    for b in range(c_begin * chunk, min(B, c_end * chunk)):
+        acc[:] = 0
+        for s in range(T):
+            m = min(L, T - s)
+            base = s * c_out
+            xs = x[s, b]
+            for i in range(c_in):
+                v = xs[i]
+                if v == 0:
+                    continue
+                oi = off[i]
+                wi = wt[i]
+                for k in range(nlt[i, m]):
+                    flat[base + oi[k]] += v * wi[k]
+        for t in range(T):
+            y[t * B + b, :] = acc[t]
 
 
 @numba.njit(nogil=True, cache=True)
