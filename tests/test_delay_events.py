@@ -141,3 +141,30 @@ def test_layer_inference_uses_events_and_threads_agree(monkeypatch):
     torch.testing.assert_close(y3, y1)
     torch.testing.assert_close(y1, _dense_rounded(x, layer.weight.detach(), layer.integer_delays(), 10),
                                **TOL[torch.float32])
+
+
+def test_run_dynamic_covers_every_chunk_once():
+    """The dynamic scheduler of the event kernel hands out each chunk exactly once (and re-raises a worker's error)."""
+    import threading
+
+    from spikelib.kernels.cpu.threads import run_dynamic
+
+    seen, lock = [], threading.Lock()
+
+    def kernel(out, chunk, c_begin, c_end):
+        with lock:
+            seen.append((c_begin, c_end))
+        for u in range(c_begin * chunk, min(len(out), c_end * chunk)):
+            out[u] += 1
+
+    for m, chunk, threads in ((10, 3, 3), (7, 1, 2), (5, 8, 4), (1, 1, 1)):
+        out, seen[:] = [0] * m, []
+        run_dynamic(kernel, (out,), m, chunk, threads)
+        assert out == [1] * m
+        assert sorted(seen) == ([(0, -(-m // chunk))] if len(seen) == 1 else [(c, c + 1) for c in range(len(seen))])
+
+    def failing(chunk, c_begin, c_end):
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_dynamic(failing, (), 6, 1, 2)

@@ -87,6 +87,29 @@ def backward_w(gT, xT, d, T, B, gw, chunk, c_begin, c_end):  # pragma: no cover 
 
 
 @numba.njit(nogil=True, cache=True)
+def count_nonzero(x):  # pragma: no cover - compiled
+    """Nonzero elements of a contiguous array (serial: a torch reduction this size would start torch's OpenMP
+    threads, which then spin beside the kernel that follows, see :mod:`.threads`)."""
+    flat = x.reshape(-1)
+    n = 0
+    for k in range(flat.size):
+        if flat[k] != 0:
+            n += 1
+    return n
+
+
+@numba.njit(nogil=True, cache=True)
+def max_value(a):  # pragma: no cover - compiled
+    """The largest element of a contiguous non-empty array (serial, as :func:`count_nonzero`)."""
+    flat = a.reshape(-1)
+    m = flat[0]
+    for k in range(1, flat.size):
+        if flat[k] > m:
+            m = flat[k]
+    return m
+
+
+@numba.njit(nogil=True, cache=True)
 def int_event_table(w, d, off, wt, nlt):  # pragma: no cover - compiled
     """The synapses of each input channel sorted by delay (counting sort; stable, so by output within a delay), for
     :func:`int_events_forward`. ``w``, ``d``: ``[C_out, C_in]``; ``nlt``: ``[C_in, L + 1]`` with ``L = min(D_max + 1,

@@ -34,7 +34,7 @@ from typing import Any, Optional
 
 import torch
 
-from spikelib.kernels.cpu.threads import kernel_threads, run_chunked
+from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynamic
 from spikelib.kernels.registry import count_call, register_backend
 
 _SUPPORTED = (torch.float32, torch.float64)
@@ -77,9 +77,10 @@ def _run(kernel: Any, args: tuple, m: int, work: int) -> None:
 
 
 #: ``delay_linear_int`` runs the event path when at most this share of the inputs is nonzero (spikes), the dense
-#: shifted multiply-adds above it. Measured end to end (2 threads, float32): the event path breaks even at ~10%
-#: nonzero for T=100, B=64, 140 -> 256, max_delay 24 (5%: 9.1 ms against 15.7 ms dense), T=300, B=32, 256 -> 256 and
-#: T=50, B=128, 700 -> 128, and at ~5% for the small T=100, B=16, 64 -> 64 (0.5 ms either way).
+#: shifted multiply-adds above it. Measured end to end (2 threads, float32, no grad): the event path breaks even at
+#: ~15% nonzero for T=100, B=64, 140 -> 256, max_delay 24 (5%: 7.9 ms against 15.0 ms dense), ~11% for T=300, B=32,
+#: 256 -> 256, max_delay 8, ~8% for T=50, B=128, 700 -> 128, max_delay 40, and ~4% for the small T=100, B=16,
+#: 64 -> 64 (0.5 ms either way, 0.6 against 0.5 ms at 8%).
 INT_EVENT_DENSITY_MAX = 0.08
 INT_PATH_OP = "delay_linear_int.numba"  # backend_calls(INT_PATH_OP): which forward path ran, "events" or "dense"
 
@@ -96,25 +97,28 @@ def _int_forward_dense(x: torch.Tensor, w: torch.Tensor, d: torch.Tensor) -> tup
 
 def _int_forward_events(x: torch.Tensor, w: torch.Tensor, d: torch.Tensor, nnz: int) -> torch.Tensor:
     """Event forward ``[T, B, C_out]``: a table of each input's synapses sorted by delay (built per call: O(synapses)
-    time and memory), then one scattered multiply-add per nonzero input and synapse, threads over batch ranges."""
+    time and memory), then one scattered multiply-add per nonzero input and synapse; threads take batch chunks
+    dynamically (:func:`~spikelib.kernels.cpu.threads.run_dynamic`: 8 per thread), as torch's spinning OpenMP
+    threads slow down one of them after a torch operation."""
     T, B, c_in = x.shape
     c_out = w.shape[0]
     k = _kernels()
-    L = min(int(d.max()) + 1, T) if d.numel() else 1
+    L = min(int(k.max_value(d.numpy())) + 1, T) if d.numel() else 1
     off = torch.empty((c_in, c_out), dtype=torch.int64)
     wt = torch.empty((c_in, c_out), dtype=w.dtype)
     nlt = torch.empty((c_in, L + 1), dtype=torch.int64)
     k.int_event_table(w.numpy(), d.numpy(), off.numpy(), wt.numpy(), nlt.numpy())
     y = x.new_empty((T * B, c_out))
-    _run(k.int_events_forward, (x.numpy(), off.numpy(), wt.numpy(), nlt.numpy(), y.numpy()), B,
-         8 * nnz * c_out + T * B * c_out)
+    args = (x.numpy(), off.numpy(), wt.numpy(), nlt.numpy(), y.numpy())
+    threads = max(1, min(kernel_threads(nnz * c_out + T * B * c_out // 8), B))
+    run_dynamic(k.int_events_forward, args, B, max(1, -(-B // (8 * threads))), threads)
     return y.view(T, B, c_out)
 
 
 def _int_forward(x: torch.Tensor, w: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The forward pass on the path the input's density calls for (counted under ``INT_PATH_OP``); returns the output
     and ``xT`` if the dense path made it."""
-    nnz = int(torch.count_nonzero(x))
+    nnz = int(_kernels().count_nonzero(x.numpy())) if x.numel() else 0
     if nnz <= INT_EVENT_DENSITY_MAX * x.numel():
         count_call(INT_PATH_OP, "events")
         return _int_forward_events(x, w, d, nnz), None

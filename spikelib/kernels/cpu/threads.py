@@ -8,6 +8,11 @@ pools starve each other. Measured on a 2-core machine with one busy-looping proc
 --epochs 4`` took 22-32 s with numba's OpenMP pool and 2.7-5.3 s with the kernels on one thread; idle pool threads
 here sleep on a lock instead. Serial kernels also compile about twice as fast (no parfor passes).
 
+:func:`run_dynamic` hands the chunks out one at a time instead, for kernels whose threads may run at unequal speed:
+torch's OpenMP worker threads spin for several milliseconds after each parallel torch operation (measured: 3-10 ms
+on the 2-core machine, after any operation on more than 32768 elements), and a kernel thread sharing a core with one
+runs at half speed; with fixed ranges the whole kernel then waits for it.
+
 The number of threads follows ``torch.get_num_threads()`` (so ``torch.set_num_threads`` and ``OMP_NUM_THREADS``
 govern both), with one thread for small work, where handing work to a thread costs more than it saves.
 """
@@ -82,6 +87,35 @@ def run_chunked(kernel: Callable[..., None], args: Sequence[object], m: int, chu
     ]
     try:
         kernel(*args, chunk, bounds[0], bounds[1])
+    finally:
+        for f in futures:
+            f.result()  # waits, and re-raises a worker's exception
+
+
+def run_dynamic(kernel: Callable[..., None], args: Sequence[object], m: int, chunk: int, threads: int) -> None:
+    """Run ``kernel(*args, chunk, c, c + 1)`` for every chunk ``c`` of ``m`` units on ``threads`` threads, each
+    taking the next chunk when it is done with one (a slowed-down thread takes fewer chunks)."""
+    n_chunks = -(-m // chunk)
+    threads = max(1, min(threads, n_chunks))
+    if threads == 1:
+        kernel(*args, chunk, 0, n_chunks)
+        return
+    lock = threading.Lock()
+    state = [0]
+
+    def work() -> None:
+        while True:
+            with lock:
+                c = state[0]
+                state[0] = c + 1
+            if c >= n_chunks:
+                return
+            kernel(*args, chunk, c, c + 1)
+
+    pool = _pool()
+    futures: List[Future] = [pool.submit(work) for _ in range(1, threads)]
+    try:
+        work()
     finally:
         for f in futures:
             f.result()  # waits, and re-raises a worker's exception
