@@ -77,11 +77,11 @@ def _run(kernel: Any, args: tuple, m: int, work: int) -> None:
 
 
 #: ``delay_linear_int`` runs the event path when at most this share of the inputs is nonzero (spikes), the dense
-#: shifted multiply-adds above it. Measured end to end (2 threads, float32, no grad): the event path breaks even at
-#: ~15% nonzero for T=100, B=64, 140 -> 256, max_delay 24 (5%: 7.9 ms against 15.0 ms dense), ~11% for T=300, B=32,
-#: 256 -> 256, max_delay 8, ~8% for T=50, B=128, 700 -> 128, max_delay 40, and ~4% for the small T=100, B=16,
-#: 64 -> 64 (0.5 ms either way, 0.6 against 0.5 ms at 8%).
-INT_EVENT_DENSITY_MAX = 0.08
+#: shifted multiply-adds above it. Measured end to end (2 threads, float32, no grad; event / dense time at 5% and at
+#: 10% nonzero, break-even): T=100, B=64, 140 -> 256, max_delay 24: 7.7 / 18 ms, 11.4 / 15.3 ms, ~20%;
+#: T=300, B=32, 256 -> 256, max_delay 8: 15.1 / 31 ms, 23.7 / 30.9 ms, ~15%; T=50, B=128, 700 -> 128, max_delay 40:
+#: 13.3 / 20.6 ms, 20.5 / 21 ms, ~10%; the small T=100, B=16, 64 -> 64: 0.39 / 0.50 ms, 0.57 / 0.42 ms, ~7%.
+INT_EVENT_DENSITY_MAX = 0.1
 INT_PATH_OP = "delay_linear_int.numba"  # backend_calls(INT_PATH_OP): which forward path ran, "events" or "dense"
 
 
