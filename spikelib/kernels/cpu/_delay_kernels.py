@@ -152,15 +152,19 @@ def int_events_forward(x, off, wt, nlt, y, chunk, c_begin, c_end):  # pragma: no
     L = nlt.shape[1] - 1
     acc = np.zeros((T, c_out), dtype=y.dtype)
     flat = acc.reshape(-1)
+    spikes = np.empty(c_in + 1, dtype=np.int64)
     for b in range(c_begin * chunk, min(B, c_end * chunk)):
         for s in range(T):
             m = min(L, T - s)
             xs = x[s, b]
             rows = flat[s * c_out:]  # row s on: the synapse offsets index it directly
-            for i in range(c_in):
+            n = 0
+            for i in range(c_in):  # the nonzero inputs' indices, without a branch per input
+                spikes[n] = i
+                n += xs[i] != 0
+            for q in range(n):
+                i = spikes[q]
                 v = xs[i]
-                if v == 0:
-                    continue
                 oi = off[i]
                 wi = wt[i]
                 for k in range(nlt[i, m]):

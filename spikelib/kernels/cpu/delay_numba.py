@@ -78,9 +78,9 @@ def _run(kernel: Any, args: tuple, m: int, work: int) -> None:
 
 #: ``delay_linear_int`` runs the event path when at most this share of the inputs is nonzero (spikes), the dense
 #: shifted multiply-adds above it. Measured end to end (2 threads, float32, no grad; event / dense time at 5% and at
-#: 10% nonzero, break-even): T=100, B=64, 140 -> 256, max_delay 24: 7.7 / 18 ms, 11.4 / 15.3 ms, ~20%;
-#: T=300, B=32, 256 -> 256, max_delay 8: 15.1 / 31 ms, 23.7 / 30.9 ms, ~15%; T=50, B=128, 700 -> 128, max_delay 40:
-#: 13.3 / 20.6 ms, 20.5 / 21 ms, ~10%; the small T=100, B=16, 64 -> 64: 0.39 / 0.50 ms, 0.57 / 0.42 ms, ~7%.
+#: 10% nonzero, break-even): T=100, B=64, 140 -> 256, max_delay 24: 6.7 / 15.5 ms, 8.3 / 15.0 ms, ~18%;
+#: T=300, B=32, 256 -> 256, max_delay 8: 13.7 / 30.7 ms, 22.7 / 30.6 ms, ~15%; T=50, B=128, 700 -> 128, max_delay 40:
+#: 11.8 / 20.3 ms, 18.7 / 20.4 ms, ~15%; the small T=100, B=16, 64 -> 64: 0.36 / 0.47 ms, 0.50 / 0.47 ms, ~10%.
 INT_EVENT_DENSITY_MAX = 0.1
 INT_PATH_OP = "delay_linear_int.numba"  # backend_calls(INT_PATH_OP): which forward path ran, "events" or "dense"
 
@@ -130,7 +130,7 @@ class _DelayIntFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         T, B, c_in = x.shape
-        x = x.detach()
+        x = x.detach().contiguous()
         w = weight.detach().to(x.dtype).contiguous()
         d = delays.contiguous()
         y, xT = _int_forward(x, w, d)
@@ -168,14 +168,15 @@ def delayed_linear_int_numba(x: torch.Tensor, weight: torch.Tensor, delays: torc
     """Integer-delay synapses with the numba kernels; ``x: [T, B, C_in]`` contiguous, ``delays`` int64.
 
     The forward pass is event-driven when at most ``INT_EVENT_DENSITY_MAX`` of the inputs are nonzero and dense
-    otherwise (same result up to float summation order); the backward pass is always dense. Without autograd (no
-    grad mode, or neither ``x`` nor ``weight`` requires grad) nothing is saved for it.
+    otherwise (same result up to float summation order; the event path skips zero inputs, so a non-finite weight
+    meets them as 0 rather than as NaN); the backward pass is always dense. Without autograd (no grad mode, or
+    neither ``x`` nor ``weight`` requires grad) nothing is saved for it.
     """
     if weight.dtype != x.dtype:
         raise TypeError(f"weight has dtype {weight.dtype} but the input has dtype {x.dtype}")
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
         return _DelayIntFunction.apply(x, weight, delays)
-    return _int_forward(x.detach(), weight.detach().contiguous(), delays.contiguous())[0]
+    return _int_forward(x.detach().contiguous(), weight.detach().contiguous(), delays.contiguous())[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------
