@@ -7,8 +7,9 @@ The SHD-sized layer of SNN-delays: ``x: [T=100, B=64, 140]`` spikes (``--density
   the Gaussian kernel at the first (12.27) and last (0.5) width of the sigma schedule. DCLS runs as SNN-delays uses
   it (``[T, B, C] -> [B, C, T]``, left padding ``K - 1``, ``Dcls1d``, back to ``[T, B, C]``); outputs and gradients
   are compared with spikelib's before timing.
-* ``inference``: rounded integer delays under ``torch.no_grad()``: spikelib's integer path (numba backend, one
-  shifted multiply-add per synapse) against the dense rounded convolution (``F.conv1d`` with the one-hot 25-tap
+* ``inference``: rounded integer delays under ``torch.no_grad()``: spikelib's integer path (numba backend: on the
+  sparse spikes event-driven, one scattered multiply-add per input spike and synapse; the dense shifted multiply-adds
+  above 10% nonzero) against the dense rounded convolution (``F.conv1d`` with the one-hot 25-tap
   kernel, what the reference evaluates). Also the state each needs (weights + int64 delays vs the dense kernel).
 * ``inference_scaling``: the same two at ``max_delay`` 8, 24 and 64: the integer path's cost does not grow.
 
