@@ -66,9 +66,9 @@ def kernel_threads(work: int) -> int:
     return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
-def chunk_size(m: int, threads: int) -> int:
-    """Neurons per chunk: two chunks per thread, 16-aligned, at most 4096 (a chunk's state stays in L2)."""
-    per = -(-m // max(1, 2 * threads))
+def chunk_size(m: int, threads: int, per_thread: int = 2) -> int:
+    """Units per chunk: ``per_thread`` chunks per thread, 16-aligned, at most 4096 (a chunk's state stays in L2)."""
+    per = -(-m // max(1, per_thread * threads))
     per = ((per + 15) // 16) * 16
     return int(max(16, min(4096, per)))
 
