@@ -177,3 +177,21 @@ def test_missing_numba_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "numba", None)  # makes `import numba` raise ImportError
     reason = check_numba(LIFRequest(torch.device("cpu"), torch.float32, LIFConfig(), False))
     assert reason is not None and "pip install" in reason and "spikelib[fast]" in reason
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_thread_count_does_not_change_results(monkeypatch, threads):
+    x = (torch.rand(9, 3, 4099) * 2).requires_grad_(True)
+    ref = lif(x, backend="torch", return_membrane=True)
+    (gref,) = torch.autograd.grad(ref.spikes.sum() + ref.membrane.sum(), x)
+    monkeypatch.setenv("SPIKELIB_NUM_THREADS", threads)
+    out = lif(x, backend="numba", return_membrane=True)
+    (g,) = torch.autograd.grad(out.spikes.sum() + out.membrane.sum(), x)
+    assert torch.equal(out.spikes, ref.spikes) and torch.equal(out.membrane, ref.membrane)
+    torch.testing.assert_close(g, gref, rtol=2e-5, atol=2e-5)
+
+
+def test_bad_thread_override_is_reported(monkeypatch):
+    monkeypatch.setenv("SPIKELIB_NUM_THREADS", "many")
+    with pytest.raises(ValueError, match="SPIKELIB_NUM_THREADS must be an integer >= 1, got 'many'"):
+        lif(torch.rand(9, 3, 4099), backend="numba")

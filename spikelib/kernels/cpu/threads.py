@@ -34,8 +34,9 @@ _POOL: Optional[ThreadPoolExecutor] = None
 
 
 def _reset_pool_after_fork() -> None:
-    global _POOL
+    global _POOL, _LOCK
     _POOL = None  # the parent's threads do not exist in a forked child (e.g. DataLoader workers)
+    _LOCK = threading.Lock()  # another thread may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_reset_pool_after_fork)
