@@ -9,11 +9,14 @@ from spikelib.functional.lif import LIFOutput, LIFState, lif
 from spikelib.kernels import available_backends, backend_calls
 from spikelib.layers import DelayedLinear
 from spikelib.neurons import LIF, LIFCell, ParametricLIF, reset
+from spikelib.neurons.elm import ELM, ELMv2
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DelayedLinear",
+    "ELM",
+    "ELMv2",
     "LIF",
     "LIFCell",
     "LIFOutput",

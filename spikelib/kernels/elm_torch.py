@@ -1,0 +1,211 @@
+"""Backends of operation ``"elm"`` (equations in :mod:`spikelib.functional.elm`).
+
+``"torch_loop"`` (reference, ground truth): :func:`elm_step` once per time step, autograd does BPTT.
+
+``"fast"``: only the memory recurrence depends on the memory, so everything else is computed for all ``T`` steps at
+once. The routed input, the synaptic weighting and the branch sums are whole-sequence tensor ops; the traces
+(v1 per synapse, v2 per branch) are a linear recurrence ``s[t] = k s[t-1] + u[t]`` run by :class:`LinearTrace`
+(a no-grad loop of one fused multiply-add per step, and the adjoint recurrence ``a[t] = g[t] + k a[t+1]`` backwards);
+the first MLP layer is split as ``W_1 [i, k_m m] = W_1^i i + W_1^m (k_m m)`` and ``W_1^i i + b_1`` is one matmul over
+all ``T B`` rows. :class:`MemoryScan` then steps only the memory: per step ``W_1^m (k_m m)``, the rest of the MLP and
+the update, with a hand-written backward that steps only the state-dependent products and forms every weight gradient
+afterwards in one matmul over all ``T B`` rows. The readout ``W_y m + b_y`` is one matmul over all steps.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import torch
+
+from spikelib.functional.elm import (
+    TANH_SCALE,
+    TANH_SLOPE,
+    ELMConfig,
+    ELMParams,
+    ELMRequest,
+    ELMState,
+    branch_sum,
+    decay,
+    elm_step,
+    memory_gain,
+    route,
+)
+from spikelib.kernels.registry import register_backend
+
+__all__ = ["elm_torch_loop", "elm_fast", "LinearTrace", "MemoryScan"]
+
+
+def _always(request: ELMRequest) -> Optional[str]:
+    return None
+
+
+@register_backend("elm", "torch_loop", check=_always, priority=0,
+                  description="plain per-step loop over elm_step (reference)")
+def elm_torch_loop(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
+                   ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
+    """Reference loop. Returns ``(y [T, B, out], memory [T, B, d_m], final state)``."""
+    ys, ms = [], []
+    for x_t in route(x, params).unbind(0):
+        y_t, state = elm_step(x_t, state, params, config)
+        ys.append(y_t)
+        ms.append(state.memory)
+    return torch.stack(ys), torch.stack(ms), state
+
+
+class LinearTrace(torch.autograd.Function):
+    """``s[t] = k * s[t-1] + u[t]`` over ``u: [T, B, N]`` with ``k: [N]`` and ``s[-1] = s0: [B, N]``."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, k: torch.Tensor, s0: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(u)
+        prev = s0
+        for t in range(u.shape[0]):
+            torch.addcmul(u[t], prev, k, out=out[t])
+            prev = out[t]
+        ctx.save_for_backward(k, s0, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        k, s0, out = ctx.saved_tensors
+        grad_u = torch.empty_like(grad)
+        a = torch.zeros_like(s0)
+        for t in range(grad.shape[0] - 1, -1, -1):
+            a = torch.addcmul(grad[t], a, k, out=grad_u[t])
+        grad_k = grad_s0 = None
+        if ctx.needs_input_grad[1]:
+            prev = torch.cat([s0.unsqueeze(0), out[:-1]], 0)
+            grad_k = (grad_u * prev).sum((0, 1))
+        if ctx.needs_input_grad[2]:
+            grad_s0 = k * grad_u[0] if grad.shape[0] else torch.zeros_like(s0)
+        return grad_u, grad_k, grad_s0
+
+
+def _act(a: torch.Tensor, name: str) -> torch.Tensor:
+    return torch.relu(a) if name == "relu" else torch.nn.functional.silu(a)
+
+
+def _act_grad(a: torch.Tensor, name: str) -> torch.Tensor:
+    if name == "relu":
+        return (a > 0).to(a.dtype)
+    sig = torch.sigmoid(a)
+    return sig * (1.0 + a * (1.0 - sig))
+
+
+class MemoryScan(torch.autograd.Function):
+    """The memory recurrence given the precomputed first-layer input ``U[t] = W_1^i i[t] + b_1`` ``[T, B, H_1]``::
+
+        D[t] = k_m m[t-1];  z[t] = MLP rest of (U[t] + W_1^m D[t]);  m[t] = D[t] + g tanh_scaled(z[t])
+
+    Inputs: ``U, k_m [d_m], g [d_m], m0 [B, d_m], W_1^m [H_1, d_m]``, then ``(W_i, b_i)`` of the later layers flat.
+    Output: ``m`` ``[T, B, d_m]``.
+    """
+
+    @staticmethod
+    def forward(ctx, activation: str, U, k_m, gain, m0, w1m, *rest):
+        layers = [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
+        T = U.shape[0]
+        M = torch.empty(U.shape[:2] + (k_m.shape[0],), dtype=U.dtype, device=U.device)
+        D = torch.empty_like(M)
+        TH = torch.empty_like(M)
+        A = [torch.empty_like(U)] + [torch.empty(U.shape[:2] + (w.shape[0],), dtype=U.dtype, device=U.device)
+                                     for w, _ in layers[:-1]]  # pre-activations that go through `activation`
+        w1m_t = w1m.t()
+        prev = m0
+        for t in range(T):
+            torch.mul(prev, k_m, out=D[t])
+            if layers:
+                torch.addmm(U[t], D[t], w1m_t, out=A[0][t])
+                h = _act(A[0][t], activation)
+                for i, (w, b) in enumerate(layers):
+                    if i < len(layers) - 1:
+                        torch.addmm(b, h, w.t(), out=A[i + 1][t])
+                        h = _act(A[i + 1][t], activation)
+                    else:
+                        z = torch.addmm(b, h, w.t())
+            else:
+                z = torch.addmm(U[t], D[t], w1m_t)
+            torch.tanh(z.mul_(TANH_SLOPE), out=TH[t])
+            torch.addcmul(D[t], TH[t], gain * TANH_SCALE, out=M[t])
+            prev = M[t]
+        ctx.activation = activation
+        ctx.n_layers = len(layers)
+        ctx.save_for_backward(k_m, gain, m0, w1m, M, D, TH, *A[: len(layers)], *rest)
+        return M
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_M: torch.Tensor):
+        saved = ctx.saved_tensors
+        k_m, gain, m0, w1m, M, D, TH = saved[:7]
+        n = ctx.n_layers
+        A = list(saved[7: 7 + n])
+        rest = saved[7 + n:]
+        layers = [(rest[i], rest[i + 1]) for i in range(0, len(rest), 2)]
+        act = ctx.activation
+        T, B, d_m = M.shape
+        gZ = torch.empty_like(M)
+        gA = [torch.empty_like(a) for a in A]
+        g_first = gA[0] if n else gZ
+        carry = torch.zeros_like(m0)
+        gD_all = torch.empty_like(M)
+        scale = gain * (TANH_SCALE * TANH_SLOPE)
+        for t in range(T - 1, -1, -1):
+            gm = grad_M[t] + carry
+            th = TH[t]
+            torch.mul(gm * scale, 1.0 - th * th, out=gZ[t])
+            g = gZ[t]
+            for i in range(n - 1, -1, -1):
+                w = layers[i][0]
+                torch.mul(g @ w, _act_grad(A[i][t], act), out=gA[i][t])
+                g = gA[i][t]
+            gD = torch.addmm(gm, g, w1m, out=gD_all[t])
+            carry = gD * k_m
+        needs = ctx.needs_input_grad  # (activation, U, k_m, gain, m0, w1m, *rest)
+        flat = lambda z: z.reshape(T * B, z.shape[-1])  # noqa: E731
+        grad_U = g_first
+        M_prev = torch.cat([m0.unsqueeze(0), M[:-1]], 0)
+        grad_k = (gD_all * M_prev).sum((0, 1)) if needs[2] else None
+        grad_gain = (grad_M_total(grad_M, gD_all, k_m, M) * TH).sum((0, 1)) * TANH_SCALE if needs[3] else None
+        grad_m0 = carry if needs[4] else None
+        grad_w1m = flat(g_first).t() @ flat(D) if needs[5] else None
+        grads_rest: List[Optional[torch.Tensor]] = []
+        for i, (w, b) in enumerate(layers):
+            g_out = gA[i + 1] if i < n - 1 else gZ
+            h = _act(A[i], act)
+            grads_rest.append(flat(g_out).t() @ flat(h) if needs[6 + 2 * i] else None)
+            grads_rest.append(flat(g_out).sum(0) if needs[7 + 2 * i] else None)
+        return (None, grad_U, grad_k, grad_gain, grad_m0, grad_w1m, *grads_rest)
+
+
+def grad_M_total(grad_M: torch.Tensor, gD_all: torch.Tensor, k_m: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+    """The total gradient reaching ``m[t]`` (``grad_M[t]`` plus what ``m[t]`` passes on through ``D[t+1]``)."""
+    carry = torch.zeros_like(grad_M)
+    carry[:-1] = gD_all[1:] * k_m
+    return grad_M + carry
+
+
+@register_backend("elm", "fast", check=_always, priority=10,
+                  description="whole-sequence traces and input projections, stepped memory only (torch)")
+def elm_fast(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
+             ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
+    """Fast multi-step ELM. Returns ``(y [T, B, out], memory [T, B, d_m], final state)``."""
+    nb = config.num_branch
+    xs = route(x, params)
+    k_s = decay(params.tau_syn, config.dt)
+    if config.version == 1:
+        traces = LinearTrace.apply(params.w_syn * xs, k_s, state.trace)
+        branch_in = traces if traces.shape[-1] == nb else branch_sum(traces, nb)
+    else:
+        traces = LinearTrace.apply(branch_sum(params.w_syn * xs, nb), k_s, state.trace)
+        branch_in = traces
+    w1, b1 = params.mlp[0]
+    U = torch.nn.functional.linear(branch_in, w1[:, :nb], b1)
+    k_m = decay(params.tau_mem, config.dt)
+    gain = memory_gain(params.tau_mem, config)
+    rest = [t for layer in params.mlp[1:] for t in layer]
+    M = MemoryScan.apply(config.activation, U, k_m, gain, state.memory, w1[:, nb:], *rest)
+    y = torch.nn.functional.linear(M, params.readout_weight, params.readout_bias)
+    return y, M, ELMState(traces[-1], M[-1])
