@@ -143,3 +143,49 @@ def test_elm_beats_lif_on_long_delay_cue_recall():
     assert accs[2][0] > 0.9 and accs[2][1] > 0.9           # both learn the cue when it is recent
     assert accs[80][0] > 0.9 and accs[80][1] < 0.45         # only ELM remembers it over 80 silent steps
     assert accs[80][0] - accs[80][1] > 0.4
+
+
+# ----------------------------------------------------------------------------------------------- recipe and model
+def _flat_section(text, name):
+    """A flat ``key: value`` section of a recipe (no PyYAML needed)."""
+    section, out = None, {}
+    for line in text.splitlines():
+        code = line.split("#", 1)[0].rstrip()
+        if code and not code.startswith(" "):
+            section = code.rstrip(":")
+        elif code and section == name:
+            key, value = (part.strip() for part in code.split(":", 1))
+            if value in ("true", "false"):
+                out[key] = value == "true"
+            else:
+                for kind in (int, float, str):
+                    try:
+                        out[key] = kind(value)
+                        break
+                    except ValueError:
+                        pass
+    return out
+
+
+def test_recipe_builds_the_notebook_model_and_drops_inputs_only_in_training():
+    from pathlib import Path
+
+    from spikelib.models import ELMClassifier
+
+    text = (Path(__file__).resolve().parents[1] / "configs" / "shd_elm.yaml").read_text()
+    model = ELMClassifier.from_config(_flat_section(text, "model"))
+    elm = model.elm
+    assert elm.num_memory == 100 and elm.config.dt == 10.0 and elm.config.lambda_value == 5.0
+    assert float(elm.tau_mem.max()) == pytest.approx(500.0, rel=1e-3) and elm.config.version == 1
+    assert _flat_section(text, "training")["lr"] == 5e-3 and _flat_section(text, "training")["batch_size"] == 8
+    small = ELMClassifier(6, 3, num_memory=4, input_dropout=0.5)
+    x = torch.ones(7, 2, 6)
+    small.eval()
+    assert torch.equal(small(x), small(x))                       # no dropout in evaluation
+    assert torch.equal(small.dropout(x), x)
+    small.train()
+    dropped = small.dropout(x)
+    assert set(dropped.unique().tolist()) <= {0.0, 2.0} and 0.3 < float((dropped == 0).float().mean()) < 0.7
+    assert small(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="p must be"):
+        ELMClassifier(6, 3, input_dropout=1.0)
