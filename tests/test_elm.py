@@ -185,6 +185,7 @@ def test_fast_equals_reference_loop(cfg, dtype):
         results[backend] = (out.y, out.memory, out.state.trace, out.state.memory,
                             torch.autograd.grad(loss, leaves))
     assert backend_calls("elm") == {"torch_loop": 1, "fast": 1}
+    assert backend_calls("elm.fast") == {"traced": 1}  # per-trace decays that require grad: no projection shortcut
     tol = 1e-10 if dtype == torch.float64 else 2e-4
     ref, fast = results["torch_loop"], results["fast"]
     for a, b in zip(ref[:4], fast[:4]):
@@ -263,3 +264,28 @@ def test_bad_input():
     with pytest.raises(ValueError, match="state.memory"):
         elm(torch.rand(3, 1, 4, dtype=D), params, ELMConfig(num_branch=2),
             ELMState(torch.zeros(1, 4, dtype=D), torch.zeros(2, 3, dtype=D)))
+
+
+@pytest.mark.parametrize("version,nb,spb,routing_c", [(1, 4, 1, None), (1, 3, 3, 7), (2, 5, 2, None), (2, 2, 1, 5)])
+def test_fast_uniform_decay_path_equals_loop(version, nb, spb, routing_c):
+    # One fixed trace decay (the reference default): the fast path projects first and traces the projection.
+    params = _rand_params(version, nb, spb, 4, [6], 3, routing_c)
+    params = params._replace(tau_syn=torch.full_like(params.tau_syn, 2.5).detach())
+    config = ELMConfig(version=version, num_branch=nb, dt=1.3)
+    C = routing_c if routing_c is not None else nb * spb
+    T, B = 23, 3
+    n_trace = nb * spb if version == 1 else nb
+    state = ELMState(torch.randn(B, n_trace, dtype=D, requires_grad=True),
+                     torch.randn(B, 4, dtype=D, requires_grad=True))
+    reset_backend_calls()
+    for x_grad in (False, True):
+        x = (torch.rand(T, B, C, dtype=D) < 0.3).to(D).requires_grad_(x_grad)
+        leaves = ([x] if x_grad else []) + [t for t in _tensors(params, state) if t.requires_grad]
+        res = {}
+        for backend in ("torch_loop", "fast"):
+            out = elm(x, params, config, state, return_memory=True, backend=backend)
+            loss = out.y.pow(2).sum() + (out.state.trace * torch.arange(n_trace, dtype=D)).sum() + out.state.memory.sum()
+            res[backend] = [out.y, out.memory, out.state.trace, out.state.memory, *torch.autograd.grad(loss, leaves)]
+        for a, b in zip(res["torch_loop"], res["fast"]):
+            assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
+    assert backend_calls("elm.fast") == {"projected": 2}
