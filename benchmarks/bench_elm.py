@@ -6,6 +6,7 @@ Cases, all in one process, interleaved round by round:
 
 * ``train_v1`` / ``train_v2``: forward + backward (a gradient on every output step; all weights and ``x`` get
   gradients) of ``ELM`` / ``ELMv2``. Before timing, the outputs and gradients of the two backends are compared.
+* ``train_v1_input_layer``: as ``train_v1`` but ``x`` needs no gradient (the input layer of the SHD recipe).
 * ``inference_v1``: forward only under ``torch.no_grad()``.
 
 Run ``python benchmarks/bench_elm.py`` (full sizes, only on a quiet machine) or ``--quick``; writes
@@ -45,9 +46,10 @@ def _spikes(args: argparse.Namespace) -> torch.Tensor:
     return (torch.rand(args.T, args.B, args.C_in, generator=g) < args.density_pct / 100).float()
 
 
-def train_case(args: argparse.Namespace, version: int) -> tuple[Dict[str, Callable[[], Any]], Dict]:
+def train_case(args: argparse.Namespace, version: int, x_grad: bool = True
+               ) -> tuple[Dict[str, Callable[[], Any]], Dict]:
     layer = _layer(args, version)
-    x = _spikes(args).requires_grad_(True)
+    x = _spikes(args).requires_grad_(x_grad)
     grad = torch.randn(args.T, args.B, args.C_out, generator=torch.Generator().manual_seed(1))
 
     def runner(backend: str) -> Callable[[], None]:
@@ -65,7 +67,8 @@ def train_case(args: argparse.Namespace, version: int) -> tuple[Dict[str, Callab
         layer.backend = b
         with torch.no_grad():
             y = layer(x)
-        results[b] = (y, x.grad.clone(), [p.grad.clone() for p in layer.parameters() if p.grad is not None])
+        gx = x.grad.clone() if x_grad else torch.zeros(())
+        results[b] = (y, gx, [p.grad.clone() for p in layer.parameters() if p.grad is not None])
     (y_f, gx_f, gp_f), (y_l, gx_l, gp_l) = results["fast"], results["torch_loop"]
     checks = {
         "max_abs_diff_output": float((y_f - y_l).abs().max()), "max_abs_output": float(y_l.abs().max()),
@@ -115,6 +118,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
     measure("train_v1", *train_case(args, 1))
     measure("train_v2", *train_case(args, 2))
+    measure("train_v1_input_layer", *train_case(args, 1, x_grad=False))
     measure("inference_v1", *inference_case(args, 1))
     return cases
 
