@@ -284,7 +284,8 @@ def test_fast_uniform_decay_path_equals_loop(version, nb, spb, routing_c):
         res = {}
         for backend in ("torch_loop", "fast"):
             out = elm(x, params, config, state, return_memory=True, backend=backend)
-            loss = out.y.pow(2).sum() + (out.state.trace * torch.arange(n_trace, dtype=D)).sum() + out.state.memory.sum()
+            loss = (out.y.pow(2).sum() + (out.state.trace * torch.arange(n_trace, dtype=D)).sum()
+                    + out.state.memory.sum())
             res[backend] = [out.y, out.memory, out.state.trace, out.state.memory, *torch.autograd.grad(loss, leaves)]
         for a, b in zip(res["torch_loop"], res["fast"]):
             assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)

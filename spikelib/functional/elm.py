@@ -172,7 +172,7 @@ def log_spaced_proto_tau_mem(num_memory: int, tau_min: float, tau_max: float) ->
 
 
 def interlocking_order(num_input: int) -> torch.Tensor:
-    """Interleave the two halves of the inputs (NeuronIO: excitatory and inhibitory): ``i -> (i % 2) (C // 2) + i // 2``."""
+    """Interleave the two halves of the inputs (NeuronIO: excitatory, inhibitory): ``i -> (i%2) (C//2) + i//2``."""
     i = torch.arange(num_input)
     return (i % 2) * (num_input // 2) + torch.div(i, 2, rounding_mode="floor")
 

@@ -9,9 +9,10 @@ once. The routed input, the synaptic weighting and the branch sums are whole-seq
 the first MLP layer is split as ``W_1 [i, k_m m] = W_1^i i + W_1^m (k_m m)`` and ``W_1^i i + b_1`` is one matmul over
 all ``T B`` rows. When every trace has the same fixed decay (the reference default), traces and projection commute
 (:func:`_projected_traces`): the input is projected first and the trace runs over the ``H_1`` projected channels
-rather than the ``S`` synapses. :class:`MemoryScan` then steps only the memory: per step ``W_1^m (k_m m)``, the rest of the MLP and
-the update, with a hand-written backward that steps only the state-dependent products and forms every weight gradient
-afterwards in one matmul over all ``T B`` rows. The readout ``W_y m + b_y`` is one matmul over all steps.
+rather than the ``S`` synapses. :class:`MemoryScan` then steps only the memory: per step ``W_1^m (k_m m)``, the
+rest of the MLP and the update, with a hand-written backward that steps only the state-dependent products and forms
+every weight gradient afterwards in one matmul over all ``T B`` rows. The readout ``W_y m + b_y`` is one matmul over
+all steps.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, st
 
     Then ``W_1^i i[t] = sum_{t' <= t} k^(t - t') P[t'] + k^(t+1) W_1^i i0`` with ``P[t] = x~[t] M`` and
     ``M[s, h] = w_s W_1^i[h, branch(s)]`` (for v1 and v2 alike): one projection of the routed input, then a trace
-    over the ``H_1`` projected channels instead of the ``S`` synapses. The final trace is ``sum_t k^(T-1-t) w x~[t] + k^T trace0`` (v2: per branch).
+    over the ``H_1`` projected channels instead of the ``S`` synapses. The final trace is
+    ``sum_t k^(T-1-t) w x~[t] + k^T trace0`` (v2: summed per branch).
     """
     T, B, S = xs.shape
     nb = config.num_branch

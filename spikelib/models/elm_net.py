@@ -51,7 +51,7 @@ class ELMClassifier(nn.Module):
         num_input, num_classes: 700 and 20 (SHD) or 19 (SHD-Adding).
         version: 1 (the notebook) or 2.
         input_dropout, dropout_rescale: see :class:`InputDropout`.
-        **elm_args: passed to :class:`spikelib.ELM` / :class:`spikelib.ELMv2` (``num_memory``, ``tau_mem_max``, ``dt``...).
+        **elm_args: passed to :class:`spikelib.ELM` / :class:`spikelib.ELMv2` (``num_memory``, ``dt``, ...).
     """
 
     def __init__(self, num_input: int = 700, num_classes: int = 20, version: int = 1, input_dropout: float = 0.5,
