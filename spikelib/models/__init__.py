@@ -1,7 +1,11 @@
 """Reference architectures, time first ``[T, B, ...]``."""
 
 from spikelib.models.elm_net import ELMClassifier
+from spikelib.models.maxformer import MaxFormer
 from spikelib.models.mlp import SpikingMLP
+from spikelib.models.registry import get_model, list_models, register_model
 from spikelib.models.snn_delays import SNNDelays
+from spikelib.models.spikeformer_v2 import MetaSpikeFormer
 
-__all__ = ["ELMClassifier", "SNNDelays", "SpikingMLP"]
+__all__ = ["ELMClassifier", "MaxFormer", "MetaSpikeFormer", "SNNDelays", "SpikingMLP", "get_model", "list_models",
+           "register_model"]
