@@ -14,7 +14,10 @@ Follows BICLab/Spike-Driven-Transformer-V2 ``classification/models.py`` (``Spiki
 ``ConvBlock``: ``x = x + SepConv(x); x = x + BN(conv3x3(SN(BN(conv3x3(SN(x))))))`` (widths c -> 4c -> c);
 ``SepConv``: ``BN(pw(dw7x7(SN(BN(pw(SN(x)))))))`` (widths c -> 2c -> c). Downsampling: ``BN(conv(SN(x)))`` (no
 neuron before the first). The reference code runs ``T = 1`` by default (``self.T = 1``); images need ``H, W``
-divisible by 16 here (the reference pads silently). The reference's distillation head (``kd=True``, a second Linear
+divisible by 16 here (the reference pads silently). Note: the constructors keep the reference code's names and widths;
+their parameter counts (31.3M, 55.4M, 123.7M) are those the paper gives for its 8-512 and 8-768 models and a larger
+one, i.e. the code's names are one size ahead of the paper's table (the paper's 15.1M "8-384" matches widths
+(64, 128, 256, 360), which no constructor of models.py builds). The reference's distillation head (``kd=True``, a second Linear
 on ``SN(mean)``) is not built. Neurons: :func:`spikelib.layers.multistep.reference_lif`.
 """
 
