@@ -17,8 +17,8 @@ neuron before the first). The reference code runs ``T = 1`` by default (``self.T
 divisible by 16 here (the reference pads silently). Note: the constructors keep the reference code's names and widths;
 their parameter counts (31.3M, 55.4M, 123.7M) are those the paper gives for its 8-512 and 8-768 models and a larger
 one, i.e. the code's names are one size ahead of the paper's table (the paper's 15.1M "8-384" matches widths
-(64, 128, 256, 360), which no constructor of models.py builds). The reference's distillation head (``kd=True``, a second Linear
-on ``SN(mean)``) is not built. Neurons: :func:`spikelib.layers.multistep.reference_lif`.
+(64, 128, 256, 360), which no constructor of models.py builds). The reference's distillation head (``kd=True``, a
+second Linear on ``SN(mean)``) is not built. Neurons: :func:`spikelib.layers.multistep.reference_lif`.
 """
 
 from __future__ import annotations
