@@ -103,6 +103,7 @@ def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]
 _TITLES = {
     "delays_cpu": "Delayed synapses (DCLS) layer, SHD-sized (CPU): spikelib vs DCLS and vs the dense rounded conv",
     "elm_cpu": "ELM layer, SHD-sized (CPU): spikelib's fast path vs its reference loop",
+    "transformers_cpu": "Spiking transformers (CPU): forward and training-step throughput",
 }
 
 
@@ -154,6 +155,10 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
             lines += [f"Fastest peer in this run: {fastest}.", ""]
         else:
             lines += _speedup_lines(block["rows"]) + [""]
+        for name, r in block["rows"].items():
+            if r.get("images_per_s"):
+                lines += [f"Throughput: {name} {r['images_per_s']:.1f} images/s (median)"
+                          + (f"; model {block['model']}" if block.get("model") else "") + ".", ""]
         if block.get("checks"):
             lines += ["Checks: " + ", ".join(f"{k}={v}" for k, v in block["checks"].items()), ""]
         if floor:
