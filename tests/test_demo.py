@@ -9,7 +9,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import spikelib
-from spikelib.cli import DEMO_MODEL, main
+from spikelib.cli import main
+from spikelib.demo import DEMO_MODEL
 from spikelib.data import SyntheticTemporalDataset
 from spikelib.models import SpikingMLP
 from spikelib.training import evaluate, to_time_first, train_classifier
@@ -143,7 +144,7 @@ def test_snn_learns_what_counts_cannot():
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
-def test_cli_demo_writes_metrics(tmp_path, capsys):
+def test_cli_demo_writes_summary_and_checkpoint(tmp_path, capsys):
     rc = main(["demo", "--epochs", "4", "--n-train", "800", "--n-test", "200", "--batch-size", "32",
                "--out", str(tmp_path), "--no-progress"])
     out = capsys.readouterr().out
@@ -151,14 +152,19 @@ def test_cli_demo_writes_metrics(tmp_path, capsys):
     runs = list(tmp_path.glob("demo-*"))
     assert len(runs) == 1
     files = sorted(p.name for p in runs[0].iterdir())
-    assert files == ["metrics.json"]  # no temporary file left behind
-    metrics = json.loads((runs[0] / "metrics.json").read_text())
-    assert metrics["chance_level"] == pytest.approx(0.1)
-    assert len(metrics["history"]) == 4 and metrics["passed"] is True
-    assert metrics["final"]["test_acc"] > metrics["chance_level"] + 0.2
-    assert metrics["final"]["test_acc"] == metrics["history"][-1]["test_acc"]
-    assert sum(metrics["lif_backend_calls"].values()) > 0
-    assert "chance level: 10.0%" in out and "epoch  4/4" in out
+    assert files == ["model.pt", "summary.json", "summary.md"]  # no temporary file left behind
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["passed"] is True and summary["error"] is None
+    stages = summary["stages"]
+    assert list(stages)[:5] == ["data", "model", "train", "evaluate", "checkpoint"]
+    assert stages["evaluate"]["chance_level"] == pytest.approx(0.1)
+    assert len(stages["train"]["history"]) == 4
+    assert stages["evaluate"]["test_acc"] > stages["evaluate"]["chance_level"] + 0.2
+    assert sum(stages["train"]["lif_backend_calls"].values()) > 0
+    state = torch.load(runs[0] / "model.pt", weights_only=True)
+    assert set(state) >= {"model", "model_name"}
+    assert "chance level 10.0%" in out and "epoch  4/4" in out and "PASSED" in out
+    assert "PASSED" in (runs[0] / "summary.md").read_text()
 
 
 def test_cli_demo_fails_below_min_accuracy(tmp_path, capsys):
@@ -167,7 +173,8 @@ def test_cli_demo_fails_below_min_accuracy(tmp_path, capsys):
     assert rc == 1
     assert "FAILED" in capsys.readouterr().err
     (run,) = tmp_path.glob("demo-*")
-    assert json.loads((run / "metrics.json").read_text())["passed"] is False
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["passed"] is False and summary["stages"]["evaluate"]["passed"] is False
 
 
 def test_cli_rejects_bad_arguments(capsys):
