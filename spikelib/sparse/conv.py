@@ -1,0 +1,181 @@
+"""Submanifold and strided sparse 3D convolution by gather-GEMM-scatter, with a hand-written backward.
+
+With a kernel map (:mod:`spikelib.sparse.rulebook`) of pairs ``(i, o)`` per tap ``k`` and weight ``W [K, C_in, C_out]``::
+
+    forward : y[o] = b + sum_k sum_{(i, o) in map_k} x[i] W[k]
+    backward: dx[i] = sum_k sum_{(i, o) in map_k} dy[o] W[k]^T,   dW[k] = sum_{(i, o) in map_k} x[i]^T dy[o],
+              db = sum_o dy[o]
+
+Each tap is one ``index_select`` (gather), one matmul (GEMM) and one ``index_add_`` (scatter-add); the autograd
+function saves only the input features and the weight (not the gathered copies), so memory stays ``O(N C)`` plus the
+map. It runs on any device torch supports (CPU and CUDA), in every floating dtype, and with multi-step features
+``[T, N, C]`` (the same weights at every step). The reference model (bollossom/E-3DSNN,
+classify_seg/pointcept/models/sparse_unet/E_3DSNN.py) uses spconv's ``SubMConv3d`` and ``SparseConv3d``, whose CPU
+build has no backward; these layers replace them (same geometry, weight layout ``[K, C_in, C_out]`` with taps in
+``nn.Conv3d`` order; :func:`weight_from_dense` converts an ``nn.Conv3d`` weight).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from spikelib.sparse.rulebook import IntOr3, KernelMap, as_triple, get_kernel_map
+from spikelib.sparse.tensor import SparseSpikeTensor
+
+__all__ = ["SubMConv3d", "SparseConv3d", "sparse_conv3d", "weight_from_dense", "weight_to_dense"]
+
+
+class _GatherGemmScatter(torch.autograd.Function):
+    """``y [N_out, M, C_out]`` from ``x [N_in, M, C_in]``, ``W [K, C_in, C_out]`` and a kernel map."""
+
+    @staticmethod
+    def forward(ctx, x, weight, in_idx, out_idx, ptr: List[int], num_out: int):  # type: ignore[override]
+        out = x.new_zeros(num_out, x.shape[1], weight.shape[2])
+        for k in range(weight.shape[0]):
+            a, b = ptr[k], ptr[k + 1]
+            if a == b:
+                continue
+            ii, oi = in_idx[a:b], out_idx[a:b]
+            out.index_add_(0, oi, torch.matmul(x.index_select(0, ii), weight[k]))
+        ctx.save_for_backward(x, weight, in_idx, out_idx)
+        ctx.ptr = ptr
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        x, weight, in_idx, out_idx = ctx.saved_tensors
+        ptr = ctx.ptr
+        need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_x = torch.zeros_like(x) if need_x else None
+        grad_w = torch.zeros_like(weight) if need_w else None
+        grad_out = grad_out.contiguous()
+        c_in, c_out = weight.shape[1], weight.shape[2]
+        for k in range(weight.shape[0]):
+            a, b = ptr[k], ptr[k + 1]
+            if a == b:
+                continue
+            ii, oi = in_idx[a:b], out_idx[a:b]
+            g = grad_out.index_select(0, oi)
+            if need_x:
+                grad_x.index_add_(0, ii, torch.matmul(g, weight[k].t()))
+            if need_w:
+                grad_w[k] = x.index_select(0, ii).reshape(-1, c_in).t() @ g.reshape(-1, c_out)
+        return grad_x, grad_w, None, None, None, None
+
+
+def sparse_conv3d(x: SparseSpikeTensor, weight: torch.Tensor, bias: Optional[torch.Tensor], kmap: KernelMap
+                  ) -> SparseSpikeTensor:
+    """Apply a sparse conv with ``weight [K, C_in, C_out]`` (and optional ``bias [C_out]``) along ``kmap``."""
+    if not isinstance(x, SparseSpikeTensor):
+        raise TypeError(f"x must be a SparseSpikeTensor, got {type(x).__name__}")
+    if weight.dim() != 3 or weight.shape[0] != kmap.volume:
+        raise ValueError(f"weight must be [K={kmap.volume}, C_in, C_out], got {tuple(weight.shape)}")
+    if x.num_channels != weight.shape[1]:
+        raise ValueError(f"x has {x.num_channels} channels but the conv expects C_in = {weight.shape[1]}")
+    if kmap.num_in != x.num_sites:
+        raise ValueError(f"the kernel map was built for {kmap.num_in} sites, x has {x.num_sites}")
+    feats = x.features
+    x3 = feats.unsqueeze(1) if feats.dim() == 2 else feats.transpose(0, 1)
+    ptr = kmap.offset_ptr.tolist()
+    y = _GatherGemmScatter.apply(x3.contiguous(), weight, kmap.in_idx, kmap.out_idx, ptr, kmap.num_out)
+    if bias is not None:
+        y = y + bias
+    y = y.squeeze(1) if feats.dim() == 2 else y.transpose(0, 1)
+    if kmap.subm:
+        return x.replace_features(y)
+    return SparseSpikeTensor(y, kmap.out_coords, kmap.out_spatial_shape, x.batch_size, check=False)
+
+
+def weight_from_dense(w: torch.Tensor) -> torch.Tensor:
+    """``nn.Conv3d`` weight ``[C_out, C_in, kx, ky, kz]`` -> sparse layout ``[K, C_in, C_out]``."""
+    if w.dim() != 5:
+        raise ValueError(f"expected a Conv3d weight [C_out, C_in, kx, ky, kz], got {tuple(w.shape)}")
+    c_out, c_in = w.shape[:2]
+    return w.permute(2, 3, 4, 1, 0).reshape(-1, c_in, c_out)
+
+
+def weight_to_dense(w: torch.Tensor, kernel_size: IntOr3) -> torch.Tensor:
+    """Sparse layout ``[K, C_in, C_out]`` -> ``nn.Conv3d`` weight ``[C_out, C_in, kx, ky, kz]``."""
+    ks = as_triple(kernel_size, "kernel_size")
+    return w.reshape(*ks, w.shape[1], w.shape[2]).permute(4, 3, 0, 1, 2)
+
+
+class _SparseConvBase(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3, stride: IntOr3, padding: IntOr3,
+                 dilation: IntOr3, bias: bool, subm: bool) -> None:
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = as_triple(kernel_size, "kernel_size")
+        self.stride = as_triple(stride, "stride")
+        self.padding = as_triple(padding, "padding", minimum=0)
+        self.dilation = as_triple(dilation, "dilation")
+        self.subm = subm
+        volume = math.prod(self.kernel_size)
+        self.weight = nn.Parameter(torch.empty(volume, in_channels, out_channels))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv3d``'s default initialisation (Kaiming-uniform, a = sqrt(5); fan_in = C_in K)."""
+        fan_in = self.in_channels * self.weight.shape[0]
+        bound = 1.0 / math.sqrt(fan_in)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def kernel_map(self, x: SparseSpikeTensor) -> KernelMap:
+        """The (cached) kernel map this layer uses on ``x``: its input/output pairs per tap (for op counting)."""
+        if not isinstance(x, SparseSpikeTensor):
+            raise TypeError(f"x must be a SparseSpikeTensor, got {type(x).__name__}")
+        return get_kernel_map(x, self.kernel_size, self.stride, self.padding, self.dilation, self.subm)
+
+    def forward(self, x: SparseSpikeTensor) -> SparseSpikeTensor:
+        """Convolve the active sites of ``x``."""
+        return sparse_conv3d(x, self.weight, self.bias, self.kernel_map(x))
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if not self.subm:
+            s += f", stride={self.stride}, padding={self.padding}"
+        return s + f", dilation={self.dilation}, bias={self.bias is not None}"
+
+
+class SubMConv3d(_SparseConvBase):
+    """Submanifold sparse conv: outputs only at the input's active sites; equals a dense ``Conv3d`` with
+    ``padding = dilation (kernel_size - 1) / 2`` on the zero-filled grid, read at the active sites.
+
+    Args:
+        in_channels, out_channels: channel counts.
+        kernel_size: odd int or 3 odd ints.
+        dilation: int or 3 ints.
+        bias: add a learnable bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3 = 3, dilation: IntOr3 = 1,
+                 bias: bool = False) -> None:
+        ks = as_triple(kernel_size, "kernel_size")
+        if any(k % 2 == 0 for k in ks):
+            raise ValueError(f"SubMConv3d needs an odd kernel_size, got {kernel_size!r}")
+        super().__init__(in_channels, out_channels, ks, 1, 0, dilation, bias, subm=True)
+
+
+class SparseConv3d(_SparseConvBase):
+    """Regular (strided) sparse conv: output sites are every grid position a tap connects to an active input; equals
+    ``nn.Conv3d(kernel_size, stride, padding, dilation)`` on the zero-filled grid, read at those sites.
+
+    Args:
+        in_channels, out_channels: channel counts.
+        kernel_size, stride, padding, dilation: an int or 3 ints each.
+        bias: add a learnable bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3 = 2, stride: IntOr3 = 2,
+                 padding: IntOr3 = 0, dilation: IntOr3 = 1, bias: bool = False) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, bias, subm=False)
