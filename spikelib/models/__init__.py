@@ -1,5 +1,6 @@
 """Reference architectures, time first ``[T, B, ...]``."""
 
+from spikelib.models import builtin as _builtin  # registers spiking_mlp, snn_delays, elm_classifier
 from spikelib.models.elm_net import ELMClassifier
 from spikelib.models.maxformer import MaxFormer
 from spikelib.models.mlp import SpikingMLP
