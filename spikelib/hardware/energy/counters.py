@@ -1,0 +1,315 @@
+"""Exact operation counters per layer type, run as forward hooks during a real evaluation pass.
+
+A counter sees a layer's real inputs and output and adds exact integer counts (:mod:`.stats`). An input is a spike
+input when every entry is 0 or 1 (checked on the data of each call); its synaptic operations are then counted per
+spike, otherwise the layer does dense multiply-accumulates. With ``x`` the input and ``|x|`` its nonzero count:
+
+``nn.Linear``               ``sops = |x| C_out``, ``dense = numel(x) C_out``
+``nn.Conv1d/2d/3d``         a spike at input position ``p`` reaches ``F[p]`` (output position, kernel tap) pairs in
+                            each of the ``C_out / groups`` output channels of its group, where ``F`` is the fan-out
+                            map of the geometry (stride, padding, padding mode, dilation): ``F = d/dx sum(conv(x, 1))``,
+                            the adjoint of a convolution of the spike map with an all-ones kernel, computed once per
+                            input size. ``sops = C_out/groups sum_{n,c,p} x[n,c,p] F[p]``; ``dense`` the same with
+                            ``x = 1`` (zero padding taps are not synapses and are not counted).
+``DelayedLinear``           a spike of input ``i`` at step ``t`` reaches output ``j`` at ``t + d_ij``, which exists only
+                            while ``t + d_ij <= T - 1`` (the output is causal and ``T`` long): ``sops = sum_{t,b,i}
+                            x[t,b,i] #{j : d_ij <= T-1-t}`` (mode ``"integer"``); in mode ``"gaussian"`` every tap
+                            ``0..max_delay`` of every synapse carries weight, so a spike reaches
+                            ``C_out min(max_delay + 1, T - t)`` taps.
+LIF, ParametricLIF, LIFCell one neuron update per input element; output spikes counted (firing rates).
+ELM / ELMv2                 routed synaptic events (spikes x synapses reading that input), one state update per
+                            synaptic/branch trace and memory unit per step, dense MACs of the MLP and the readout.
+spike-driven attention      v2 ``Q (K^T V)``: a spike of ``K`` adds a row of ``V`` (``d`` accumulates), a spike of ``Q``
+                            adds a row of ``K^T V``: ``sops = (|K| + |Q|) d``; v1: the column sum of ``K * V``:
+                            ``sops = |K * V|`` (the masks ``*`` are ANDs, not counted).
+``BatchNorm1d/2d/3d``       ``norm_macs = numel`` (one ``a x + b`` per element; foldable).
+pooling                     ``adds = numel(out) prod(kernel)`` (max: comparisons; avg: additions); adaptive pooling
+                            ``numel(x)``.
+bias                        ``adds = numel(out)``.
+
+Layers that only move data (Identity, Dropout in eval, Flatten, time-shared/input dropout) cost nothing. Any other
+layer is an error (:class:`UnsupportedLayerError`), never a silent zero; :func:`register_counter` adds one.
+Arithmetic written directly in a model's ``forward`` (residual additions, means over tokens, a functional readout)
+is outside every layer and is not counted.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type
+
+import torch
+from torch import nn
+
+from spikelib.hardware.energy.stats import LayerCounts
+
+__all__ = ["UnsupportedLayerError", "register_counter", "register_free", "find_counter", "spike_stats",
+           "conv_fanout_map", "delay_reach", "FREE_LAYERS"]
+
+
+class UnsupportedLayerError(TypeError):
+    """A layer has no energy counter (its operations would otherwise be silently missing)."""
+
+
+CounterFn = Callable[[nn.Module, Tuple[Any, ...], Any, LayerCounts, Dict[str, Any]], None]
+# (kind, counter function, claims the whole subtree, child hooks: names of children whose outputs are captured)
+_COUNTERS: Dict[Type[nn.Module], Tuple[str, CounterFn, bool, Tuple[str, ...]]] = {}
+FREE_LAYERS: List[Type[nn.Module]] = [nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                                      nn.AlphaDropout, nn.Flatten, nn.Unflatten]
+
+
+def register_counter(cls: Type[nn.Module], kind: str, fn: CounterFn, *, claims_subtree: bool = False,
+                     capture: Tuple[str, ...] = ()) -> None:
+    """Register ``fn(module, args, output, counts, captured)`` as the counter of ``cls`` (and its subclasses).
+
+    ``claims_subtree``: the layer computes with its children's parameters itself (they are not counted apart).
+    ``capture``: names of child modules whose last outputs are handed to ``fn`` in ``captured``.
+    """
+    _COUNTERS[cls] = (kind, fn, claims_subtree, capture)
+
+
+def register_free(cls: Type[nn.Module]) -> None:
+    """Declare a layer type that moves data only (no operations)."""
+    if cls not in FREE_LAYERS:
+        FREE_LAYERS.append(cls)
+
+
+def find_counter(module: nn.Module) -> Optional[Tuple[str, CounterFn, bool, Tuple[str, ...]]]:
+    """The counter registered for the most specific class of ``module`` (None when there is none)."""
+    for cls in type(module).__mro__:
+        if cls in _COUNTERS:
+            return _COUNTERS[cls]
+    return None
+
+
+def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
+    """``(binary, nonzero)``: whether every entry is 0 or 1, and the number of nonzero entries."""
+    nnz = int(torch.count_nonzero(x))
+    if x.dtype == torch.bool:
+        return True, nnz
+    if x.numel() == 0:
+        return True, 0
+    lo, hi = torch.aminmax(x)
+    if float(lo) < 0 or float(hi) > 1:
+        return False, nnz
+    # values in [0, 1]: all nonzero entries equal 1 exactly when their sum equals their count
+    return float(x.sum(dtype=torch.float64)) == nnz, nnz
+
+
+def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.Tensor:
+    if not args or not isinstance(args[0], torch.Tensor):
+        raise TypeError(f"energy counter for {type(module).__name__}: expected a tensor {what} as the first argument")
+    return args[0].detach()
+
+
+def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
+    """Add the counts of a synaptic layer: ``reached`` = synapses reached by the spikes (binary input)."""
+    counts.add(calls=1, in_elements=numel, in_spikes=nnz if binary else 0, binary_calls=int(binary),
+               dense_macs=dense)
+    if binary:
+        counts.add(sops=reached, weight_reads=reached)
+    else:
+        counts.add(macs=dense, weight_reads=dense)
+
+
+# ------------------------------------------------------------------------------------------------------ dense
+def _count_linear(m: nn.Linear, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input", m)
+    binary, nnz = spike_stats(x)
+    _synaptic(counts, binary, nnz, x.numel(), nnz * m.out_features, x.numel() * m.out_features)
+    if m.bias is not None:
+        counts.add(adds=out.numel())
+
+
+# ------------------------------------------------------------------------------------------------------- conv
+def conv_fanout_map(conv: nn.modules.conv._ConvNd, spatial: Tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``F[p]``: the number of (output position, kernel tap) pairs that read input position ``p`` (float64).
+
+    The gradient of ``sum(conv(ones, ones))`` with respect to the input: exact for any stride, padding (incl.
+    ``padding_mode`` and ``"same"``) and dilation; ``groups`` channels of one input channel each.
+    """
+    g = conv.groups
+    x1 = torch.ones((1, g) + tuple(spatial), dtype=torch.float64, device=device, requires_grad=True)
+    w1 = torch.ones((g, 1) + tuple(conv.kernel_size), dtype=torch.float64, device=device)
+    with torch.enable_grad():
+        y = conv._conv_forward(x1, w1, None)
+        (grad,) = torch.autograd.grad(y.sum(), x1)
+    return grad[0, 0].detach()
+
+
+def _count_conv(m: nn.modules.conv._ConvNd, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input", m)
+    nd = len(m.kernel_size)
+    if x.dim() == nd + 1:  # unbatched [C, *spatial]
+        x = x.unsqueeze(0)
+    key = ("fanout", tuple(x.shape[2:]), x.device)
+    cache = captured.setdefault("_cache", {})
+    if key not in cache:
+        cache[key] = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
+    fan = cache[key]
+    per_out = m.out_channels // m.groups
+    binary, nnz = spike_stats(x)
+    dense = per_out * x.shape[0] * x.shape[1] * int(round(float(fan.sum())))
+    reached = 0
+    if binary and nnz:
+        reached = per_out * int(round(float((x.sum(dim=(0, 1), dtype=torch.float64) * fan).sum())))
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense)
+    if m.bias is not None:
+        counts.add(adds=out.numel())
+
+
+# ------------------------------------------------------------------------------------------------------ delays
+def delay_reach(layer: nn.Module, T: int) -> torch.Tensor:
+    """``R[t, i]``: the synapses (taps) a spike of input ``i`` at step ``t`` reaches within ``T`` steps (int64)."""
+    t = torch.arange(T, device=layer.weight.device)
+    if layer.delays == "none":
+        return torch.full((T, layer.in_features), layer.out_features, dtype=torch.int64, device=t.device)
+    if layer.mode == "gaussian":
+        taps = torch.clamp(T - t, max=layer.max_delay + 1)
+        return (taps * layer.out_features).unsqueeze(1).expand(T, layer.in_features).clone()
+    d = layer.integer_delays().detach()  # [C_out, C_in]
+    ds = torch.sort(d.t().contiguous(), dim=1).values  # [C_in, C_out]
+    remaining = (T - 1 - t).to(ds.dtype).unsqueeze(0).expand(ds.shape[0], T).contiguous()
+    return torch.searchsorted(ds, remaining, right=True).t()  # [T, C_in]
+
+
+def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input [T, B, C_in]", m)
+    T, B = x.shape[0], x.shape[1]
+    key = ("reach", T, m.mode, m.delays, id(m.delay), m.delay._version)
+    cache = captured.setdefault("_cache", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = delay_reach(m, T).to(torch.float64)
+    reach = cache[key]
+    binary, nnz = spike_stats(x)
+    dense = B * int(reach.sum())
+    reached = int(round(float((x.sum(dim=1, dtype=torch.float64) * reach).sum()))) if binary and nnz else 0
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense)
+    if m.bias is not None:
+        counts.add(adds=out.numel())
+
+
+# ------------------------------------------------------------------------------------------------------ neurons
+def _record_raster(counts: LayerCounts, spikes: torch.Tensor, captured) -> None:
+    limit = captured.get("_raster_neurons", 0)
+    if counts.raster is None and limit and spikes.dim() >= 2:
+        counts.raster = spikes[:, 0].reshape(spikes.shape[0], -1)[:, :limit].ne(0).cpu()
+
+
+def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input current", m)
+    spikes = out.detach()
+    n = x.numel()
+    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
+               out_spikes=int(torch.count_nonzero(spikes)))
+    if spikes.dim() >= 2 and not isinstance(m, _cell_types()):
+        _record_raster(counts, spikes, captured)
+
+
+def _cell_types() -> Tuple[type, ...]:
+    from spikelib.neurons.lif import LIFCell
+
+    return (LIFCell,)
+
+
+def _count_elm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input [T, B, C]", m)
+    T, B, C = x.shape
+    rows = T * B
+    if m.routing_index is None:
+        readers = torch.ones(C, dtype=torch.float64, device=x.device)
+    else:
+        keep = torch.ones_like(m.routing_index, dtype=torch.float64) if m.routing_mask is None \
+            else m.routing_mask.detach().ne(0).to(torch.float64)
+        readers = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, m.routing_index, keep)
+    binary, nnz = spike_stats(x)
+    dense_syn = rows * int(readers.sum())
+    reached = int(round(float((x.sum(dim=(0, 1), dtype=torch.float64) * readers).sum()))) if binary and nnz else 0
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense_syn)
+    mlp = sum(layer.in_features * layer.out_features for layer in m.mlp)
+    head = m.readout.in_features * m.readout.out_features
+    dense = rows * (mlp + head)
+    counts.add(macs=dense, dense_macs=dense, weight_reads=dense,
+               adds=rows * (sum(layer.out_features for layer in m.mlp) + m.readout.out_features))
+    n_syn = m.w_syn_raw.numel()
+    if m.config.version == 1:  # branch sums of the synaptic traces
+        counts.add(adds=rows * (n_syn - m.num_branch))
+    states = rows * (int(m.tau_syn.numel()) + m.num_memory)
+    counts.add(neuron_updates=states, state_reads=states, state_writes=states)
+
+
+# ----------------------------------------------------------------------------------------------------- attention
+def _count_attention_v2(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    q, k = captured.get("q_lif"), captured.get("k_lif")
+    if q is None or k is None:
+        raise RuntimeError(f"energy counter for {type(m).__name__}: Q/K spikes were not captured")
+    d = m.dim // m.num_heads
+    nq, nk = int(torch.count_nonzero(q)), int(torch.count_nonzero(k))
+    bq, _ = spike_stats(q)
+    bk, _ = spike_stats(k)
+    if not (bq and bk):
+        raise ValueError(f"{type(m).__name__}: Q and K must be spikes (0/1) for the spike-driven count")
+    dense = (q.numel() + k.numel()) * d
+    reached = (nq + nk) * d
+    counts.add(calls=1, in_elements=q.numel() + k.numel(), in_spikes=nq + nk, binary_calls=1, sops=reached,
+               weight_reads=reached, dense_macs=dense)
+
+
+def _count_attention_v1(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    q, k, v = captured.get("q_lif"), captured.get("k_lif"), captured.get("v_lif")
+    if q is None or k is None or v is None:
+        raise RuntimeError(f"energy counter for {type(m).__name__}: Q/K/V spikes were not captured")
+    kv = int(torch.count_nonzero(k * v))
+    counts.add(calls=1, in_elements=k.numel(), in_spikes=kv, binary_calls=1, sops=kv, weight_reads=kv,
+               dense_macs=k.numel() + q.numel())
+
+
+# ------------------------------------------------------------------------------------------------ norm / pooling
+def _count_batchnorm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input", m)
+    counts.add(calls=1, in_elements=x.numel(), norm_macs=x.numel())
+
+
+def _count_pool(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input", m)
+    nd = 1 if "1d" in type(m).__name__ else 2 if "2d" in type(m).__name__ else 3
+    ks = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * nd
+    counts.add(calls=1, in_elements=x.numel(), adds=out.numel() * math.prod(ks))
+
+
+def _count_adaptive_pool(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    x = _first_tensor(args, "input", m)
+    counts.add(calls=1, in_elements=x.numel(), adds=x.numel())
+
+
+def _register_builtin() -> None:
+    from spikelib.layers.delay import DelayedLinear
+    from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2
+    from spikelib.models.elm_net import InputDropout
+    from spikelib.models.snn_delays import TimeSharedDropout
+    from spikelib.neurons.elm import ELM
+    from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
+
+    register_counter(nn.Linear, "linear", _count_linear)
+    for cls, kind in ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d")):
+        register_counter(cls, kind, _count_conv)
+    register_counter(DelayedLinear, "delayed_linear", _count_delayed_linear, claims_subtree=True)
+    for cls in (LIF, ParametricLIF, LIFCell):
+        register_counter(cls, "lif", _count_lif, claims_subtree=True)
+    register_counter(ELM, "elm", _count_elm, claims_subtree=True)
+    register_counter(SpikeDrivenAttentionV2, "attention_v2", _count_attention_v2, capture=("q_lif", "k_lif"))
+    register_counter(SpikeDrivenAttentionV1, "attention_v1", _count_attention_v1,
+                     capture=("q_lif", "k_lif", "v_lif"))
+    for cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+        register_counter(cls, "batchnorm", _count_batchnorm)
+    for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d):
+        register_counter(cls, "pool", _count_pool)
+    for cls in (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+                nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d):
+        register_counter(cls, "pool", _count_adaptive_pool)
+    register_free(TimeSharedDropout)
+    register_free(InputDropout)
+
+
+_register_builtin()

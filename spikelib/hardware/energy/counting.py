@@ -1,0 +1,193 @@
+"""Count operations during a real evaluation pass: :class:`EnergyCounter` (a context manager) and :func:`measure`.
+
+::
+
+    with EnergyCounter(model) as counter:
+        model(x)                      # any number of forward passes
+    counts = counter.counts(samples=x.shape[1])
+
+On entry the model is checked: every layer must have a counter (:mod:`.counters`), move data only, or be a plain
+container; otherwise :class:`~spikelib.hardware.energy.counters.UnsupportedLayerError` names it before anything
+runs. Forward hooks then add exact counts per layer (:mod:`.stats`); they are removed on exit, also on errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from spikelib.hardware.energy.counters import FREE_LAYERS, UnsupportedLayerError, find_counter
+from spikelib.hardware.energy.stats import LayerCounts, NetworkCounts
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EnergyCounter", "measure", "plan_layers"]
+
+
+def _own_tensors(module: nn.Module) -> bool:
+    return any(True for _ in module.parameters(recurse=False)) or any(
+        b is not None for b in module.buffers(recurse=False))
+
+
+def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, Tuple[Any, ...]]]:
+    """``(name, module, counter)`` for every counted layer of ``model``; raises for a layer without a counter.
+
+    A module with a counter is counted (and, when its counter claims the subtree, its children are not visited).
+    A module without one is accepted when it moves data only (``FREE_LAYERS``) or is a container without tensors of
+    its own whose children are all accepted; anything else is an :class:`UnsupportedLayerError`.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    plan: List[Tuple[str, nn.Module, Tuple[Any, ...]]] = []
+    unsupported: List[str] = []
+
+    def visit(name: str, module: nn.Module) -> None:
+        counter = find_counter(module)
+        if counter is not None:
+            plan.append((name, module, counter))
+            if counter[2]:
+                return
+        elif isinstance(module, tuple(FREE_LAYERS)):
+            return
+        else:
+            children = list(module.named_children())
+            if not children or _own_tensors(module):
+                unsupported.append(f"'{name or '<model>'}' ({type(module).__module__}.{type(module).__qualname__})")
+                return
+        for child_name, child in module.named_children():
+            visit(f"{name}.{child_name}" if name else child_name, child)
+
+    visit("", model)
+    if unsupported:
+        raise UnsupportedLayerError(
+            "no energy counter for layer(s) " + ", ".join(unsupported) + ": their operations would be missing from "
+            "the estimate. Register one with spikelib.hardware.energy.counters.register_counter (or register_free "
+            "for a layer that only moves data).")
+    return plan
+
+
+class EnergyCounter:
+    """Forward hooks that count operations per layer while the model runs (see the module docstring).
+
+    Args:
+        model: the network (evaluated as it is; call ``model.eval()`` first for an evaluation pass).
+        raster_neurons: keep the spikes of the first sample of the first call of each neuron layer, for at most this
+            many neurons (0: no raster).
+    """
+
+    def __init__(self, model: nn.Module, *, raster_neurons: int = 256) -> None:
+        if isinstance(raster_neurons, bool) or not isinstance(raster_neurons, int) or raster_neurons < 0:
+            raise ValueError(f"raster_neurons must be an int >= 0, got {raster_neurons!r}")
+        self.model = model
+        self.raster_neurons = raster_neurons
+        self._plan = plan_layers(model)
+        self._handles: List[Any] = []
+        self._layers: Dict[str, LayerCounts] = {}
+        self._order: List[str] = []
+        self._samples = 0
+
+    # ------------------------------------------------------------------------------------------------ hooks
+    def _hook(self, name: str, kind: str, fn: Callable, captured: Dict[str, Any]) -> Callable:
+        def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+            counts = self._layers.get(name)
+            if counts is None:
+                counts = self._layers[name] = LayerCounts(name=name, kind=kind)
+                self._order.append(name)
+            with torch.no_grad():
+                fn(module, args, output, counts, captured)
+            for key in [k for k in captured if not k.startswith("_")]:
+                del captured[key]  # captured child outputs belong to this call only
+
+        return hook
+
+    @staticmethod
+    def _capture(captured: Dict[str, Any], key: str) -> Callable:
+        def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
+            captured[key] = output.detach() if isinstance(output, torch.Tensor) else output
+
+        return hook
+
+    def __enter__(self) -> "EnergyCounter":
+        if self._handles:
+            raise RuntimeError("this EnergyCounter is already active")
+        try:
+            for name, module, (kind, fn, _claims, capture) in self._plan:
+                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons, "_cache": {}}
+                for child in capture:
+                    sub = getattr(module, child, None)
+                    if not isinstance(sub, nn.Module):
+                        raise UnsupportedLayerError(f"layer '{name}' ({type(module).__name__}) has no child "
+                                                    f"{child!r} that its energy counter reads")
+                    self._handles.append(sub.register_forward_hook(self._capture(captured, child)))
+                self._handles.append(module.register_forward_hook(self._hook(name, kind, fn, captured)))
+        except Exception:
+            self._remove()
+            raise
+        return self
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def __exit__(self, *exc: Any) -> None:
+        self._remove()
+
+    # ----------------------------------------------------------------------------------------------- results
+    def add_samples(self, n: int) -> None:
+        """Record that ``n`` more samples were evaluated (used for the energy per sample)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be an int >= 0, got {n!r}")
+        self._samples += n
+
+    def counts(self, samples: Optional[int] = None) -> NetworkCounts:
+        """The counts so far, layers in the order they first ran; ``samples`` overrides :meth:`add_samples`."""
+        n = self._samples if samples is None else samples
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"samples must be an int >= 0, got {samples!r}")
+        return NetworkCounts([self._layers[k] for k in self._order], n)
+
+
+def measure(model: nn.Module, batches: Iterable[Any], *, max_batches: Optional[int] = None,
+            prepare: Optional[Callable[[Any], Tuple[torch.Tensor, int]]] = None,
+            raster_neurons: int = 256) -> NetworkCounts:
+    """Run an evaluation pass (``model.eval()``, no gradients) over ``batches`` and return the counts.
+
+    Args:
+        model: the network.
+        batches: an iterable of inputs, or of ``(input, label)`` pairs; inputs go to the model as they are.
+        max_batches: stop after this many batches (None: all).
+        prepare: ``batch -> (model input, number of samples)`` (default: the first element of a tuple/list batch,
+            or the batch itself; samples = its dim 1 for 3-d ``[T, B, C]`` inputs, else dim 0).
+        raster_neurons: see :class:`EnergyCounter`.
+    """
+    if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                    or max_batches < 1):
+        raise ValueError(f"max_batches must be an int >= 1 or None, got {max_batches!r}")
+
+    def default_prepare(batch: Any) -> Tuple[torch.Tensor, int]:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"a batch must be a tensor or a (tensor, label) pair, got {type(x).__name__}")
+        return x, int(x.shape[1] if x.dim() == 3 else x.shape[0])
+
+    prep = prepare or default_prepare
+    was_training = model.training
+    model.eval()
+    try:
+        with EnergyCounter(model, raster_neurons=raster_neurons) as counter, torch.no_grad():
+            for i, batch in enumerate(batches):
+                if max_batches is not None and i >= max_batches:
+                    break
+                x, n = prep(batch)
+                model(x)
+                counter.add_samples(n)
+    finally:
+        model.train(was_training)
+    counts = counter.counts()
+    if counts.samples == 0:
+        raise ValueError("no batch was evaluated: batches is empty")
+    return counts

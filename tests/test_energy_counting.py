@@ -1,0 +1,293 @@
+"""Exact operation counts against brute force over every spike and every synapse it reaches."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+
+from spikelib.hardware.energy.counters import UnsupportedLayerError, conv_fanout_map
+from spikelib.hardware.energy.counting import EnergyCounter, measure
+from spikelib.layers.delay import DelayedLinear
+from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2
+from spikelib.neurons import LIF
+from spikelib.neurons.elm import ELM
+
+
+def spikes(shape, p=0.3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < p).float()
+
+
+def run(model, *inputs):
+    with EnergyCounter(model) as counter, torch.no_grad():
+        model(*inputs)
+    return counter.counts()
+
+
+# ------------------------------------------------------------------------------------------------------ dense
+def test_linear_exact_by_brute_force():
+    lin = nn.Linear(5, 3)
+    x = spikes((4, 2, 5))
+    expected = 0
+    for t, b, i in itertools.product(range(4), range(2), range(5)):
+        if x[t, b, i] != 0:
+            for j in range(3):  # every synapse the spike reaches
+                expected += 1
+    c = run(lin, x).layer("")
+    assert c.sops == expected == int(x.sum()) * 3
+    assert c.macs == 0 and c.dense_macs == 4 * 2 * 5 * 3
+    assert c.in_spikes == int(x.sum()) and c.in_elements == x.numel()
+    assert c.weight_reads == expected and c.adds == 4 * 2 * 3  # bias
+
+
+def test_real_valued_input_counts_macs():
+    lin = nn.Linear(5, 3, bias=False)
+    x = torch.rand(4, 2, 5) + 0.1
+    c = run(lin, x).layer("")
+    assert c.sops == 0 and c.macs == c.dense_macs == 4 * 2 * 5 * 3 and c.in_spikes == 0
+
+
+# ------------------------------------------------------------------------------------------------------- conv
+def brute_conv_sops(x, cout, groups, kernel, stride, padding, dilation, mode="zeros"):
+    """Loop over every output position and kernel tap; count the taps that read a spike (or any input: dense)."""
+    N, C = x.shape[:2]
+    spatial = x.shape[2:]
+    nd = len(spatial)
+    out_size = [(spatial[a] + 2 * padding[a] - dilation[a] * (kernel[a] - 1) - 1) // stride[a] + 1 for a in range(nd)]
+    cin_g, cout_g = C // groups, cout // groups
+    sops = dense = 0
+    for n, o in itertools.product(range(N), range(cout)):
+        g = o // cout_g
+        for opos in itertools.product(*(range(s) for s in out_size)):
+            for c in range(g * cin_g, (g + 1) * cin_g):
+                for tap in itertools.product(*(range(k) for k in kernel)):
+                    ipos = [opos[a] * stride[a] - padding[a] + tap[a] * dilation[a] for a in range(nd)]
+                    if mode == "circular":
+                        ipos = [p % spatial[a] for a, p in enumerate(ipos)]
+                    elif any(p < 0 or p >= spatial[a] for a, p in enumerate(ipos)):
+                        continue  # a zero-padding tap is no synapse
+                    dense += 1
+                    if x[(n, c) + tuple(ipos)] != 0:
+                        sops += 1
+    return sops, dense
+
+
+@pytest.mark.parametrize("cfg", [
+    dict(nd=2, cin=4, cout=6, k=3, stride=2, padding=1, groups=2, dilation=1),
+    dict(nd=2, cin=3, cout=3, k=3, stride=1, padding=2, groups=3, dilation=2),
+    dict(nd=2, cin=2, cout=4, k=2, stride=3, padding=0, groups=1, dilation=1),
+    dict(nd=1, cin=2, cout=4, k=3, stride=2, padding=1, groups=1, dilation=1),
+    dict(nd=3, cin=2, cout=2, k=3, stride=2, padding=1, groups=2, dilation=1),
+])
+def test_conv_exact_by_brute_force(cfg):
+    nd = cfg["nd"]
+    conv_cls = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[nd]
+    conv = conv_cls(cfg["cin"], cfg["cout"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
+                    groups=cfg["groups"], dilation=cfg["dilation"], bias=False)
+    size = {1: (9,), 2: (7, 6), 3: (5, 4, 5)}[nd]
+    x = spikes((2, cfg["cin"]) + size, seed=nd)
+    rep = lambda v: (v,) * nd  # noqa: E731
+    sops, dense = brute_conv_sops(x, cfg["cout"], cfg["groups"], rep(cfg["k"]), rep(cfg["stride"]),
+                                  rep(cfg["padding"]), rep(cfg["dilation"]))
+    c = run(conv, x).layer("")
+    assert (c.sops, c.dense_macs) == (sops, dense)
+    # the same number as a convolution of the spike map with an all-ones kernel
+    ones = conv_cls(cfg["cin"], cfg["cout"], cfg["k"], stride=cfg["stride"], padding=cfg["padding"],
+                    groups=cfg["groups"], dilation=cfg["dilation"], bias=False)
+    nn.init.ones_(ones.weight)
+    with torch.no_grad():
+        assert int(ones(x).sum()) == sops
+
+
+def test_conv_circular_padding_and_same():
+    conv = nn.Conv1d(2, 3, 3, padding=1, padding_mode="circular", bias=False)
+    x = spikes((2, 2, 8), seed=3)
+    sops, dense = brute_conv_sops(x, 3, 1, (3,), (1,), (1,), (1,), mode="circular")
+    c = run(conv, x).layer("")
+    assert (c.sops, c.dense_macs) == (sops, dense)
+    same = nn.Conv2d(2, 2, 3, padding="same", bias=False)
+    x2 = spikes((1, 2, 5, 5), seed=4)
+    s2, d2 = brute_conv_sops(x2, 2, 1, (3, 3), (1, 1), (1, 1), (1, 1))
+    c2 = run(same, x2).layer("")
+    assert (c2.sops, c2.dense_macs) == (s2, d2)
+
+
+def test_fanout_map_of_unpadded_stride_one_conv():
+    conv = nn.Conv1d(1, 1, 3)
+    f = conv_fanout_map(conv, (5,), torch.device("cpu"))
+    assert f.tolist() == [1, 2, 3, 2, 1]
+
+
+# ------------------------------------------------------------------------------------------------------ delays
+def test_delayed_linear_exact_and_matches_event_simulation():
+    T, B, cin, cout, dmax = 7, 2, 4, 3, 4
+    layer = DelayedLinear(cin, cout, dmax, delays="random", generator=torch.Generator().manual_seed(1))
+    d = layer.integer_delays()
+    x = spikes((T, B, cin), p=0.4, seed=2)
+    out = torch.zeros(T, B, cout)
+    expected = 0
+    for t, b, i in itertools.product(range(T), range(B), range(cin)):
+        if x[t, b, i] != 0:
+            for j in range(cout):
+                arrival = t + int(d[j, i])
+                if arrival <= T - 1:  # the synapse delivers within the sequence
+                    expected += 1
+                    out[arrival, b, j] += layer.weight[j, i].item()
+    with EnergyCounter(layer) as counter, torch.no_grad():
+        y = layer(x)
+    assert torch.allclose(y, out, atol=1e-5)  # the counted events are exactly the computed ones
+    c = counter.counts().layer("")
+    assert c.sops == expected
+    assert c.dense_macs == sum(int(t + int(d[j, i]) <= T - 1) for t in range(T) for j in range(cout)
+                               for i in range(cin)) * B
+
+
+def test_delayed_linear_gaussian_counts_every_tap():
+    T, cin, cout, dmax = 5, 3, 2, 3
+    layer = DelayedLinear(cin, cout, dmax, delays="learn", generator=torch.Generator().manual_seed(0))
+    x = spikes((T, 1, cin), p=0.5, seed=5)
+    expected = sum(cout * sum(1 for k in range(dmax + 1) if t + k <= T - 1)
+                   for t in range(T) for i in range(cin) if x[t, 0, i] != 0)
+    assert run(layer, x).layer("").sops == expected
+
+
+# ----------------------------------------------------------------------------------------------------- neurons
+def test_lif_firing_rate_is_spikes_over_neurons_steps_batch():
+    T, B, N = 6, 3, 10
+    lif = LIF(tau=2.0, v_threshold=0.5)
+    x = torch.rand(T, B, N) * 1.5
+    with EnergyCounter(lif) as counter, torch.no_grad():
+        s = lif(x)
+    c = counter.counts().layer("")
+    assert c.firing_rate == pytest.approx(float(s.sum()) / (N * T * B))
+    assert c.neuron_updates == N * T * B == c.state_reads == c.state_writes
+    assert c.raster is not None and c.raster.shape == (T, N)
+    assert torch.equal(c.raster, s[:, 0].ne(0))
+
+
+def test_elm_routed_synaptic_events():
+    elm = ELM(6, 2, num_memory=4, num_branch=3, synapses_per_branch=3, routing="random",
+              generator=torch.Generator().manual_seed(0))
+    x = spikes((5, 2, 6), p=0.4, seed=7)
+    idx, mask = elm.routing_index, elm.routing_mask
+    expected = 0
+    for t, b, c in itertools.product(range(5), range(2), range(6)):
+        if x[t, b, c] != 0:
+            for s in range(idx.numel()):  # every synapse reading this input
+                if int(idx[s]) == c and (mask is None or mask[s] != 0):
+                    expected += 1
+    c = run(elm, x).layer("")
+    assert c.sops == expected
+    mlp = (3 + 4) * 8 + 8 * 4
+    assert c.macs == 5 * 2 * (mlp + 4 * 2)
+    assert c.neuron_updates == 5 * 2 * (9 + 4)
+
+
+# --------------------------------------------------------------------------------------------------- attention
+def _strong(module):
+    """Weights large enough that Q, K and V fire."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.uniform_(-0.5, 1.5)
+    return module
+
+
+def _capture(module, names):
+    store = {}
+    handles = [getattr(module, n).register_forward_hook(
+        lambda m, a, o, n=n: store.__setitem__(n, o.detach())) for n in names]
+    return store, handles
+
+
+def test_attention_v2_products_by_brute_force():
+    torch.manual_seed(0)
+    attn = _strong(SpikeDrivenAttentionV2(8, num_heads=2, qkv="conv1x1").eval())
+    x = torch.rand(2, 2, 8, 3, 3) * 4
+    store, handles = _capture(attn, ("q_lif", "k_lif"))
+    counts = run(attn, x).layer("")
+    for h in handles:
+        h.remove()
+    q, k = store["q_lif"], store["k_lif"]
+    T, B, C, H, W = q.shape
+    d = C // 2
+    expected = 0
+    for t, b, head in itertools.product(range(T), range(B), range(2)):
+        for n in range(H * W):
+            for i in range(d):
+                ch = head * d + i
+                if k[t, b, ch].flatten()[n] != 0:   # K^T V: the spike K[n, i] adds row V[n, :]
+                    expected += d
+                if q[t, b, ch].flatten()[n] != 0:   # Q (K^T V): the spike Q[n, i] adds row (K^T V)[i, :]
+                    expected += d
+    assert expected > 0
+    assert counts.sops == expected
+    assert counts.dense_macs == 2 * T * B * 2 * (H * W) * d * d
+
+
+def test_attention_v1_column_sum_by_brute_force():
+    torch.manual_seed(1)
+    attn = _strong(SpikeDrivenAttentionV1(4, num_heads=2).eval())
+    x = torch.rand(2, 1, 4, 2, 3) * 4
+    store, handles = _capture(attn, ("k_lif", "v_lif"))
+    counts = run(attn, x).layer("")
+    for h in handles:
+        h.remove()
+    k, v = store["k_lif"], store["v_lif"]
+    expected = sum(1 for idx in itertools.product(*(range(s) for s in k.shape)) if k[idx] != 0 and v[idx] != 0)
+    assert expected > 0 and counts.sops == expected
+
+
+# ----------------------------------------------------------------------------------------------------- network
+def test_doubling_the_spikes_doubles_the_sops():
+    net = nn.Sequential(nn.Linear(6, 5), LIF(v_threshold=0.3), nn.Linear(5, 4))
+    x = spikes((5, 3, 6), seed=9)
+    one = run(net, x)
+    two = run(net, torch.cat([x, x], 1))  # every spike of every layer appears twice
+    assert one.total("sops") > 0
+    assert two.total("sops") == 2 * one.total("sops")
+    assert two.total("dense_macs") == 2 * one.total("dense_macs")
+
+
+def test_measure_runs_an_eval_pass_and_counts_samples():
+    net = nn.Sequential(nn.Linear(6, 5), LIF(v_threshold=0.3), nn.Dropout(0.5))
+    net.train()
+    data = [(spikes((4, 3, 6), seed=s), torch.zeros(3)) for s in range(3)]
+    counts = measure(net, data, max_batches=2)
+    assert counts.samples == 6 and net.training
+    assert counts.layer("0").calls == 2
+    with pytest.raises(ValueError, match="max_batches"):
+        measure(net, data, max_batches=0)
+    with pytest.raises(ValueError, match="empty"):
+        measure(net, [])
+
+
+# --------------------------------------------------------------------------------------------------- bad input
+def test_unsupported_layer_is_named():
+    net = nn.Sequential(nn.Linear(3, 4), nn.GRU(4, 4))
+    with pytest.raises(UnsupportedLayerError, match=r"'1' \(torch\.nn\.modules\.rnn\.GRU\)"):
+        EnergyCounter(net)
+
+    class Custom(nn.Module):  # a container that computes with a parameter of its own
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(1))
+            self.lin = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    with pytest.raises(UnsupportedLayerError, match="Custom"):
+        EnergyCounter(nn.Sequential(Custom()))
+
+
+def test_hooks_are_removed_after_exit_and_on_error():
+    lin = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match="boom"):
+        with EnergyCounter(lin):
+            raise RuntimeError("boom")
+    assert not lin._forward_hooks
+    with EnergyCounter(lin):
+        assert lin._forward_hooks
+    assert not lin._forward_hooks
