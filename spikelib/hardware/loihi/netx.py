@@ -1,0 +1,215 @@
+"""Export a :class:`~spikelib.hardware.loihi.network.LoihiNetwork` to lava-dl's netx HDF5 format, and import it back.
+
+The layout is the one lava-nc/lava-dl's ``src/lava/lib/dl/netx/hdf5.py`` (``Network._create``, ``create_dense``,
+``get_neuron_params``) and ``src/lava/lib/dl/netx/utils.py`` (``NetDict``) read::
+
+    /layer/0/type   b"input"            /layer/0/shape   [input_size]      (no neuron group: spikes enter unchanged)
+    /layer/i/type   b"dense"            /layer/i/shape   [out]
+    /layer/i/weight [out, in] int       /layer/i/bias    [out] int (opt.)  /layer/i/delay [out, in] or [out] (opt.)
+    /layer/i/neuron/type b"CUBA", iDecay, vDecay, vThMant, refDelay (=1), gradedSpike (=False)   (scalars)
+
+``type`` strings are stored as ``S`` arrays of shape ``(1,)`` (as lava-dl's own exporters write them). The root
+attribute ``spikelib_meta`` (JSON) keeps the quantisation facts; netx ignores it. Files are written atomically
+(temporary file in the same folder, fsync, ``os.replace``). :func:`load_netx` reads dense networks only and raises
+:class:`NetxFormatError` naming the layer and field for anything malformed or unsupported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Union
+
+import numpy as np
+import torch
+
+from spikelib.hardware.loihi.network import LoihiLayer, LoihiNetwork
+
+__all__ = ["export_netx", "load_netx", "NetxFormatError"]
+
+PathLike = Union[str, os.PathLike]
+
+
+class NetxFormatError(ValueError):
+    """A netx HDF5 file that is malformed or uses layers spikelib cannot import."""
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as exc:  # pragma: no cover - h5py is a core dependency
+        raise ImportError("netx export/import needs h5py (a core dependency of spikelib: pip install h5py)") from exc
+    return h5py
+
+
+def _write_type(group, text: str) -> None:
+    group.create_dataset("type", (1,), "S10", [text.encode("ascii")])
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def export_netx(net: LoihiNetwork, path: PathLike) -> Path:
+    """Write ``net`` to ``path`` in netx HDF5 format (atomically). Returns the path."""
+    if not isinstance(net, LoihiNetwork):
+        raise TypeError(f"net must be a LoihiNetwork, got {type(net).__name__}")
+    h5py = _h5py()
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"path: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    done = False
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["spikelib_meta"] = json.dumps(_jsonable(net.meta))
+            layers = f.create_group("layer")
+            g = layers.create_group("0")
+            _write_type(g, "input")
+            g.create_dataset("shape", data=np.array([net.input_size], dtype=np.int64))
+            for i, layer in enumerate(net.layers, start=1):
+                g = layers.create_group(str(i))
+                _write_type(g, "dense")
+                g.create_dataset("shape", data=np.array([layer.out_features], dtype=np.int64))
+                g.create_dataset("weight", data=layer.weight.numpy().astype(np.int64))
+                if layer.bias is not None:
+                    g.create_dataset("bias", data=layer.bias.numpy().astype(np.int64))
+                if layer.delay is not None:
+                    g.create_dataset("delay", data=layer.delay.numpy().astype(np.int64))
+                n = g.create_group("neuron")
+                _write_type(n, "CUBA")
+                n.create_dataset("iDecay", data=np.int64(layer.i_decay))
+                n.create_dataset("vDecay", data=np.int64(layer.v_decay))
+                n.create_dataset("vThMant", data=np.int64(layer.vth))
+                n.create_dataset("refDelay", data=np.int64(1))
+                n.create_dataset("gradedSpike", data=np.bool_(False))
+                g.attrs["name"] = layer.name
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done and os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _read_type(group, where: str) -> str:
+    if "type" not in group:
+        raise NetxFormatError(f"{where}: missing 'type'")
+    value = group["type"][()]
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise NetxFormatError(f"{where}: 'type' must hold one string, got shape {value.shape}")
+        value = value.reshape(-1)[0]
+    if isinstance(value, bytes):
+        return value.decode("ascii", errors="replace")
+    if isinstance(value, str):
+        return value
+    raise NetxFormatError(f"{where}: 'type' must be a string, got {type(value).__name__}")
+
+
+def _read_int_array(group, key: str, where: str) -> np.ndarray:
+    h5py = _h5py()
+    if key not in group or not isinstance(group[key], h5py.Dataset):
+        raise NetxFormatError(f"{where}: missing dataset '{key}'")
+    value = np.asarray(group[key][()])
+    if value.dtype.kind not in "iub":
+        if value.dtype.kind == "f" and np.all(np.isfinite(value)) and np.all(value == np.round(value)):
+            return value.astype(np.int64)
+        raise NetxFormatError(f"{where}: '{key}' must hold integers, got dtype {value.dtype}")
+    return value.astype(np.int64)
+
+
+def _read_scalar(group, key: str, where: str) -> int:
+    value = _read_int_array(group, key, where)
+    if value.size != 1:
+        raise NetxFormatError(f"{where}: '{key}' must be a scalar, got shape {value.shape}")
+    return int(value.reshape(-1)[0])
+
+
+def load_netx(path: PathLike) -> LoihiNetwork:
+    """Read a netx HDF5 file of an input layer followed by dense CUBA layers (see the module docstring)."""
+    h5py = _h5py()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"netx file {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise NetxFormatError(f"{path} is not an HDF5 file ({exc})") from exc
+    with f:
+        if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+            raise NetxFormatError(f"{path}: no 'layer' group (not a netx network file)")
+        group = f["layer"]
+        keys = sorted(group.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0, k))
+        if keys != [str(i) for i in range(len(keys))] or not keys:
+            raise NetxFormatError(f"{path}: layers must be named '0', '1', ... without gaps, got {list(group.keys())}")
+        meta: Dict[str, Any] = {}
+        if "spikelib_meta" in f.attrs:
+            try:
+                meta = json.loads(f.attrs["spikelib_meta"])
+            except (TypeError, ValueError) as exc:
+                raise NetxFormatError(f"{path}: attribute 'spikelib_meta' is not valid JSON ({exc})") from exc
+        first = group["0"]
+        kind = _read_type(first, "layer 0")
+        if kind != "input":
+            raise NetxFormatError(f"layer 0: expected type 'input', got {kind!r}")
+        if "neuron" in first:
+            raise NetxFormatError("layer 0: input layers with a neuron group (graded/biased input) are not supported")
+        shape = _read_int_array(first, "shape", "layer 0")
+        if shape.size < 1 or np.any(shape < 1):
+            raise NetxFormatError(f"layer 0: 'shape' must be positive sizes, got {shape.tolist()}")
+        input_size = int(np.prod(shape))
+        layers: List[LoihiLayer] = []
+        for key in keys[1:]:
+            where = f"layer {key}"
+            g = group[key]
+            kind = _read_type(g, where)
+            if kind != "dense":
+                raise NetxFormatError(f"{where}: layer type {kind!r} is not supported (only 'dense' layers import)")
+            weight = _read_int_array(g, "weight", where)
+            out = int(np.prod(_read_int_array(g, "shape", where)))
+            if weight.ndim == 1 and weight.size % max(out, 1) == 0:
+                weight = weight.reshape(out, -1)
+            if weight.ndim != 2 or weight.shape[0] != out:
+                raise NetxFormatError(f"{where}: 'weight' must have shape [{out}, in], got {list(weight.shape)}")
+            if "neuron" not in g:
+                raise NetxFormatError(f"{where}: missing 'neuron' group")
+            n = g["neuron"]
+            ntype = _read_type(n, f"{where}/neuron")
+            if ntype not in ("CUBA", "LOIHI"):
+                raise NetxFormatError(f"{where}/neuron: neuron type {ntype!r} is not supported (only CUBA)")
+            if "gradedSpike" in n and bool(np.asarray(n["gradedSpike"][()]).reshape(-1)[0]):
+                raise NetxFormatError(f"{where}/neuron: graded spikes are not supported")
+            bias = torch.from_numpy(_read_int_array(g, "bias", where)) if "bias" in g else None
+            delay = torch.from_numpy(_read_int_array(g, "delay", where)) if "delay" in g else None
+            if delay is not None and delay.dim() == 0:
+                delay = delay.expand(out).clone()
+            try:
+                layers.append(LoihiLayer(
+                    weight=torch.from_numpy(weight), bias=bias, delay=delay,
+                    i_decay=_read_scalar(n, "iDecay", f"{where}/neuron"),
+                    v_decay=_read_scalar(n, "vDecay", f"{where}/neuron"),
+                    vth=_read_scalar(n, "vThMant", f"{where}/neuron"),
+                    name=str(g.attrs.get("name", f"dense{key}")),
+                ))
+            except (ValueError, TypeError) as exc:
+                raise NetxFormatError(f"{where}: {exc}") from exc
+        if not layers:
+            raise NetxFormatError(f"{path}: no dense layers after the input layer")
+        try:
+            return LoihiNetwork(input_size=input_size, layers=layers, meta=meta)
+        except ValueError as exc:
+            raise NetxFormatError(f"{path}: {exc}") from exc

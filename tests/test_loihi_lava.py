@@ -1,0 +1,111 @@
+"""spikelib's bit-accurate Loihi simulator == Lava (lava-nc 0.10.0 + lava-dl 0.6.0, ``fixed_pt``) bit for bit.
+
+Every case exports a network to netx HDF5, runs it in Lava through ``netx.hdf5.Network`` and in
+:func:`spikelib.hardware.loihi.simulate`, and compares spikes AND the ``u``/``v`` traces of every layer at every step.
+Lava is installed by ``scripts/install_lava.sh`` (run by ``make``); without it these tests fail with the install hint.
+"""
+
+import pytest
+import torch
+
+from spikelib.hardware.loihi import LoihiLayer, LoihiNetwork, export_netx, simulate
+from spikelib.hardware.loihi.lava_runner import run_lava
+
+pytestmark = pytest.mark.lava
+
+
+def _rand_spikes(T, B, n, p, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(T, B, n, generator=g) < p).float()
+
+
+def _assert_same(net, x, tmp_path, min_spikes=1):
+    path = export_netx(net, tmp_path / "net.h5")
+    sim = simulate(net, x)
+    lava = run_lava(path, x)
+    assert len(lava.spikes) == len(net.layers)
+    for i in range(len(net.layers)):
+        for name, a, b in (("spikes", sim.spikes[i], lava.spikes[i]), ("u", sim.u[i], lava.u[i]),
+                           ("v", sim.v[i], lava.v[i])):
+            assert a.shape == b.shape, (i, name, a.shape, b.shape)
+            mismatch = (a != b).nonzero()
+            assert mismatch.numel() == 0, f"layer {i} {name}: {len(mismatch)} mismatches, first at {mismatch[0].tolist()}"
+        # the comparison must not be vacuous: neurons spike and the traces move
+        assert int(sim.spikes[i].sum()) >= min_spikes, f"layer {i} never spiked"
+        assert int(sim.u[i].abs().sum()) > 0 and int(sim.v[i].abs().sum()) > 0
+    return sim
+
+
+def test_per_synapse_delays_bias_two_layers(tmp_path):
+    g = torch.Generator().manual_seed(1)
+    l1 = LoihiLayer(weight=torch.randint(-256, 255, (16, 20), generator=g), vth=400, i_decay=1000, v_decay=300,
+                    bias=torch.randint(-60, 60, (16,), generator=g),
+                    delay=torch.randint(0, 9, (16, 20), generator=g), name="hidden")
+    l2 = LoihiLayer(weight=torch.randint(-256, 255, (5, 16), generator=g), vth=250, i_decay=2048, v_decay=700,
+                    delay=torch.randint(0, 6, (5, 16), generator=g), name="out")
+    x = _rand_spikes(40, 2, 20, 0.25, 2)
+    _assert_same(LoihiNetwork(20, [l1, l2]), x, tmp_path)
+
+
+def test_per_neuron_delays_and_largest_delays(tmp_path):
+    """Per-neuron (axonal) delays, and per-synapse delays up to netx's limit 62 (run long enough to arrive)."""
+    g = torch.Generator().manual_seed(3)
+    d1 = torch.randint(0, 63, (10, 8), generator=g)
+    d1[0, :] = 62
+    d1[1, :] = 0
+    l1 = LoihiLayer(weight=torch.randint(0, 256, (10, 8), generator=g), vth=150, i_decay=3000, v_decay=200,
+                    delay=d1, name="syn62")
+    l2 = LoihiLayer(weight=torch.randint(-200, 255, (6, 10), generator=g), vth=100, i_decay=4096, v_decay=400,
+                    delay=torch.tensor([0, 1, 5, 17, 40, 62]), name="axonal")
+    x = _rand_spikes(140, 1, 8, 0.2, 4)
+    sim = _assert_same(LoihiNetwork(8, [l1, l2]), x, tmp_path)
+    # the delay-62 row really delivered late input: its first current is at step >= 1 + 62
+    first = int((sim.u[0][:, 0, 0] != 0).nonzero()[0])
+    assert first >= 63
+
+
+def test_edge_decays_and_weight_limits(tmp_path):
+    """iDecay/vDecay 0 (no leak) and 4096 (no memory); weights exactly at -256 and 254 (mixed sign), 255
+    (excitatory layer) and -255 (inhibitory layer) with a strongly negative bias, i.e. all of netx's weight range."""
+    g = torch.Generator().manual_seed(5)
+    w1 = torch.randint(-256, 255, (12, 10), generator=g)
+    w1[0, :5], w1[1, :5] = -256, 254
+    l1 = LoihiLayer(weight=w1, vth=600, i_decay=0, v_decay=4096, bias=torch.full((12,), 3), name="i0_v4096")
+    w2 = torch.randint(0, 256, (9, 12), generator=g)
+    w2[:, 0] = 255
+    l2 = LoihiLayer(weight=w2, vth=900, i_decay=4096, v_decay=0, name="i4096_v0_excitatory")
+    w3 = -torch.randint(1, 256, (4, 9), generator=g)
+    w3[:, 0] = -255
+    l3 = LoihiLayer(weight=w3, vth=5, i_decay=4096, v_decay=4096, bias=torch.full((4,), 40), name="inhibitory")
+    x = _rand_spikes(50, 2, 10, 0.3, 6)
+    sim = _assert_same(LoihiNetwork(10, [l1, l2, l3]), x, tmp_path)
+    # the inhibitory input must matter: the bias-only neuron would spike every step
+    assert int(sim.spikes[2].sum()) < sim.spikes[2].numel()
+
+
+def test_wrap_of_u_and_clip_of_v(tmp_path):
+    """Large fan-in without leak: u passes 2^23 and wraps; v saturates at +-(2^23 - 1)."""
+    n = 300
+    w = torch.full((3, n), 254)
+    w[1] = -256
+    w[2, ::2] = -256
+    l1 = LoihiLayer(weight=w, vth=131071, i_decay=0, v_decay=0, bias=torch.tensor([0, -4096, 4095]), name="wrap")
+    x = _rand_spikes(30, 1, n, 0.6, 7)
+    path = export_netx(LoihiNetwork(n, [l1]), tmp_path / "wrap.h5")
+    sim = simulate(LoihiNetwork(n, [l1]), x)
+    lava = run_lava(path, x)
+    assert int(sim.u[0].max()) > 2 ** 22 and int(sim.u[0].min()) < -(2 ** 22)
+    assert int(sim.v[0].abs().max()) == 2 ** 23 - 1
+    for a, b in zip((sim.spikes[0], sim.u[0], sim.v[0]), (lava.spikes[0], lava.u[0], lava.v[0])):
+        assert torch.equal(a, b)
+
+
+def test_three_layers_without_delays(tmp_path):
+    g = torch.Generator().manual_seed(8)
+    sizes = [24, 32, 16, 6]
+    layers = [LoihiLayer(weight=torch.randint(-128, 200, (b, a), generator=g), vth=120 + 40 * i,
+                         i_decay=512 * (i + 1), v_decay=256 * (i + 1),
+                         bias=torch.randint(-8, 9, (b,), generator=g) if i != 1 else None, name=f"l{i}")
+              for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    x = _rand_spikes(35, 2, 24, 0.3, 9)
+    _assert_same(LoihiNetwork(24, layers), x, tmp_path)
