@@ -1,0 +1,192 @@
+"""Energy reports: JSON for machines, Markdown and HTML for people, PNG plots (matplotlib, optional).
+
+:func:`write_report` writes into a folder, each file atomically (temporary file, fsync, ``os.replace``)::
+
+    energy.json            counts per layer, every estimate with its per-layer terms, the models with citations
+    energy.md, energy.html per-layer table (ops, firing rate, energy share), estimates vs the ANN baselines
+    energy_per_layer.png   energy per layer of the main estimate
+    firing_rates.png       firing rate per neuron layer (input spike rate of synaptic layers)
+    spike_raster.png       spikes of one sample (the first of the first batch) in every neuron layer
+
+The plots need matplotlib (``pip install spikelib[report]``); ``plots=False`` skips them.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from spikelib.hardware.energy.accounting import EnergyEstimate
+from spikelib.hardware.energy.models import EnergyModel
+from spikelib.hardware.energy.stats import NetworkCounts
+from spikelib.training.atomic import atomic_write_bytes, atomic_write_text
+
+__all__ = ["build_report", "write_report", "markdown_report", "html_report", "format_energy"]
+
+
+def format_energy(pj: Optional[float]) -> str:
+    """``1234.5`` -> ``"1.23 nJ"`` (pJ input)."""
+    if pj is None or not math.isfinite(pj):
+        return "-"
+    for unit, scale in (("J", 1e12), ("mJ", 1e9), ("uJ", 1e6), ("nJ", 1e3)):
+        if abs(pj) >= scale:
+            return f"{pj / scale:.3g} {unit}"
+    return f"{pj:.3g} pJ"
+
+
+def _rate(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def build_report(counts: NetworkCounts, estimates: Sequence[EnergyEstimate], models: Sequence[EnergyModel] = (),
+                 meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """The report as a plain dict (what ``energy.json`` holds). ``estimates[0]`` is the main estimate."""
+    if not estimates:
+        raise ValueError("estimates must hold at least one EnergyEstimate (the first is the main one)")
+    main = estimates[0]
+    total = main.total_pj
+    energy = {layer.name: layer.total for layer in main.layers}
+    rows = []
+    for c in counts.layers:
+        e = energy.get(c.name, 0.0)
+        rows.append({"name": c.name, "kind": c.kind, "sops": c.sops, "macs": c.macs, "dense_macs": c.dense_macs,
+                     "neuron_updates": c.neuron_updates, "input_rate": c.input_rate, "firing_rate": c.firing_rate,
+                     "energy_pJ": e, "share": e / total if total else 0.0})
+    return {"meta": dict(meta or {}), "samples": counts.samples, "main": main.label,
+            "summary": [{"label": est.label, "method": est.method, "model": est.model, "profile": est.profile,
+                         "total_pJ": est.total_pj, "per_sample_pJ": est.per_sample_pj,
+                         "ratio_to_main": (est.total_pj / total) if total else None} for est in estimates],
+            "layers": rows, "counts": counts.to_dict(), "estimates": [est.to_dict() for est in estimates],
+            "models": [m.to_dict() for m in models]}
+
+
+def _table(report: Dict[str, Any]) -> List[List[str]]:
+    head = ["layer", "kind", "SOPs", "MACs", "neuron updates", "input rate", "firing rate", "energy", "share"]
+    body = [[r["name"] or "<model>", r["kind"], f"{r['sops']:,}", f"{r['macs']:,}", f"{r['neuron_updates']:,}",
+             _rate(r["input_rate"]), _rate(r["firing_rate"]), format_energy(r["energy_pJ"]),
+             f"{100 * r['share']:.1f}%"] for r in report["layers"]]
+    return [head] + body
+
+
+def _summary(report: Dict[str, Any]) -> List[List[str]]:
+    head = ["estimate", "total", "per sample", "x main"]
+    body = [[s["label"], format_energy(s["total_pJ"]), format_energy(s["per_sample_pJ"]),
+             "-" if s["ratio_to_main"] is None else f"{s['ratio_to_main']:.3g}"] for s in report["summary"]]
+    return [head] + body
+
+
+def markdown_report(report: Dict[str, Any]) -> str:
+    """Markdown text of a report built by :func:`build_report`."""
+    def md(rows: List[List[str]]) -> List[str]:
+        out = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+        return out + ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows[1:]]
+
+    lines = ["# Energy report", ""]
+    for key, value in report["meta"].items():
+        lines.append(f"- **{key}**: {value}")
+    lines += [f"- **samples**: {report['samples']}", f"- **main estimate**: {report['main']}", "", "## Estimates", ""]
+    lines += md(_summary(report))
+    lines += ["", "## Per layer (main estimate)", ""] + md(_table(report))
+    lines += ["", "## Energy models", ""]
+    for m in report["models"]:
+        lines += [f"### {m['name']} ({m['technology_node']})", "", m["citation"], "", f"Where: {m['where']}", "",
+                  f"Verification: {m['verification']}", ""]
+    lines += ["Plots: `energy_per_layer.png`, `firing_rates.png`, `spike_raster.png` (when written).", ""]
+    return "\n".join(lines)
+
+
+def html_report(report: Dict[str, Any], images: Sequence[str] = ()) -> str:
+    """A self-contained HTML page of a report (images referenced by file name)."""
+    def table(rows: List[List[str]]) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows[1:])
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    meta = "".join(f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in report["meta"].items())
+    models = "".join(f"<h3>{html.escape(m['name'])} ({html.escape(m['technology_node'])})</h3>"
+                     f"<p>{html.escape(m['citation'])}</p><p>Where: {html.escape(m['where'])}</p>"
+                     f"<p>Verification: {html.escape(m['verification'])}</p>" for m in report["models"])
+    imgs = "".join(f'<figure><img src="{html.escape(name)}" alt="{html.escape(name)}"></figure>' for name in images)
+    style = ("body{font-family:sans-serif;max-width:70em;margin:2em auto}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}td:first-child,th:first-child"
+             "{text-align:left}img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Energy report</title><style>{style}</style>"
+            f"</head><body><h1>Energy report</h1><ul>{meta}<li><b>samples</b>: {report['samples']}</li>"
+            f"<li><b>main estimate</b>: {html.escape(report['main'])}</li></ul><h2>Estimates</h2>"
+            f"{table(_summary(report))}<h2>Per layer (main estimate)</h2>{table(_table(report))}"
+            f"<h2>Plots</h2>{imgs}<h2>Energy models</h2>{models}</body></html>")
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("PNG plots need matplotlib: pip install 'spikelib[report]' (or pass plots=False)") from exc
+    return plt
+
+
+def _save_png(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _plots(report: Dict[str, Any], counts: NetworkCounts, out: Path) -> List[str]:
+    plt = _pyplot()
+    written = []
+    rows = [r for r in report["layers"] if r["energy_pJ"] > 0]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(rows) + 1)))
+    ax.barh([r["name"] or "<model>" for r in rows][::-1], [r["energy_pJ"] for r in rows][::-1], color="#3a7")
+    ax.set_xlabel(f"energy (pJ), {report['main']}")
+    ax.set_title("Energy per layer")
+    _save_png(fig, out / "energy_per_layer.png")
+    plt.close(fig)
+    written.append("energy_per_layer.png")
+    rated = [(r["name"], r["firing_rate"], "firing rate") for r in report["layers"] if r["firing_rate"] is not None]
+    rated += [(r["name"], r["input_rate"], "input spike rate") for r in report["layers"]
+              if r["firing_rate"] is None and r["input_rate"] is not None]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(rated) + 1)))
+    colors = ["#c52" if kind == "firing rate" else "#58b" for _, _, kind in rated]
+    ax.barh([n or "<model>" for n, _, _ in rated][::-1], [v for _, v, _ in rated][::-1], color=colors[::-1])
+    ax.set_xlabel("fraction of neurons x steps x samples (red: neuron firing rate, blue: input spike rate)")
+    ax.set_title("Firing rates")
+    _save_png(fig, out / "firing_rates.png")
+    plt.close(fig)
+    written.append("firing_rates.png")
+    rasters = [(c.name, c.raster) for c in counts.layers if c.raster is not None]
+    if rasters:
+        fig, axes = plt.subplots(len(rasters), 1, figsize=(8, 1.6 * len(rasters) + 0.5), squeeze=False)
+        for ax, (name, r) in zip(axes[:, 0], rasters):
+            t, n = r.nonzero(as_tuple=True)
+            ax.scatter(t.numpy(), n.numpy(), s=2, color="k")
+            ax.set_xlim(-0.5, r.shape[0] - 0.5)
+            ax.set_ylim(-0.5, r.shape[1] - 0.5)
+            ax.set_ylabel(name, rotation=0, ha="right", fontsize=8)
+        axes[-1, 0].set_xlabel("time step")
+        axes[0, 0].set_title("Spike raster of one sample")
+        _save_png(fig, out / "spike_raster.png")
+        plt.close(fig)
+        written.append("spike_raster.png")
+    return written
+
+
+def write_report(out_dir: Union[str, Path], counts: NetworkCounts, estimates: Sequence[EnergyEstimate],
+                 models: Sequence[EnergyModel] = (), meta: Optional[Dict[str, Any]] = None,
+                 plots: bool = True) -> Dict[str, Path]:
+    """Write ``energy.json``, ``energy.md``, ``energy.html`` and (``plots``) the PNGs into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = build_report(counts, estimates, models, meta)
+    images = _plots(report, counts, out) if plots else []
+    files = {name: out / name for name in images}
+    files["energy.json"] = atomic_write_text(out / "energy.json", json.dumps(report, indent=2) + "\n")
+    files["energy.md"] = atomic_write_text(out / "energy.md", markdown_report(report))
+    files["energy.html"] = atomic_write_text(out / "energy.html", html_report(report, images))
+    return files
