@@ -239,6 +239,20 @@ def test_attention_v1_column_sum_by_brute_force():
     assert expected > 0 and counts.sops == expected
 
 
+def test_model_readout_integrators_are_counted():
+    from spikelib.models.mlp import SpikingMLP
+    from spikelib.models.snn_delays import SNNDelays
+
+    mlp = SpikingMLP(6, (5,), 3)
+    x = spikes((7, 2, 6))
+    assert run(mlp, x).layer("").neuron_updates == 7 * 2 * 3
+    net = SNNDelays(6, (5, 4), 3, max_delay=4, delays="random").eval()
+    with torch.no_grad():
+        steps = net.membrane(x).shape[0]
+    assert steps > 7
+    assert run(net, x).layer("").neuron_updates == steps * 2 * 3
+
+
 # ----------------------------------------------------------------------------------------------------- network
 def test_doubling_the_spikes_doubles_the_sops():
     net = nn.Sequential(nn.Linear(6, 5), LIF(v_threshold=0.3), nn.Linear(5, 4))

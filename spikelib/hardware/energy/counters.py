@@ -19,6 +19,8 @@ spike, otherwise the layer does dense multiply-accumulates. With ``x`` the input
 LIF, ParametricLIF, LIFCell one neuron update per input element; output spikes counted (firing rates).
 ELM / ELMv2                 routed synaptic events (spikes x synapses reading that input), one state update per
                             synaptic/branch trace and memory unit per step, dense MACs of the MLP and the readout.
+model readouts              the non-firing integrators that ``SpikingMLP`` (membrane readout) and ``SNNDelays`` compute
+                            in their ``forward``: one state update per output and step.
 spike-driven attention      v2 ``Q (K^T V)``: a spike of ``K`` adds a row of ``V`` (``d`` accumulates), a spike of ``Q``
                             adds a row of ``K^T V``: ``sops = (|K| + |Q|) d``; v1: the column sum of ``K * V``:
                             ``sops = |K * V|`` (the masks ``*`` are ANDs, not counted).
@@ -265,6 +267,24 @@ def _count_attention_v1(m: nn.Module, args, out, counts: LayerCounts, captured) 
                dense_macs=k.numel() + q.numel())
 
 
+# ------------------------------------------------------------------------------------------------------ readouts
+def _count_mlp_readout(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    """SpikingMLP, ``readout="membrane"``: a non-firing leaky integrator per output and step (in ``forward``)."""
+    if m.out_lif is not None:
+        return  # the spiking readout is an LIF module, counted by its own counter
+    x = _first_tensor(args, "input [T, B, C]", m)
+    n = x.shape[0] * x.shape[1] * m.out_features
+    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n)
+
+
+def _count_delays_readout(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    """SNNDelays: the non-firing readout LIF of ``membrane()`` (functional), one update per output and step."""
+    x = _first_tensor(args, "input [T, B, C]", m)
+    steps = x.shape[0] + (len(m.synapses) + 1) * m.right_padding
+    n = steps * x.shape[1] * m.readout.out_features
+    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n)
+
+
 # ------------------------------------------------------------------------------------------------ norm / pooling
 def _count_batchnorm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
@@ -287,7 +307,8 @@ def _register_builtin() -> None:
     from spikelib.layers.delay import DelayedLinear
     from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2
     from spikelib.models.elm_net import InputDropout
-    from spikelib.models.snn_delays import TimeSharedDropout
+    from spikelib.models.mlp import SpikingMLP
+    from spikelib.models.snn_delays import SNNDelays, TimeSharedDropout
     from spikelib.neurons.elm import ELM
     from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
 
@@ -301,6 +322,8 @@ def _register_builtin() -> None:
     register_counter(SpikeDrivenAttentionV2, "attention_v2", _count_attention_v2, capture=("q_lif", "k_lif"))
     register_counter(SpikeDrivenAttentionV1, "attention_v1", _count_attention_v1,
                      capture=("q_lif", "k_lif", "v_lif"))
+    register_counter(SpikingMLP, "readout", _count_mlp_readout)
+    register_counter(SNNDelays, "readout", _count_delays_readout)
     for cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
         register_counter(cls, "batchnorm", _count_batchnorm)
     for cls in (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d):
