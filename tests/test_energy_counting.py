@@ -48,6 +48,15 @@ def test_real_valued_input_counts_macs():
     assert c.sops == 0 and c.macs == c.dense_macs == 4 * 2 * 5 * 3 and c.in_spikes == 0
 
 
+def test_integer_spike_counts_are_spikes_and_fractions_are_real():
+    lin = nn.Linear(4, 3, bias=False)
+    x = torch.tensor([[[0.0, 2.0, 1.0, 3.0]]])  # spike counts: 6 spikes
+    c = run(lin, x).layer("")
+    assert (c.sops, c.in_spikes, c.macs) == (6 * 3, 6, 0)
+    c2 = run(lin, torch.tensor([[[0.0, 2.5, 1.0, 3.0]]])).layer("")
+    assert (c2.sops, c2.macs) == (0, 12)
+
+
 # ------------------------------------------------------------------------------------------------------- conv
 def brute_conv_sops(x, cout, groups, kernel, stride, padding, dilation, mode="zeros"):
     """Loop over every output position and kernel tap; count the taps that read a spike (or any input: dense)."""
@@ -305,3 +314,68 @@ def test_hooks_are_removed_after_exit_and_on_error():
     with EnergyCounter(lin):
         assert lin._forward_hooks
     assert not lin._forward_hooks
+
+
+# ------------------------------------------------------------------------------------------------- sparse conv
+def _sparse_input(T=2, C=3, seed=0, shape=(5, 4, 6), batch=2, sites=14, integer=False):
+    from spikelib.sparse import SparseSpikeTensor
+
+    g = torch.Generator().manual_seed(seed)
+    coords = set()
+    while len(coords) < sites:
+        coords.add((int(torch.randint(batch, (1,), generator=g)),) + tuple(
+            int(torch.randint(s, (1,), generator=g)) for s in shape))
+    coords = torch.tensor(sorted(coords))
+    feats = (torch.rand(T, sites, C, generator=g) < 0.5).float()
+    if integer:
+        feats = feats * torch.randint(1, 4, (T, sites, C), generator=g).float()
+    return SparseSpikeTensor(feats, coords, shape, batch)
+
+
+@pytest.mark.parametrize("integer", [False, True])
+def test_submanifold_sparse_conv_exact_by_brute_force(integer):
+    from spikelib.sparse import SubMConv3d
+
+    x = _sparse_input(integer=integer)
+    conv = SubMConv3d(3, 4, 3, dilation=1)
+    active = {tuple(c.tolist()): i for i, c in enumerate(x.coords)}
+    expected = 0
+    T, N, C = x.features.shape
+    for t, i, c in itertools.product(range(T), range(N), range(C)):
+        v = int(x.features[t, i, c])
+        if v == 0:
+            continue
+        b, *q = x.coords[i].tolist()
+        for k in itertools.product(range(3), repeat=3):  # every tap: the output site this spike reaches
+            p = tuple(q[a] - (k[a] - 1) for a in range(3))
+            if (b,) + p in active:  # submanifold: outputs only at active sites
+                expected += v * 4  # C_out synapses, v spikes
+    c = run(conv, x).layer("")
+    assert c.sops == expected > 0
+    assert c.in_spikes == int(x.features.sum())
+
+
+def test_strided_sparse_conv_exact_by_brute_force_and_dense_ones_conv():
+    from spikelib.sparse import SparseConv3d
+
+    x = _sparse_input(seed=3)
+    conv = SparseConv3d(3, 2, kernel_size=2, stride=2)
+    out_shape = [(s - 2) // 2 + 1 for s in x.spatial_shape]
+    expected = 0
+    T, N, C = x.features.shape
+    for t, i, c in itertools.product(range(T), range(N), range(C)):
+        if x.features[t, i, c] == 0:
+            continue
+        q = x.coords[i].tolist()[1:]
+        for k in itertools.product(range(2), repeat=3):
+            o = [(q[a] - k[a]) for a in range(3)]
+            if all(v % 2 == 0 and 0 <= v // 2 < out_shape[a] for a, v in enumerate(o)):
+                expected += 2
+    c = run(conv, x).layer("")
+    assert c.sops == expected > 0
+    dense = x.dense()  # [B, C, X, Y, Z] per step: a dense conv with an all-ones kernel counts the same pairs
+    ones = nn.Conv3d(3, 2, 2, stride=2, bias=False)
+    nn.init.ones_(ones.weight)
+    with torch.no_grad():
+        total = sum(int(ones(dense[t]).sum()) for t in range(T)) if dense.dim() == 6 else int(ones(dense).sum())
+    assert total == expected

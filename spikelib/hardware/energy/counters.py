@@ -1,8 +1,10 @@
 """Exact operation counters per layer type, run as forward hooks during a real evaluation pass.
 
 A counter sees a layer's real inputs and output and adds exact integer counts (:mod:`.stats`). An input is a spike
-input when every entry is 0 or 1 (checked on the data of each call); its synaptic operations are then counted per
-spike, otherwise the layer does dense multiply-accumulates. With ``x`` the input and ``|x|`` its nonzero count:
+input when every entry is 0 or 1, or a non-negative integer (integer spikes / event counts: a value ``v`` is ``v``
+spikes, as E-3DSNN runs them over ``v`` virtual steps at inference), checked on the data of each call; its synaptic
+operations are then counted per spike, otherwise the layer does dense multiply-accumulates. With ``x`` the input
+and ``|x|`` its spike count (nonzero entries; the sum of the counts for integer spikes):
 
 ``nn.Linear``               ``sops = |x| C_out``, ``dense = numel(x) C_out``
 ``nn.Conv1d/2d/3d``         a spike at input position ``p`` reaches ``F[p]`` (output position, kernel tap) pairs in
@@ -16,7 +18,12 @@ spike, otherwise the layer does dense multiply-accumulates. With ``x`` the input
                             x[t,b,i] #{j : d_ij <= T-1-t}`` (mode ``"integer"``); in mode ``"gaussian"`` every tap
                             ``0..max_delay`` of every synapse carries weight, so a spike reaches
                             ``C_out min(max_delay + 1, T - t)`` taps.
-LIF, ParametricLIF, LIFCell one neuron update per input element; output spikes counted (firing rates).
+``SubMConv3d``,             the kernel map (rulebook) holds one pair ``(i, o)`` per tap that connects input site ``i``
+``SparseConv3d``            to output site ``o``; a spike at site ``i`` (any channel, any step) reaches ``C_out`` synapses
+                            per pair of ``i``: ``sops = C_out sum_{t,i,c} x[t,i,c] P_i`` with ``P_i`` the pairs of ``i``;
+                            ``dense = T C_in C_out (pairs)``.
+LIF, ParametricLIF, LIFCell one neuron update per input element; output spikes counted (firing rates); also
+SparseLIF, IntegerSpike     ``SparseLIF`` and E-3DSNN's ``IntegerSpike`` on sparse features (integer spikes: the count).
 ELM / ELMv2                 routed synaptic events (spikes x synapses reading that input), one state update per
                             synaptic/branch trace and memory unit per step, dense MACs of the MLP and the readout.
 model readouts              the non-firing integrators that ``SpikingMLP`` (membrane readout) and ``SNNDelays`` compute
@@ -85,27 +92,42 @@ def find_counter(module: nn.Module) -> Optional[Tuple[str, CounterFn, bool, Tupl
 
 
 def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
-    """``(binary, nonzero)``: whether every entry is 0 or 1, and the number of nonzero entries."""
-    nnz = int(torch.count_nonzero(x))
+    """``(spiking, spikes)``: whether ``x`` holds spike counts (every entry a non-negative integer: binary spikes, or
+    the integer spikes of E-3DSNN / binned event counts, each unit one spike) and their total; ``(False, nonzero)``
+    for a real-valued input."""
     if x.dtype == torch.bool:
-        return True, nnz
+        return True, int(torch.count_nonzero(x))
     if x.numel() == 0:
         return True, 0
     lo, hi = torch.aminmax(x)
-    if float(lo) < 0 or float(hi) > 1:
-        return False, nnz
-    # values in [0, 1]: all nonzero entries equal 1 exactly when their sum equals their count
-    return float(x.sum(dtype=torch.float64)) == nnz, nnz
+    if float(lo) < 0:
+        return False, int(torch.count_nonzero(x))
+    total = float(x.sum(dtype=torch.float64))
+    if float(hi) <= 1:
+        nnz = int(torch.count_nonzero(x))
+        # values in [0, 1]: every nonzero entry equals 1 exactly when their sum equals their count
+        return (total == nnz), nnz
+    if x.is_floating_point() and not torch.equal(x, torch.round(x)):
+        return False, int(torch.count_nonzero(x))
+    return True, int(round(total))
+
+
+def _features(value: Any) -> Any:
+    """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor` (other values as they are)."""
+    feats = getattr(value, "features", None)
+    return feats if isinstance(feats, torch.Tensor) and not isinstance(value, torch.Tensor) else value
 
 
 def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.Tensor:
+    args = tuple(_features(a) for a in args[:1])
     if not args or not isinstance(args[0], torch.Tensor):
         raise TypeError(f"energy counter for {type(module).__name__}: expected a tensor {what} as the first argument")
     return args[0].detach()
 
 
 def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
-    """Add the counts of a synaptic layer: ``reached`` = synapses reached by the spikes (binary input)."""
+    """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``dense``
+    MACs (real-valued input)."""
     counts.add(calls=1, in_elements=numel, in_spikes=nnz if binary else 0, binary_calls=int(binary),
                dense_macs=dense)
     if binary:
@@ -118,7 +140,7 @@ def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: 
 def _count_linear(m: nn.Linear, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
     binary, nnz = spike_stats(x)
-    _synaptic(counts, binary, nnz, x.numel(), nnz * m.out_features, x.numel() * m.out_features)
+    _synaptic(counts, binary, nnz, x.numel(), nnz * m.out_features if binary else 0, x.numel() * m.out_features)
     if m.bias is not None:
         counts.add(adds=out.numel())
 
@@ -192,6 +214,25 @@ def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured
         counts.add(adds=out.numel())
 
 
+# ------------------------------------------------------------------------------------------------- sparse conv
+def _count_sparse_conv(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
+    if not args or not hasattr(args[0], "features"):
+        raise TypeError(f"energy counter for {type(m).__name__}: expected a SparseSpikeTensor input")
+    x = args[0]
+    kmap = m.kernel_map(x)  # cached on the tensor: the same map the layer used
+    f = x.features.detach()
+    f3 = f if f.dim() == 3 else f.unsqueeze(0)  # [T, N, C]
+    pairs = torch.bincount(kmap.in_idx, minlength=x.num_sites).to(torch.float64)  # P_i
+    binary, nnz = spike_stats(f3)
+    dense = m.out_channels * m.in_channels * f3.shape[0] * int(kmap.in_idx.numel())
+    reached = 0
+    if binary and nnz:
+        reached = m.out_channels * int(round(float((f3.sum(dim=(0, 2), dtype=torch.float64) * pairs).sum())))
+    _synaptic(counts, binary, nnz, f3.numel(), reached, dense)
+    if m.bias is not None:
+        counts.add(adds=_features(out).numel())
+
+
 # ------------------------------------------------------------------------------------------------------ neurons
 def _record_raster(counts: LayerCounts, spikes: torch.Tensor, captured) -> None:
     limit = captured.get("_raster_neurons", 0)
@@ -201,18 +242,20 @@ def _record_raster(counts: LayerCounts, spikes: torch.Tensor, captured) -> None:
 
 def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input current", m)
-    spikes = out.detach()
+    spikes = _features(out).detach()
     n = x.numel()
+    _, n_spikes = spike_stats(spikes)
     counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
-               out_spikes=int(torch.count_nonzero(spikes)))
-    if spikes.dim() >= 2 and not isinstance(m, _cell_types()):
+               out_spikes=n_spikes)
+    if spikes.dim() >= 2 and isinstance(m, _sequence_types()):
         _record_raster(counts, spikes, captured)
 
 
-def _cell_types() -> Tuple[type, ...]:
-    from spikelib.neurons.lif import LIFCell
+def _sequence_types() -> Tuple[type, ...]:
+    """Neuron modules whose output is ``[T, B, ...]`` (a raster of sample 0 is ``out[:, 0]``)."""
+    from spikelib.neurons.lif import LIF, ParametricLIF
 
-    return (LIFCell,)
+    return (LIF, ParametricLIF)
 
 
 def _count_elm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
@@ -311,6 +354,8 @@ def _register_builtin() -> None:
     from spikelib.models.snn_delays import SNNDelays, TimeSharedDropout
     from spikelib.neurons.elm import ELM
     from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
+    from spikelib.sparse.activation import IntegerSpike, SparseLIF
+    from spikelib.sparse.conv import SparseConv3d, SubMConv3d
 
     register_counter(nn.Linear, "linear", _count_linear)
     for cls, kind in ((nn.Conv1d, "conv1d"), (nn.Conv2d, "conv2d"), (nn.Conv3d, "conv3d")):
@@ -319,6 +364,10 @@ def _register_builtin() -> None:
     for cls in (LIF, ParametricLIF, LIFCell):
         register_counter(cls, "lif", _count_lif, claims_subtree=True)
     register_counter(ELM, "elm", _count_elm, claims_subtree=True)
+    register_counter(SubMConv3d, "sparse_conv3d", _count_sparse_conv)
+    register_counter(SparseConv3d, "sparse_conv3d", _count_sparse_conv)
+    register_counter(SparseLIF, "lif", _count_lif)
+    register_counter(IntegerSpike, "lif", _count_lif)
     register_counter(SpikeDrivenAttentionV2, "attention_v2", _count_attention_v2, capture=("q_lif", "k_lif"))
     register_counter(SpikeDrivenAttentionV1, "attention_v1", _count_attention_v1,
                      capture=("q_lif", "k_lif", "v_lif"))

@@ -3,7 +3,7 @@
 Every field is an exact integer count summed over all calls of the layer (all time steps and samples):
 
 ``in_elements`` / ``in_spikes``
-    input values seen and, of those, the nonzero ones (a spike is a nonzero entry of a binary input).
+    input values seen and, for a spike input, its spikes (nonzero entries; the sum for integer spike counts).
 ``sops``
     synaptic operations: one accumulate per (input spike, synapse it reaches) pair.
 ``macs``
