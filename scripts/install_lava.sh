@@ -6,8 +6,8 @@
 # Both packages are archived upstream and declare Python <3.11 plus pins we must never resolve (torch<2.4,
 # torchvision, opencv, numpy<2). The way verified in ../shared/REFERENCES.md ("Lava / Loihi"):
 #   1. `pip download --no-deps --python-version 3.10` both wheels and `pip install --no-deps --ignore-requires-python`;
-#   2. install only the small packages lava really imports on our code paths (asteval, networkx, scipy), with the
-#      project's constraints so that torch is never touched;
+#   2. install only the small packages lava really imports on our code paths (asteval, networkx, scipy, matplotlib),
+#      with the project's constraints so that torch is never touched;
 #   3. Python 3.11 fix in lava/magma/compiler/var_model.py: mutable dataclass defaults `ByteEncoder()` ->
 #      `field(default_factory=ByteEncoder)`;
 #   4. delete the top-level `tests` package both wheels put into site-packages (it could shadow a project's tests).
@@ -44,8 +44,10 @@ trap 'rm -rf "$TMP"' EXIT
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.10 \
     "lava-nc==$LAVA_NC" "lava-dl==$LAVA_DL" -d "$TMP"
 "$PY" -m pip install -q --no-deps --ignore-requires-python "$TMP"/lava_nc-*.whl "$TMP"/lava_dl-*.whl
-# The small real needs (no torch among them; the constraints file pins what is shared with the core).
-"$PY" -m pip install -q -c "$CONSTRAINTS" "asteval>=0.9.31,<0.10" "networkx>=2.8" "scipy>=1.10"
+# The small real needs (no torch among them; the constraints file pins what is shared with the core). pip then
+# reports lava's unmet declared pins (torch<2.4, numpy<2, torchvision, opencv, ...): expected, they are not needed.
+echo "install_lava.sh: installing lava's small runtime needs (pip's report of lava's unmet pins is expected)"
+"$PY" -m pip install -q -c "$CONSTRAINTS" "asteval>=0.9.31,<0.10" "networkx>=2.8" "scipy>=1.10" "matplotlib>=3.5"
 
 SITE="$("$PY" -c 'import importlib.metadata as md; print(md.distribution("lava-nc").locate_file(""))')"
 VAR_MODEL="$SITE/lava/magma/compiler/var_model.py"
