@@ -59,3 +59,22 @@ def test_format_energy():
     assert format_energy(1234.5) == "1.23 nJ"
     assert format_energy(2.5e9) == "2.5 mJ"
     assert format_energy(None) == "-"
+
+
+# ------------------------------------------------------------------------------------------------------- demo
+def test_demo_stage_writes_into_the_run_folder(tmp_path):
+    from types import SimpleNamespace
+
+    from spikelib.hardware.energy.cli import demo_stage
+    from spikelib.models import SpikingMLP
+
+    torch.manual_seed(0)
+    model = SpikingMLP(12, (16,), 4, init_gain=4.0).eval()
+    data = [((torch.rand(5, 20, 12) < 0.2).float(), torch.zeros(5, dtype=torch.long)) for _ in range(6)]
+    lines = []
+    ctx = SimpleNamespace(model=model, loaders={"test": data}, run_dir=tmp_path, echo=lines.append)
+    res = demo_stage(ctx)
+    assert res["samples"] == 20  # 4 batches of 5
+    assert (tmp_path / "energy" / "energy.html").is_file() and lines and "per sample" in lines[0]
+    assert any(k.startswith("SNN (loihi/default, memory)") for k in res["estimates"]) and not res["skipped"]
+    json.dumps(res)

@@ -18,10 +18,10 @@ and ``|x|`` its spike count (nonzero entries; the sum of the counts for integer 
                             x[t,b,i] #{j : d_ij <= T-1-t}`` (mode ``"integer"``); in mode ``"gaussian"`` every tap
                             ``0..max_delay`` of every synapse carries weight, so a spike reaches
                             ``C_out min(max_delay + 1, T - t)`` taps.
-``SubMConv3d``,             the kernel map (rulebook) holds one pair ``(i, o)`` per tap that connects input site ``i``
-``SparseConv3d``            to output site ``o``; a spike at site ``i`` (any channel, any step) reaches ``C_out`` synapses
-                            per pair of ``i``: ``sops = C_out sum_{t,i,c} x[t,i,c] P_i`` with ``P_i`` the pairs of ``i``;
-                            ``dense = T C_in C_out (pairs)``.
+``SubMConv3d``,             the kernel map (rulebook) holds one pair ``(i, o)`` per tap connecting input site ``i``
+``SparseConv3d``            to output site ``o``; a spike at site ``i`` (any channel, step) reaches ``C_out`` synapses
+                            per pair of ``i``: ``sops = C_out sum_{t,i,c} x[t,i,c] P_i`` with ``P_i`` the pairs of
+                            ``i``; ``dense = T C_in C_out (pairs)``.
 LIF, ParametricLIF, LIFCell one neuron update per input element; output spikes counted (firing rates); also
 SparseLIF, IntegerSpike     ``SparseLIF`` and E-3DSNN's ``IntegerSpike`` on sparse features (integer spikes: the count).
 ELM / ELMv2                 routed synaptic events (spikes x synapses reading that input), one state update per

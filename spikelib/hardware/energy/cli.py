@@ -1,0 +1,199 @@
+"""``spikelib energy CHECKPOINT --data ... --model horowitz45|loihi|FILE --out DIR`` and the demo's energy stage.
+
+The command loads a training checkpoint (:mod:`spikelib.training.checkpoint`: ``model_name``, ``config``, ``model``),
+rebuilds the network from the checkpoint's configuration, runs an evaluation pass over the data while counting
+operations (:func:`spikelib.hardware.energy.counting.measure`), and writes the report (:mod:`.report`) with the SNN
+estimate of the chosen model and method, the other method, and the equivalent ANN in fp32 and int8 (horowitz45).
+
+``--data``: ``checkpoint`` (default: the dataset of the checkpoint's configuration), a dataset name of
+``spikelib.training.datasets``, or a ``.pt`` file holding a tensor ``x`` ``[N, T, C]`` or a dict with ``x`` (and
+optionally ``y``), loaded with ``weights_only=True``. Loader batches are batch first and become time first for the
+model (``[B, T, C] -> [T, B, C]``, ``[B, T, C, H, W] -> [T, B, C, H, W]``; a static image batch ``[B, C, H, W]`` is
+passed as it is, and the ANN baseline then counts one pass instead of the model's ``T``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from spikelib.hardware.energy.accounting import METHODS, EnergyEstimate, ann_baseline, estimate_energy
+from spikelib.hardware.energy.counters import UnsupportedLayerError
+from spikelib.hardware.energy.counting import measure
+from spikelib.hardware.energy.models import EnergyModelError, builtin_models, load_energy_model
+from spikelib.hardware.energy.report import format_energy, write_report
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["register", "run_energy", "demo_stage", "model_input"]
+
+
+def model_input(batch: Any) -> Tuple[torch.Tensor, int]:
+    """A loader batch ``x`` or ``(x, y)`` -> (model input, number of samples); see the module docstring."""
+    x = batch[0] if isinstance(batch, (tuple, list)) else batch
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"a batch must be a tensor or an (x, y) pair, got {type(x).__name__}")
+    n = int(x.shape[0])
+    if x.dim() in (3, 5):
+        x = x.transpose(0, 1).contiguous()
+    elif x.dim() != 4:
+        raise ValueError(f"a batch must be [B, T, C], [B, C, H, W] or [B, T, C, H, W], got {tuple(x.shape)}")
+    return x.to(torch.float32), n
+
+
+def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energy_model: str = "horowitz45",
+               profile: Optional[str] = None, method: str = "common", max_batches: Optional[int] = None,
+               fold_batchnorm: bool = True, plots: bool = True, compare: Sequence[Tuple[str, str]] = (),
+               meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Count an evaluation pass and write the report into ``out_dir``; returns a summary dict.
+
+    ``compare``: extra SNN estimates ``(model, method)``; one that cannot be computed (e.g. Loihi with real-valued
+    MACs) is listed in the summary's ``skipped`` with the reason (and in the report's notes), not dropped silently.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    static = {"static": False}
+
+    def prepare(batch: Any) -> Tuple[torch.Tensor, int]:
+        x, n = model_input(batch)
+        static["static"] = x.dim() == 4
+        return x, n
+
+    counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
+    em = load_energy_model(energy_model)
+    h45 = load_energy_model("horowitz45")
+    other = METHODS[1 - METHODS.index(method)]
+    estimates: List[EnergyEstimate] = [estimate_energy(counts, em, method=method, profile=profile,
+                                                       fold_batchnorm=fold_batchnorm),
+                                       estimate_energy(counts, em, method=other, profile=profile,
+                                                       fold_batchnorm=fold_batchnorm)]
+    skipped = []
+    for name, how in compare:
+        try:
+            estimates.append(estimate_energy(counts, name, method=how, fold_batchnorm=fold_batchnorm))
+        except EnergyModelError as exc:
+            skipped.append(f"{name}/{how}: {exc}")
+    repeats = int(getattr(model, "T", 1)) if static["static"] else 1
+    for prof in ("fp32", "int8"):
+        estimates.append(ann_baseline(counts, h45, profile=prof, method=method, fold_batchnorm=fold_batchnorm,
+                                      repeats=repeats))
+    models = [em] + [m for m in [h45] + [load_energy_model(n) for n, _ in compare] if m.name != em.name]
+    unique = list({m.name: m for m in models}.values())
+    info = dict(meta or {})
+    if skipped:
+        info["skipped estimates"] = "; ".join(skipped)
+    files = write_report(out_dir, counts, estimates, unique, meta=info, plots=plots)
+    main = estimates[0]
+    rates = [c.firing_rate for c in counts.layers if c.firing_rate is not None]
+    return {"out_dir": str(out_dir), "files": sorted(str(p) for p in files.values()), "samples": counts.samples,
+            "estimates": {e.label: {"total_pJ": e.total_pj, "per_sample_pJ": e.per_sample_pj} for e in estimates},
+            "main": main.label, "sops": counts.total("sops"), "macs": counts.total("macs"),
+            "mean_firing_rate": (sum(rates) / len(rates)) if rates else None, "skipped": skipped}
+
+
+# ------------------------------------------------------------------------------------------------------ command
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _dataset(args: argparse.Namespace, cfg: Any) -> Tuple[Any, Dict[str, Any]]:
+    from spikelib.training.datasets import build_datasets, list_datasets
+
+    if args.data == "checkpoint" or args.data in list_datasets():
+        name = cfg.data.dataset if args.data == "checkpoint" else args.data
+        options = dict(cfg.data.args) if args.data == "checkpoint" else {}
+        bundle = build_datasets(name, cfg.train.seed, **options)
+        return (bundle.test if args.split == "test" else bundle.train), dict(bundle.info)
+    path = Path(args.data)
+    if path.suffix != ".pt":
+        raise ValueError(f"--data must be 'checkpoint', a dataset name ({', '.join(list_datasets())}) or a .pt "
+                         f"file, got {args.data!r}")
+    if not path.is_file():
+        raise ValueError(f"--data file {str(path)!r} does not exist")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    x = obj.get("x") if isinstance(obj, dict) else obj
+    if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4, 5):
+        raise ValueError(f"--data file {str(path)!r} must hold a tensor x [N, T, C] (or a dict with 'x')")
+    y = obj.get("y") if isinstance(obj, dict) else None
+    y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y
+    info = {"n_channels": int(x.shape[-1])}
+    return torch.utils.data.TensorDataset(x.float(), y), info
+
+
+def _handler(args: argparse.Namespace) -> int:
+    from spikelib.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
+    from spikelib.training.config import ConfigError, parse_config
+    from spikelib.training.trainer import build_model
+
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+        cfg = parse_config(ckpt["config"])
+        dataset, info = _dataset(args, cfg)
+        model = build_model(cfg, info)
+        load_model_state(model, ckpt["model"], ckpt["model_name"], str(args.checkpoint))
+        load_energy_model(args.model)  # a bad model name/file is reported before the evaluation pass
+        out = Path(args.out) if args.out else Path("runs") / f"energy-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+        summary = run_energy(model, loader, out, energy_model=args.model, profile=args.profile, method=args.method,
+                             max_batches=args.batches, fold_batchnorm=not args.no_fold_bn, plots=not args.no_plots,
+                             meta={"checkpoint": str(args.checkpoint), "model": ckpt["model_name"],
+                                   "data": args.data, "split": args.split})
+    except (CheckpointError, ConfigError, EnergyModelError, UnsupportedLayerError, ValueError, ImportError) as exc:
+        print(f"spikelib energy: error: {exc}", file=sys.stderr)
+        return 2
+    for label, e in summary["estimates"].items():
+        print(f"{label:<40} {format_energy(e['per_sample_pJ']):>12} per sample")
+    print(f"report: {summary['out_dir']}/energy.html")
+    return 0
+
+
+def register(subparsers: "argparse._SubParsersAction") -> None:
+    """Add ``spikelib energy`` to the ``spikelib`` command."""
+    p = subparsers.add_parser(
+        "energy", help="estimate the energy of a trained network from its measured spike activity",
+        description="Run an evaluation pass of a checkpoint's network, count its operations per layer (synaptic "
+                    "operations of spikes, MACs of real-valued inputs, neuron updates, memory accesses) and write "
+                    "an energy report (energy.json, energy.md, energy.html, PNG plots) with the SNN estimate and "
+                    "the equivalent ANN in fp32 and int8.")
+    p.add_argument("checkpoint", help="a checkpoint written by spikelib train (best.pt / last.pt)")
+    p.add_argument("--data", default="checkpoint",
+                   help="'checkpoint' (the checkpoint's dataset, default), a dataset name, or a .pt file with x "
+                        "[N, T, C] (and y)")
+    p.add_argument("--split", choices=("test", "train"), default="test", help="split of a named dataset")
+    p.add_argument("--model", default="horowitz45",
+                   help=f"energy model: {' | '.join(builtin_models())} | a YAML/JSON model FILE (default horowitz45)")
+    p.add_argument("--profile", default=None, help="profile of the energy model (horowitz45: fp32 (default), int8)")
+    p.add_argument("--method", choices=METHODS, default="common",
+                   help="common: SOP x E_AC + MAC x E_MAC; memory: also neuron updates and memory traffic")
+    p.add_argument("--batches", type=_positive_int, default=None, help="evaluate at most this many batches")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size (default 64)")
+    p.add_argument("--no-fold-bn", action="store_true", help="charge BatchNorm as MACs instead of folding it")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    p.add_argument("--out", default=None, help="output folder (default runs/energy-<timestamp>)")
+    p.set_defaults(func=_handler)
+
+
+# ---------------------------------------------------------------------------------------------------- demo stage
+def demo_stage(ctx: Any) -> Dict[str, Any]:
+    """The demo's energy stage: report of the trained model on up to 4 test batches into ``<run>/energy/``."""
+    summary = run_energy(ctx.model, ctx.loaders["test"], Path(ctx.run_dir) / "energy", max_batches=4,
+                         compare=(("loihi", "memory"),), meta={"model": type(ctx.model).__name__, "data": "test"})
+    est = summary["estimates"]
+    snn = est[summary["main"]]["per_sample_pJ"]
+    ann = next(v["per_sample_pJ"] for k, v in est.items() if k.startswith("ANN (horowitz45/fp32"))
+    ctx.echo(f"energy: SNN {format_energy(snn)} per sample vs equivalent ANN fp32 {format_energy(ann)} "
+             f"(horowitz45, common method); report {summary['out_dir']}/energy.html")
+    return summary
