@@ -1,6 +1,7 @@
 """Reference architectures, time first ``[T, B, ...]``."""
 
 from spikelib.models import builtin as _builtin  # registers spiking_mlp, snn_delays, elm_classifier
+from spikelib.models.e3dsnn import E3DSNN  # registers e3dsnn_tiny, e3dsnn_t, e3dsnn_s, e3dsnn_base
 from spikelib.models.elm_net import ELMClassifier
 from spikelib.models.maxformer import MaxFormer
 from spikelib.models.mlp import SpikingMLP
