@@ -26,6 +26,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main", "new_run_dir", "positive_i
 
 #: Module paths whose ``register(subparsers)`` adds a sub-command (one line per module; order = order in --help).
 COMMAND_MODULES = (
+    "spikelib.training.cli",
     "spikelib.demo",
     "spikelib.kernels.cli",
 )

@@ -30,6 +30,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], Any]) -> Path:
     """Call ``write(fh)`` on a temporary binary file next to ``path`` and atomically move it onto ``path``."""
     path = Path(path)
@@ -37,6 +43,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], Any]) -> P
         raise FileNotFoundError(f"folder {path.parent} does not exist (writing {path.name})")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()

@@ -1,0 +1,54 @@
+"""Per-epoch metric files of a run: ``metrics.csv`` and ``metrics.json`` (both rewritten atomically after every
+epoch), and an optional TensorBoard writer (needs the ``tensorboard`` package)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from spikelib.training.atomic import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["write_metrics", "TensorBoardLogger"]
+
+
+def write_metrics(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:
+    """Write ``history`` (one mapping per epoch) to ``run_dir/metrics.csv`` and ``run_dir/metrics.json``."""
+    columns: List[str] = []
+    for row in history:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row.get(k, "") for k in columns})
+    atomic_write_text(Path(run_dir) / "metrics.csv", buf.getvalue())
+    atomic_write_text(Path(run_dir) / "metrics.json", json.dumps(list(history), indent=2) + "\n")
+
+
+class TensorBoardLogger:
+    """Scalars per epoch to TensorBoard event files in ``run_dir/tensorboard``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ImportError("train.tensorboard: true needs the tensorboard package: pip install tensorboard") \
+                from exc
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                self.writer.add_scalar(key, value, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
