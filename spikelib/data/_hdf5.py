@@ -1,0 +1,163 @@
+"""Small HDF5/file helpers shared by the data readers and generators: atomic writes, per-process handles, checks.
+
+Atomic write: the file is written under a temporary name in the destination folder, flushed and ``fsync``-ed, then
+``os.replace``-d onto the final name (and the folder is ``fsync``-ed), so a reader never sees a half-written file and
+a crash leaves at most a ``.tmp`` file behind, never a truncated result under the final name.
+
+Per-process handle: an ``h5py.File`` must not be shared across ``fork`` (DataLoader workers). :class:`LazyH5` opens
+the file on first use in each process (keyed by ``os.getpid()``), drops the handle when pickled, and closes it in
+:meth:`LazyH5.close` / ``__del__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Union
+
+import numpy as np
+
+__all__ = ["atomic_path", "atomic_save_npy", "LazyH5", "file_sha256", "open_h5", "require_dataset"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory file descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
+
+    The caller writes the whole file to the yielded path (and closes it). On any exception the temporary file is
+    removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    done = False
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+        done = True
+        _fsync_dir(path.parent)
+    finally:
+        if not done and tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_save_npy(path: PathLike, array: np.ndarray) -> None:
+    """``np.save`` through :func:`atomic_path`."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError as exc:  # h5py is a core dependency; this only triggers on a broken install
+        raise ImportError("reading HDF5 data sets needs h5py: pip install h5py (a spikelib dependency)") from exc
+    return h5py
+
+
+def open_h5(path: PathLike) -> Any:
+    """Open ``path`` read-only; a file that is not valid HDF5 (truncated, corrupt) raises a clear ``OSError``."""
+    h5py = _h5py()
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise OSError(f"{path} is not a readable HDF5 file (truncated or corrupt?): {exc}") from exc
+
+
+def require_dataset(handle: Any, name: str, path: PathLike, what: str) -> Any:
+    """``handle[name]`` if it exists and is a dataset, else ``ValueError`` naming the file and expected layout."""
+    h5py = _h5py()
+    obj = handle.get(name)
+    if obj is None or not isinstance(obj, h5py.Dataset):
+        raise ValueError(f"{path}: missing HDF5 dataset '{name}' (expected layout: {what})")
+    return obj
+
+
+class LazyH5:
+    """A read-only HDF5 handle opened lazily once per process; picklable (the handle is not pickled).
+
+    Args:
+        path: the HDF5 file.
+        check: called with the freshly opened ``h5py.File`` the first time it is opened in a process (layout checks).
+    """
+
+    def __init__(self, path: PathLike, check: Optional[Callable[[Any], None]] = None) -> None:
+        self.path = Path(path)
+        self._check = check
+        self._handle: Any = None
+        self._pid: Optional[int] = None
+
+    @property
+    def file(self) -> Any:
+        """The open ``h5py.File`` for this process (opened on first access)."""
+        if self._handle is None or self._pid != os.getpid():
+            # A handle inherited through fork belongs to the parent: forget it without closing it here.
+            self._handle = None
+            handle = open_h5(self.path)
+            if self._check is not None:
+                ok = False
+                try:
+                    self._check(handle)
+                    ok = True
+                finally:
+                    if not ok:
+                        handle.close()
+            self._handle, self._pid = handle, os.getpid()
+        return self._handle
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this process holds an open handle."""
+        return self._handle is not None and self._pid == os.getpid() and bool(self._handle.id.valid)
+
+    def close(self) -> None:
+        """Close this process's handle (no-op if none is open)."""
+        if self._handle is not None and self._pid == os.getpid():
+            try:
+                self._handle.close()
+            except Exception:  # closing an already-invalid handle at interpreter exit
+                pass
+        self._handle, self._pid = None, None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_handle"], state["_pid"] = None, None
+        return state
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,418 @@
+"""Spiking Heidelberg Digits (SHD) and Spiking Speech Commands (SSC) from the official HDF5 files.
+
+Files (Cramer et al., IEEE TNNLS 2020; https://zenkelab.org/datasets/): ``shd_{train,test}.h5`` (20 classes) and
+``ssc_{train,valid,test}.h5`` (35 classes), each with ``spikes/times`` (variable-length, seconds, ascending),
+``spikes/units`` (variable-length, 0..699), ``labels`` ``[N]``, ``extra/keys`` (class names) and ``extra/speaker``
+``[N]``. :func:`spikelib.data.write_synthetic_shd` writes files in the same layout.
+
+Binning. With bin width ``dt`` (seconds) and channel pooling by ``p = 700 / channels_out`` (sum of ``p`` neighbouring
+units, the SNN-delays recipe 700 -> 140), a sample with spikes ``(t_i, u_i)`` becomes::
+
+    x[k, j] = #{ i : floor(t_i / dt) = k  and  floor(u_i / p) = j },   k = 0..T-1,  j = 0..channels_out-1
+
+with ``T = ceil(max_time / dt)`` (spikes at ``t >= T dt`` are dropped) or, with ``max_time=None``, the per-sample
+length ``T = floor(t_last / dt) + 1`` (batches then need :func:`pad_collate`). Items are ``(x: float32 [T, C], label:
+int)``; a DataLoader gives ``[B, T, C]``.
+
+Files are opened lazily, once per process (safe with DataLoader workers; the dataset pickles without its handle) and
+closed by :meth:`SHDDataset.close` / garbage collection. The layout is checked when the dataset is created (missing
+datasets, empty file, labels out of range, class-name count), each sample when it is read (unit index >= 700,
+negative, non-finite or unsorted times). Binned samples can be cached in memory (``cache="memory"``, per process) or
+on disk (``cache=<folder>``; one ``.npy`` per sample under a key made of the file's SHA-256 and the binning
+arguments, written atomically).
+
+Validation data come from the training file only (:func:`train_val_split`, by held-out speakers or a seeded
+stratified fraction); the SSC files also have an official ``valid`` split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import numbers
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+from spikelib.data._hdf5 import LazyH5, atomic_save_npy, file_sha256, open_h5, require_dataset
+
+__all__ = ["SHDDataset", "SSCDataset", "bin_events", "pad_collate", "train_val_split", "expected_files",
+           "DATASET_URL"]
+
+logger = logging.getLogger(__name__)
+
+DATASET_URL = "https://zenkelab.org/datasets/"
+N_UNITS = 700
+_KINDS: Dict[str, Dict[str, Any]] = {
+    "shd": {"splits": ("train", "test"), "n_classes": 20, "folder": "SHD"},
+    "ssc": {"splits": ("train", "valid", "test"), "n_classes": 35, "folder": "SSC"},
+}
+_LAYOUT = ("spikes/times (vlen float, seconds), spikes/units (vlen int, 0..699), labels [N], "
+           "optional extra/keys and extra/speaker [N]")
+
+
+def expected_files(kind: str = "shd") -> List[str]:
+    """File names of a data set: ``['shd_train.h5', 'shd_test.h5']`` or the three SSC files."""
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    return [f"{kind}_{split}.h5" for split in _KINDS[kind]["splits"]]
+
+
+def bin_events(times: np.ndarray, units: np.ndarray, dt: float, n_steps: Optional[int] = None,
+               n_units: int = N_UNITS, pool: int = 1) -> np.ndarray:
+    """Spike counts ``[T, n_units // pool]`` (float32) of one sample; see the module docstring for the equation."""
+    if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"dt must be a finite number > 0 (seconds), got {dt!r}")
+    if n_units % pool:
+        raise ValueError(f"pool ({pool}) must divide n_units ({n_units})")
+    steps = np.floor(np.asarray(times, dtype=np.float64) / float(dt)).astype(np.int64)
+    n_out = n_units // pool
+    if n_steps is None:
+        n_steps = int(steps[-1]) + 1 if steps.size else 1
+    keep = steps < n_steps
+    flat = steps[keep] * n_out + np.asarray(units, dtype=np.int64)[keep] // pool
+    counts = np.bincount(flat, minlength=n_steps * n_out)
+    return counts.reshape(n_steps, n_out).astype(np.float32)
+
+
+def _check_choice(value: object, name: str, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def _decode(names: np.ndarray) -> List[str]:
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist()]
+
+
+class SHDDataset(Dataset):
+    """SHD (or SSC with ``kind="ssc"``) read lazily from the official HDF5 files and binned to ``[T, C]``.
+
+    Args:
+        root: a folder holding ``shd_train.h5`` / ``shd_test.h5`` (also found under ``root/SHD/``, tonic's layout),
+            or the path of one ``.h5`` file.
+        split: ``"train"`` or ``"test"`` (SSC also ``"valid"``); ignored when ``root`` is a file.
+        kind: ``"shd"`` (20 classes) or ``"ssc"`` (35 classes).
+        bin_ms: bin width in milliseconds (default 10 ms, the SNN-delays recipe).
+        n_bins: alternatively the number of bins over ``max_time`` (bin width ``max_time / n_bins``).
+        max_time: seconds kept per sample (fixed ``T``); ``None`` keeps every spike (variable ``T``; use
+            :func:`pad_collate`).
+        channels_out: channels after pooling (sums of ``700 / channels_out`` neighbouring units); must divide 700.
+        transform: called on the binned ``float32 [T, C]`` tensor of every item (e.g. augmentations).
+        cache: ``None``, ``"memory"`` (per process) or a folder for ``.npy`` caches of binned samples.
+        download: when files are missing, download them through tonic (needs tonic and a network).
+    """
+
+    kind = "shd"
+
+    def __init__(
+        self,
+        root: Union[str, Path],
+        split: str = "train",
+        *,
+        kind: Optional[str] = None,
+        bin_ms: Optional[float] = None,
+        n_bins: Optional[int] = None,
+        max_time: Optional[float] = 1.4,
+        channels_out: int = N_UNITS,
+        transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        cache: Union[None, str, Path] = None,
+        download: bool = False,
+    ) -> None:
+        kind = self.kind if kind is None else kind
+        _check_choice(kind, "kind", sorted(_KINDS))
+        self.kind = kind
+        info = _KINDS[kind]
+        _check_choice(split, "split", info["splits"])
+        self.split = split
+        self.n_classes: int = info["n_classes"]
+        self.dt, self.n_steps = self._time_grid(bin_ms, n_bins, max_time)
+        self.max_time = max_time
+        if isinstance(channels_out, bool) or not isinstance(channels_out, numbers.Integral) or channels_out < 1:
+            raise ValueError(f"channels_out must be an int >= 1, got {channels_out!r}")
+        if N_UNITS % channels_out:
+            raise ValueError(f"channels_out must divide {N_UNITS} (pooling sums equal groups), got {channels_out}")
+        self.channels_out = int(channels_out)
+        self.pool = N_UNITS // self.channels_out
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        self.transform = transform
+        self.path = self._resolve(Path(root), download)
+        self._h5 = LazyH5(self.path)
+        self._read_header()
+        self._memory: Optional[Dict[int, np.ndarray]] = None
+        self._cache_dir: Optional[Path] = None
+        if cache == "memory":
+            self._memory = {}
+        elif cache is not None:
+            if not isinstance(cache, (str, Path)):
+                raise TypeError(f"cache must be None, 'memory' or a folder path, got {type(cache).__name__}")
+            self._cache_dir = Path(cache) / self._cache_key()
+            self._cache_dir.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _time_grid(bin_ms: Optional[float], n_bins: Optional[int],
+                   max_time: Optional[float]) -> Tuple[float, Optional[int]]:
+        if max_time is not None and not (isinstance(max_time, numbers.Real) and math.isfinite(max_time)
+                                         and max_time > 0):
+            raise ValueError(f"max_time must be None or a finite number of seconds > 0, got {max_time!r}")
+        if n_bins is not None:
+            if bin_ms is not None:
+                raise ValueError("give either bin_ms or n_bins, not both")
+            if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+                raise ValueError(f"n_bins must be an int >= 1, got {n_bins!r}")
+            if max_time is None:
+                raise ValueError("n_bins needs max_time (the bins divide [0, max_time))")
+            return float(max_time) / int(n_bins), int(n_bins)
+        bin_ms = 10.0 if bin_ms is None else bin_ms
+        if isinstance(bin_ms, bool) or not (isinstance(bin_ms, numbers.Real) and math.isfinite(bin_ms)
+                                            and bin_ms > 0):
+            raise ValueError(f"bin_ms must be a finite number > 0, got {bin_ms!r}")
+        dt = float(bin_ms) / 1000.0
+        if max_time is None:
+            return dt, None
+        return dt, max(1, int(math.ceil(float(max_time) / dt - 1e-9)))
+
+    def _resolve(self, root: Path, download: bool) -> Path:
+        if root.is_file():
+            return root
+        name = f"{self.kind}_{self.split}.h5"
+        folder = _KINDS[self.kind]["folder"]
+        candidates = [root / name, root / folder / name]
+        for path in candidates:
+            if path.is_file():
+                return path
+        if download:
+            self._download(root)
+            for path in candidates:
+                if path.is_file():
+                    return path
+        hint = (f" To work offline without the real data, write the synthetic stand-in: "
+                f"`spikelib data synth-shd --out {root}`." if self.kind == "shd" else "")
+        raise FileNotFoundError(
+            f"{self.kind.upper()} {self.split} file not found: looked for "
+            f"{', '.join(str(p) for p in candidates)}. Download {name}.zip from {DATASET_URL}, unzip it and put "
+            f"{name} into {root} (all files of the set: {', '.join(expected_files(self.kind))}), or pass "
+            f"download=True with tonic installed and a network.{hint}"
+        )
+
+    def _download(self, root: Path) -> None:
+        try:
+            import tonic.datasets as tds  # GPL-3; optional, only used to fetch the files
+        except ImportError as exc:
+            raise ImportError(
+                f"download=True needs tonic (pip install tonic); or download the files yourself from {DATASET_URL}"
+            ) from exc
+        root.mkdir(parents=True, exist_ok=True)
+        if self.kind == "shd":
+            tds.SHD(save_to=str(root), train=self.split == "train")
+        else:
+            tds.SSC(save_to=str(root), split=self.split)
+
+    def _read_header(self) -> None:
+        with open_h5(self.path) as f:
+            where = str(self.path)
+            times = require_dataset(f, "spikes/times", where, _LAYOUT)
+            units = require_dataset(f, "spikes/units", where, _LAYOUT)
+            labels_ds = require_dataset(f, "labels", where, _LAYOUT)
+            import h5py
+
+            for name, ds in (("spikes/times", times), ("spikes/units", units)):
+                if ds.ndim != 1 or h5py.check_vlen_dtype(ds.dtype) is None:
+                    raise ValueError(f"{where}: '{name}' must be a 1-D variable-length dataset, got shape "
+                                     f"{ds.shape} dtype {ds.dtype} (expected layout: {_LAYOUT})")
+            n = times.shape[0]
+            if n == 0:
+                raise ValueError(f"{where}: empty data set (0 samples)")
+            if units.shape[0] != n or labels_ds.shape != (n,):
+                raise ValueError(f"{where}: spikes/times has {n} samples but spikes/units has {units.shape[0]} and "
+                                 f"labels has shape {labels_ds.shape} (expected [{n}])")
+            if labels_ds.dtype.kind not in "iu":
+                raise ValueError(f"{where}: labels must be integers, got dtype {labels_ds.dtype}")
+            labels = labels_ds[()].astype(np.int64)
+            bad = (labels < 0) | (labels >= self.n_classes)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"{where}: label {labels[i]} of sample {i} is out of range 0..{self.n_classes - 1} "
+                                 f"for kind '{self.kind}'")
+            self.class_names = [f"class{i}" for i in range(self.n_classes)]
+            if "extra/keys" in f:
+                names = _decode(f["extra/keys"][()])
+                if len(names) != self.n_classes:
+                    raise ValueError(f"{where}: extra/keys has {len(names)} class names, expected {self.n_classes} "
+                                     f"for kind '{self.kind}'")
+                self.class_names = names
+            self.speakers: Optional[np.ndarray] = None
+            if "extra/speaker" in f:
+                speakers = f["extra/speaker"][()]
+                if speakers.shape != (n,):
+                    raise ValueError(f"{where}: extra/speaker has shape {speakers.shape}, expected [{n}]")
+                self.speakers = speakers.astype(np.int64)
+        self.labels = labels
+
+    def _cache_key(self) -> str:
+        args = {"dt": self.dt, "n_steps": self.n_steps, "pool": self.pool, "v": 1}
+        digest = hashlib.sha256((file_sha256(self.path) + json.dumps(args, sort_keys=True)).encode()).hexdigest()
+        return f"{self.path.stem}-{digest[:20]}"
+
+    # ------------------------------------------------------------------ access
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def _index(self, index: object) -> int:
+        if isinstance(index, bool) or not isinstance(index, numbers.Integral):
+            raise TypeError(f"index must be an int, got {type(index).__name__}")
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} samples")
+        return int(index) % n
+
+    def events(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Raw spikes of a sample: ``(times [n] float64 seconds, units [n] int64)``, checked."""
+        i = self._index(index)
+        f = self._h5.file
+        times = np.asarray(f["spikes/times"][i], dtype=np.float64)
+        units = np.asarray(f["spikes/units"][i], dtype=np.int64)
+        where = f"{self.path}: sample {i}"
+        if times.shape != units.shape or times.ndim != 1:
+            raise ValueError(f"{where} has {times.shape} times but {units.shape} units")
+        if units.size:
+            if units.min() < 0 or units.max() >= N_UNITS:
+                bad = units[(units < 0) | (units >= N_UNITS)][0]
+                raise ValueError(f"{where} has unit index {bad}, expected 0..{N_UNITS - 1}")
+            if not np.all(np.isfinite(times)) or times.min() < 0:
+                raise ValueError(f"{where} has negative or non-finite spike times (expected seconds >= 0)")
+            if np.any(np.diff(times) < 0):
+                raise ValueError(f"{where} has unsorted spike times (expected ascending)")
+        return times, units
+
+    def binned(self, index: int) -> np.ndarray:
+        """Binned counts ``float32 [T, channels_out]`` of a sample (through the cache when one is set)."""
+        i = self._index(index)
+        if self._memory is not None and i in self._memory:
+            return self._memory[i]
+        cached = self._cache_dir / f"{i}.npy" if self._cache_dir is not None else None
+        if cached is not None and cached.is_file():
+            x = np.load(cached, allow_pickle=False).astype(np.float32)
+        else:
+            times, units = self.events(i)
+            x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool)
+            if cached is not None:
+                atomic_save_npy(cached, x.astype(np.uint16) if x.max(initial=0) < 65536 else x)
+        if self._memory is not None:
+            self._memory[i] = x
+        return x
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
+        i = self._index(index)
+        x = torch.from_numpy(np.array(self.binned(i), dtype=np.float32, copy=True))
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
+
+    @property
+    def is_open(self) -> bool:
+        """Whether this process holds an open file handle."""
+        return self._h5.is_open
+
+    def close(self) -> None:
+        """Close this process's file handle (it reopens on the next read)."""
+        self._h5.close()
+
+    def __enter__(self) -> "SHDDataset":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(path={str(self.path)!r}, kind={self.kind!r}, split={self.split!r}, "
+                f"n={len(self)}, dt={self.dt * 1000:g} ms, n_steps={self.n_steps}, channels_out={self.channels_out})")
+
+
+class SSCDataset(SHDDataset):
+    """Spiking Speech Commands: :class:`SHDDataset` with ``kind="ssc"`` (35 classes; splits train/valid/test)."""
+
+    kind = "ssc"
+
+
+def pad_collate(batch: Sequence[Tuple[torch.Tensor, Any]], return_lengths: bool = False):
+    """Stack ``(x [T_i, C], label)`` items into ``x [B, max T_i, C]`` (zeros after each sample's end) and ``y [B]``.
+
+    With ``return_lengths=True`` also returns ``lengths [B]`` (int64).
+    """
+    if len(batch) == 0:
+        raise ValueError("pad_collate got an empty batch")
+    xs = [item[0] for item in batch]
+    if any(not isinstance(x, torch.Tensor) or x.dim() != 2 for x in xs):
+        raise ValueError("pad_collate expects items (x: tensor [T, C], label)")
+    channels = {x.shape[1] for x in xs}
+    if len(channels) != 1:
+        raise ValueError(f"pad_collate: items have different channel counts {sorted(channels)}")
+    lengths = torch.tensor([x.shape[0] for x in xs], dtype=torch.int64)
+    out = xs[0].new_zeros((len(xs), int(lengths.max()), xs[0].shape[1]))
+    for b, x in enumerate(xs):
+        out[b, : x.shape[0]] = x
+    y = torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
+    return (out, y, lengths) if return_lengths else (out, y)
+
+
+def train_val_split(dataset: SHDDataset, val_fraction: float = 0.1, seed: int = 0, by: str = "speaker",
+                    val_speakers: Optional[Sequence[int]] = None) -> Tuple[Subset, Subset]:
+    """Split a *training* set into ``(train, validation)`` subsets; the test set is never used.
+
+    ``by="speaker"`` holds out whole speakers (``val_speakers``, or speakers drawn at random with ``seed`` until at
+    least ``val_fraction`` of the samples are held out); ``by="random"`` holds out a seeded, class-stratified
+    fraction of the samples.
+    """
+    if getattr(dataset, "split", None) != "train":
+        raise ValueError(f"train_val_split takes the training set (split='train'), got split="
+                         f"{getattr(dataset, 'split', None)!r}: validation data must never come from the test set")
+    if not (isinstance(val_fraction, numbers.Real) and 0 < val_fraction < 1):
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    _check_choice(by, "by", ("speaker", "random"))
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(dataset.labels)
+    n = labels.shape[0]
+    if by == "speaker":
+        if dataset.speakers is None:
+            raise ValueError(f"{dataset.path} has no extra/speaker dataset: use by='random'")
+        speakers = np.asarray(dataset.speakers)
+        present = np.unique(speakers)
+        if val_speakers is None:
+            if present.size < 2:
+                raise ValueError(f"by='speaker' needs >= 2 speakers, the file has {present.size}: use by='random'")
+            chosen: List[int] = []
+            for s in rng.permutation(present):
+                if np.isin(speakers, chosen).sum() >= val_fraction * n or len(chosen) == present.size - 1:
+                    break
+                chosen.append(int(s))
+        else:
+            chosen = [int(s) for s in val_speakers]
+            missing = sorted(set(chosen) - set(present.tolist()))
+            if missing or len(set(chosen)) >= present.size:
+                raise ValueError(f"val_speakers must be a proper subset of the speakers {present.tolist()}, "
+                                 f"got {list(val_speakers)}")
+        is_val = np.isin(speakers, chosen)
+    else:
+        # Per-class quotas by largest remainder, so the classes keep their shares and the total is
+        # round(val_fraction * n).
+        classes, sizes = np.unique(labels, return_counts=True)
+        exact = val_fraction * sizes
+        quota = np.floor(exact).astype(np.int64)
+        extra = int(round(val_fraction * n)) - int(quota.sum())
+        if extra > 0:
+            tie_break = rng.random(classes.size)
+            quota[np.lexsort((tie_break, -(exact - quota)))[:extra]] += 1
+        is_val = np.zeros(n, dtype=bool)
+        for c, q in zip(classes, quota):
+            members = rng.permutation(np.flatnonzero(labels == c))
+            is_val[members[:q]] = True
+        if is_val.all() or not is_val.any():
+            raise ValueError(f"val_fraction {val_fraction} leaves an empty train or validation part of {n} samples")
+    return Subset(dataset, np.flatnonzero(~is_val).tolist()), Subset(dataset, np.flatnonzero(is_val).tolist())

@@ -1,0 +1,292 @@
+"""SHD/SSC reader: exact binning against numpy histograms, pooling, workers, caching, splits and bad files."""
+
+from __future__ import annotations
+
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from spikelib.data.shd import SHDDataset, SSCDataset, bin_events, pad_collate, train_val_split
+from spikelib.data.synthetic_shd import write_synthetic_shd
+
+
+@pytest.fixture(scope="module")
+def shd_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shd")
+    write_synthetic_shd(out, n_train=60, n_test=20, seed=5)
+    return out
+
+
+def _write(path, times, units, labels, keys=None, speaker=None, times_dtype=np.float16):
+    """An SHD-layout file written directly with h5py (independent of spikelib's writer)."""
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(np.dtype(times_dtype)))
+        u = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(np.dtype(np.uint16)))
+        for i, (ti, ui) in enumerate(zip(times, units)):
+            t[i] = np.asarray(ti, dtype=times_dtype)
+            u[i] = np.asarray(ui, dtype=np.uint16)
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.uint16))
+        if keys is not None:
+            f.create_dataset("extra/keys", data=np.array([k.encode() for k in keys]))
+        if speaker is not None:
+            f.create_dataset("extra/speaker", data=np.asarray(speaker, dtype=np.uint16))
+    return path
+
+
+def _reference(path, i, dt, n_steps, pool):
+    """Independent binning: numpy histogram2d over explicit bin edges."""
+    with h5py.File(path, "r") as f:
+        t = f["spikes/times"][i].astype(np.float64)
+        u = f["spikes/units"][i].astype(np.float64)
+    if n_steps is None:
+        n_steps = int(t.max() // dt) + 1
+    edges = np.arange(n_steps + 1) * dt
+    keep = t < edges[-1]  # bins are half-open [k dt, (k+1) dt); numpy's last bin would also take t == T dt
+    t, u = t[keep], u[keep]
+    h, _, _ = np.histogram2d(t, u, bins=[edges, np.arange(0, 701, pool)])
+    return h
+
+
+@pytest.mark.parametrize("bin_ms,channels_out,max_time", [(10.0, 700, 1.4), (10.0, 140, 1.4), (4.0, 35, 0.5),
+                                                          (25.0, 140, None)])
+def test_binning_equals_numpy_histogram(shd_dir, bin_ms, channels_out, max_time):
+    ds = SHDDataset(shd_dir, "train", bin_ms=bin_ms, channels_out=channels_out, max_time=max_time)
+    pool = 700 // channels_out
+    for i in range(0, len(ds), 7):
+        x, y = ds[i]
+        n_steps = None if max_time is None else int(np.ceil(max_time / (bin_ms / 1000) - 1e-9))
+        ref = _reference(ds.path, i, bin_ms / 1000, n_steps, pool)
+        assert x.dtype == torch.float32 and x.shape == ref.shape
+        assert np.array_equal(x.numpy(), ref)
+        assert y == int(ds.labels[i]) and isinstance(y, int)
+    ds.close()
+
+
+def test_n_bins_and_spikes_beyond_max_time(tmp_path):
+    path = _write(tmp_path / "shd_train.h5", [[0.0, 0.0999, 0.1, 0.35, 0.9]], [[0, 699, 5, 6, 7]], [3],
+                  times_dtype=np.float32)  # float16 would round 0.1 down to 0.09998
+    ds = SHDDataset(path, n_bins=4, max_time=0.4)  # bins of 0.1 s; the spike at 0.9 s is dropped
+    x, y = ds[0]
+    assert x.shape == (4, 700) and y == 3
+    assert x.sum() == 4 and x[0, 0] == 1 and x[0, 699] == 1 and x[1, 5] == 1 and x[3, 6] == 1
+    assert torch.equal(torch.from_numpy(bin_events(*ds.events(0), dt=0.1, n_steps=4)), x)
+
+
+def test_channel_pooling_equals_manual_sums(shd_dir):
+    full = SHDDataset(shd_dir, "test", channels_out=700)
+    pooled = SHDDataset(shd_dir, "test", channels_out=140)
+    for i in range(len(full)):
+        a, _ = full[i]
+        b, _ = pooled[i]
+        assert torch.equal(a.reshape(a.shape[0], 140, 5).sum(-1), b)
+
+
+def test_dataloader_workers_and_handles(shd_dir):
+    ds = SHDDataset(shd_dir, "train", channels_out=140)
+    assert not ds.is_open  # the constructor closes what it opened
+    loader = DataLoader(ds, batch_size=16, num_workers=2, shuffle=False)
+    xs, ys = zip(*list(loader))
+    assert not ds.is_open  # the workers opened their own handles; the parent never did
+    x = torch.cat(xs)
+    assert x.shape == (60, 140, 140)
+    direct = torch.stack([ds[i][0] for i in range(len(ds))])
+    assert torch.equal(x, direct) and torch.equal(torch.cat(ys), torch.as_tensor(ds.labels))
+    assert ds.is_open
+    clone = pickle.loads(pickle.dumps(ds))
+    assert not clone.is_open and torch.equal(clone[3][0], ds[3][0])
+    ds.close()
+    clone.close()
+    assert not ds.is_open
+    assert h5py.h5f.get_obj_count(h5py.h5f.OBJ_ALL, h5py.h5f.OBJ_FILE) == 0  # no HDF5 file left open here
+
+
+def test_pad_collate_variable_length(shd_dir):
+    ds = SHDDataset(shd_dir, "test", channels_out=140, max_time=None)
+    items = [ds[i] for i in range(5)]
+    lengths = [x.shape[0] for x, _ in items]
+    assert len(set(lengths)) > 1
+    x, y, lens = pad_collate(items, return_lengths=True)
+    assert x.shape == (5, max(lengths), 140) and lens.tolist() == lengths
+    for b, (xi, yi) in enumerate(items):
+        assert torch.equal(x[b, : lengths[b]], xi) and x[b, lengths[b]:].abs().sum() == 0 and y[b] == yi
+    x2, y2 = next(iter(DataLoader(ds, batch_size=5, collate_fn=pad_collate)))
+    assert torch.equal(x2, x) and torch.equal(y2, y)
+    with pytest.raises(ValueError, match="empty batch"):
+        pad_collate([])
+
+
+def test_memory_and_disk_cache(shd_dir, tmp_path):
+    cache = tmp_path / "cache"
+    plain = SHDDataset(shd_dir, "train", channels_out=140)
+    first = SHDDataset(shd_dir, "train", channels_out=140, cache=cache)
+    a = [first[i][0] for i in range(len(first))]
+    first.close()
+    folders = list(cache.iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.npy"))) == len(first)
+    assert not list(folders[0].glob("*.tmp"))
+    second = SHDDataset(shd_dir, "train", channels_out=140, cache=cache)
+    b = [second[i][0] for i in range(len(second))]
+    assert not second.is_open  # every item came from the cache, the HDF5 file was never opened
+    assert all(torch.equal(p, q) and torch.equal(p, plain[i][0]) for i, (p, q) in enumerate(zip(a, b)))
+    SHDDataset(shd_dir, "train", channels_out=35, cache=cache)[0]  # other binning -> other key
+    assert len(list(cache.iterdir())) == 2
+    mem = SHDDataset(shd_dir, "train", channels_out=140, cache="memory")
+    m0 = mem[0][0]
+    m0.zero_()  # items are copies: changing one does not change the cache
+    assert torch.equal(mem[0][0], a[0])
+
+
+def test_transform_is_applied(shd_dir):
+    ds = SHDDataset(shd_dir, "test", channels_out=140, transform=lambda x: x * 2)
+    plain = SHDDataset(shd_dir, "test", channels_out=140)
+    assert torch.equal(ds[0][0], plain[0][0] * 2)
+
+
+def test_train_val_split(shd_dir):
+    ds = SHDDataset(shd_dir, "train", channels_out=140)
+    train, val = train_val_split(ds, val_fraction=0.2, seed=1, by="speaker")
+    spk_train = set(ds.speakers[train.indices].tolist())
+    spk_val = set(ds.speakers[val.indices].tolist())
+    assert spk_train and spk_val and not spk_train & spk_val
+    assert sorted(train.indices + val.indices) == list(range(len(ds)))
+    assert len(val) >= 0.2 * len(ds)
+    assert train_val_split(ds, 0.2, seed=1)[1].indices == val.indices  # deterministic
+    tr, va = train_val_split(ds, 0.25, seed=0, by="random")
+    assert sorted(tr.indices + va.indices) == list(range(len(ds)))
+    assert len(va) == 15 and np.bincount(ds.labels[va.indices], minlength=20).max() == 1
+    v = train_val_split(ds, 0.2, by="speaker", val_speakers=[0, 1])[1]
+    assert set(ds.speakers[v.indices].tolist()) == {0, 1} & set(ds.speakers.tolist())
+    with pytest.raises(ValueError, match="test set"):
+        train_val_split(SHDDataset(shd_dir, "test"), 0.2)
+    with pytest.raises(ValueError, match="val_fraction"):
+        train_val_split(ds, 1.5)
+    with pytest.raises(ValueError, match="val_speakers"):
+        train_val_split(ds, 0.2, val_speakers=[99])
+
+
+def test_ssc_kind_and_valid_split(tmp_path):
+    rng = np.random.default_rng(0)
+    times = [np.sort(rng.uniform(0, 1, 50)) for _ in range(6)]
+    units = [rng.integers(0, 700, 50) for _ in range(6)]
+    keys = [f"w{i}" for i in range(35)]
+    _write(tmp_path / "ssc_valid.h5", times, units, [0, 34, 3, 4, 5, 6], keys=keys, speaker=[0] * 6)
+    ds = SSCDataset(tmp_path, "valid", channels_out=140)
+    assert ds.n_classes == 35 and len(ds) == 6 and ds[1][1] == 34 and ds.class_names == keys
+    assert SHDDataset(tmp_path, "valid", kind="ssc").kind == "ssc"
+    with pytest.raises(ValueError, match="split"):
+        SHDDataset(tmp_path, "valid")  # SHD has no valid split
+    _write(tmp_path / "x.h5", times, units, [0, 34, 3, 4, 5, 6], keys=keys)
+    with pytest.raises(ValueError, match="out of range 0..19"):
+        SHDDataset(tmp_path / "x.h5")  # 35-class labels read as SHD
+
+
+def test_tonic_layout_folder(shd_dir, tmp_path):
+    (tmp_path / "SHD").mkdir()
+    (tmp_path / "SHD" / "shd_test.h5").write_bytes((shd_dir / "shd_test.h5").read_bytes())
+    assert SHDDataset(tmp_path, "test").path == tmp_path / "SHD" / "shd_test.h5"
+
+
+# ----------------------------------------------------------------------------------------------------- bad input
+def test_missing_files_message(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        SHDDataset(tmp_path / "data", "train")
+    msg = str(info.value)
+    for part in ("shd_train.h5", "shd_test.h5", str(tmp_path / "data"), "https://zenkelab.org/datasets/",
+                 "synth-shd"):
+        assert part in msg
+    with pytest.raises(FileNotFoundError, match="ssc_valid.h5"):
+        SSCDataset(tmp_path, "valid")
+
+
+def test_download_without_tonic_or_network_is_clear(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tonic", None)
+    monkeypatch.setitem(sys.modules, "tonic.datasets", None)
+    with pytest.raises(ImportError, match="tonic"):
+        SHDDataset(tmp_path, "train", download=True)
+
+
+def test_truncated_and_corrupt_files(shd_dir, tmp_path):
+    data = (shd_dir / "shd_test.h5").read_bytes()
+    (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(OSError, match="not a readable HDF5 file"):
+        SHDDataset(tmp_path / "trunc.h5")
+    (tmp_path / "junk.h5").write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(OSError, match="truncated or corrupt"):
+        SHDDataset(tmp_path / "junk.h5")
+
+
+def test_wrong_layout(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f.create_dataset("data", data=np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="missing HDF5 dataset 'spikes/times'"):
+        SHDDataset(tmp_path / "a.h5")
+    _write(tmp_path / "b.h5", [[0.1]], [[1]], [0])
+    with h5py.File(tmp_path / "b.h5", "a") as f:
+        del f["labels"]
+    with pytest.raises(ValueError, match="'labels'"):
+        SHDDataset(tmp_path / "b.h5")
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("spikes/times", data=np.zeros(2))
+        f.create_dataset("spikes/units", data=np.zeros(2))
+        f.create_dataset("labels", data=np.zeros(2, dtype=np.uint16))
+    with pytest.raises(ValueError, match="variable-length"):
+        SHDDataset(tmp_path / "c.h5")
+    _write(tmp_path / "d.h5", [[0.1], [0.2]], [[1], [2]], [0])
+    with pytest.raises(ValueError, match="labels has shape"):
+        SHDDataset(tmp_path / "d.h5")
+    _write(tmp_path / "e.h5", [[0.1]], [[1]], [0], keys=["a", "b"])
+    with pytest.raises(ValueError, match="extra/keys has 2 class names"):
+        SHDDataset(tmp_path / "e.h5")
+
+
+def test_labels_out_of_range_and_empty(tmp_path):
+    _write(tmp_path / "a.h5", [[0.1], [0.2]], [[1], [2]], [0, 20])
+    with pytest.raises(ValueError, match="label 20 of sample 1 is out of range"):
+        SHDDataset(tmp_path / "a.h5")
+    _write(tmp_path / "b.h5", [], [], [])
+    with pytest.raises(ValueError, match="empty data set"):
+        SHDDataset(tmp_path / "b.h5")
+
+
+def test_bad_samples(tmp_path):
+    _write(tmp_path / "a.h5", [[0.1, 0.2], [0.1, 0.2], [0.3, 0.1], [0.0, 0.1]], [[1, 700], [1, 2], [1, 2], [1, 2]],
+           [0, 1, 2, 3], times_dtype=np.float32)
+    with h5py.File(tmp_path / "a.h5", "a") as f:
+        f["spikes/times"][3] = np.array([-0.1, 0.1], dtype=np.float32)
+    ds = SHDDataset(tmp_path / "a.h5")
+    with pytest.raises(ValueError, match="unit index 700"):
+        ds[0]
+    assert ds[1][0].sum() == 2
+    with pytest.raises(ValueError, match="unsorted spike times"):
+        ds[2]
+    with pytest.raises(ValueError, match="negative or non-finite"):
+        ds[3]
+    with pytest.raises(IndexError):
+        ds[4]
+    with pytest.raises(TypeError, match="index"):
+        ds[1.0]
+
+
+def test_bad_arguments(shd_dir):
+    with pytest.raises(ValueError, match="channels_out must divide 700"):
+        SHDDataset(shd_dir, channels_out=300)
+    with pytest.raises(ValueError, match="either bin_ms or n_bins"):
+        SHDDataset(shd_dir, bin_ms=10, n_bins=100)
+    with pytest.raises(ValueError, match="n_bins needs max_time"):
+        SHDDataset(shd_dir, n_bins=100, max_time=None)
+    with pytest.raises(ValueError, match="bin_ms"):
+        SHDDataset(shd_dir, bin_ms=0)
+    with pytest.raises(ValueError, match="max_time"):
+        SHDDataset(shd_dir, max_time=-1.0)
+    with pytest.raises(ValueError, match="kind"):
+        SHDDataset(shd_dir, kind="gsc")
+    with pytest.raises(ValueError, match="split"):
+        SHDDataset(shd_dir, split="validation")
+    with pytest.raises(TypeError, match="cache"):
+        SHDDataset(shd_dir, cache=3)
