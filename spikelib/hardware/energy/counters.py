@@ -45,6 +45,7 @@ is outside every layer and is not counted.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
 
 import torch
@@ -65,6 +66,17 @@ CounterFn = Callable[[nn.Module, Tuple[Any, ...], Any, LayerCounts, Dict[str, An
 _COUNTERS: Dict[Type[nn.Module], Tuple[str, CounterFn, bool, Tuple[str, ...]]] = {}
 FREE_LAYERS: List[Type[nn.Module]] = [nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
                                       nn.AlphaDropout, nn.Flatten, nn.Unflatten]
+
+
+# Per-module caches of geometry-only results (conv fan-out maps, delay reach tables), kept across counters and passes.
+_CACHES: "weakref.WeakKeyDictionary[nn.Module, Dict[Any, Any]]" = weakref.WeakKeyDictionary()
+
+
+def _cache(module: nn.Module) -> Dict[Any, Any]:
+    cache = _CACHES.get(module)
+    if cache is None:
+        cache = _CACHES[module] = {}
+    return cache
 
 
 def register_counter(cls: Type[nn.Module], kind: str, fn: CounterFn, *, claims_subtree: bool = False,
@@ -102,13 +114,16 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
     lo, hi = torch.aminmax(x)
     if float(lo) < 0:
         return False, int(torch.count_nonzero(x))
-    total = float(x.sum(dtype=torch.float64))
-    if float(hi) <= 1:
+    hi_f = float(hi)
+    if hi_f <= 1:
         nnz = int(torch.count_nonzero(x))
-        # values in [0, 1]: every nonzero entry equals 1 exactly when their sum equals their count
-        return (total == nnz), nnz
+        # values in [0, 1]: every nonzero entry equals 1 exactly when their (float64) sum equals their count
+        return float(x.sum(dtype=torch.float64)) == nnz, nnz
     if x.is_floating_point() and not torch.equal(x, torch.round(x)):
         return False, int(torch.count_nonzero(x))
+    # integers: a float32 sum is exact below 2^24
+    exact32 = x.dtype == torch.float32 and x.numel() * hi_f < 2 ** 24
+    total = float(x.sum()) if exact32 else float(x.sum(dtype=torch.float64))
     return True, int(round(total))
 
 
@@ -166,8 +181,9 @@ def _count_conv(m: nn.modules.conv._ConvNd, args, out, counts: LayerCounts, capt
     nd = len(m.kernel_size)
     if x.dim() == nd + 1:  # unbatched [C, *spatial]
         x = x.unsqueeze(0)
-    key = ("fanout", tuple(x.shape[2:]), x.device)
-    cache = captured.setdefault("_cache", {})
+    key = ("fanout", tuple(x.shape[2:]), x.device, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+           m.padding_mode)
+    cache = _cache(m)
     if key not in cache:
         cache[key] = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
     fan = cache[key]
@@ -200,8 +216,8 @@ def delay_reach(layer: nn.Module, T: int) -> torch.Tensor:
 def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input [T, B, C_in]", m)
     T, B = x.shape[0], x.shape[1]
-    key = ("reach", T, m.mode, m.delays, id(m.delay), m.delay._version)
-    cache = captured.setdefault("_cache", {})
+    key = ("reach", T, m.mode, m.delays, m.max_delay, id(m.delay), m.delay._version, x.device)
+    cache = _cache(m)
     if key not in cache:
         cache.clear()
         cache[key] = delay_reach(m, T).to(torch.float64)
@@ -244,7 +260,7 @@ def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input current", m)
     spikes = _features(out).detach()
     n = x.numel()
-    _, n_spikes = spike_stats(spikes)
+    n_spikes = spike_stats(spikes)[1] if counts.kind == "integer_spike" else int(torch.count_nonzero(spikes))
     counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
                out_spikes=n_spikes)
     if spikes.dim() >= 2 and isinstance(m, _sequence_types()):
@@ -367,7 +383,7 @@ def _register_builtin() -> None:
     register_counter(SubMConv3d, "sparse_conv3d", _count_sparse_conv)
     register_counter(SparseConv3d, "sparse_conv3d", _count_sparse_conv)
     register_counter(SparseLIF, "lif", _count_lif)
-    register_counter(IntegerSpike, "lif", _count_lif)
+    register_counter(IntegerSpike, "integer_spike", _count_lif)
     register_counter(SpikeDrivenAttentionV2, "attention_v2", _count_attention_v2, capture=("q_lif", "k_lif"))
     register_counter(SpikeDrivenAttentionV1, "attention_v1", _count_attention_v1,
                      capture=("q_lif", "k_lif", "v_lif"))

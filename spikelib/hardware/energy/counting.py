@@ -115,7 +115,7 @@ class EnergyCounter:
             raise RuntimeError("this EnergyCounter is already active")
         try:
             for name, module, (kind, fn, _claims, capture) in self._plan:
-                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons, "_cache": {}}
+                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons}
                 for child in capture:
                     sub = getattr(module, child, None)
                     if not isinstance(sub, nn.Module):

@@ -1,0 +1,100 @@
+"""Benchmark: the overhead of energy counting over a plain evaluation pass on CPU (target: at most 10%).
+
+Models, each in eval mode under ``torch.no_grad()``:
+
+* ``spiking_mlp``: the demo network (50 -> 128 LIF -> 10, membrane readout), ``T_mlp`` steps, batch ``B``.
+* ``snn_delays``: SNN-delays at SHD size (140 -> 256 -> 256 -> 20, max delay 24, integer delays as at inference),
+  ``T_delays`` steps, batch ``B``, spikes at 5% density.
+* ``meta_spikeformer_tiny_test``, ``maxformer_tiny_test``: the tiny spiking transformers (T = 2), batch ``B_img``,
+  ``img`` x ``img`` images.
+
+Cases per model: ``plain`` (``model(x)``) and ``counted`` (``with EnergyCounter(model): model(x)``: hooks attached,
+every layer counted exactly, hooks removed), timed interleaved as in every spikelib benchmark (disturbed rounds
+dropped); ``overhead = counted median / plain median - 1``. Run ``python benchmarks/bench_energy.py`` (``--quick``
+for a smoke test); writes ``results/energy_cpu.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import common
+
+if __name__ == "__main__":
+    common.ensure_malloc_env()  # before torch is imported: re-executes with the malloc settings if needed
+
+import torch  # noqa: E402
+
+from spikelib.hardware.energy.counting import EnergyCounter  # noqa: E402
+from spikelib.models import SNNDelays, SpikingMLP, get_model  # noqa: E402
+
+NAME = "energy_cpu"
+FULL = {"B": 64, "T_mlp": 80, "T_delays": 100, "B_img": 8, "img": 32, "warmup": 2, "repeats": 11}
+QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_img": 2, "img": 32, "warmup": 1, "repeats": 2}
+
+
+def _models(args: argparse.Namespace) -> Dict[str, Tuple[torch.nn.Module, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    mlp = SpikingMLP(50, (128,), 10, tau=4.0, init_gain=4.0)
+    x_mlp = (torch.rand(args.T_mlp, args.B, 50, generator=g) < 0.1).float()
+    delays = SNNDelays(140, (256, 256), 20, max_delay=24)
+    for layer in list(delays.synapses) + [delays.readout]:
+        layer.round_delays()
+    x_del = (torch.rand(args.T_delays, args.B, 140, generator=g) < 0.05).float()
+    out = {"spiking_mlp": (mlp, x_mlp), "snn_delays": (delays, x_del)}
+    for name in ("meta_spikeformer_tiny_test", "maxformer_tiny_test"):
+        net = get_model(name)
+        out[name] = (net, torch.rand(args.B_img, net.in_channels, args.img, args.img, generator=g))
+    return out
+
+
+def _calls(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, Callable[[], Any]]:
+    model.eval()
+
+    def plain() -> None:
+        with torch.no_grad():
+            model(x)
+
+    def counted() -> None:
+        with EnergyCounter(model, raster_neurons=0), torch.no_grad():
+            model(x)
+
+    return {"plain": plain, "counted": counted}
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    monitor = common.Monitor()
+    cases: Dict[str, Any] = {}
+    for name, (model, x) in _models(args).items():
+        series = common.measure_interleaved(_calls(model, x), monitor, args.warmup, args.repeats, label=f"{name}: ")
+        rows = {impl: common.summarize(s) for impl, s in series.items()}
+        plain, counted = rows["plain"].get("median_s"), rows["counted"].get("median_s")
+        overhead = (counted / plain - 1.0) if plain and counted else None
+        cases[name] = {"rows": rows, "overhead": overhead, "input_shape": list(x.shape)}
+        print(f"{name:32s} plain {common.fmt_median(rows['plain'])} ms  counted {common.fmt_median(rows['counted'])}"
+              f" ms  overhead {'-' if overhead is None else f'{100 * overhead:+.1f}%'}", flush=True)
+    return cases
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = common.parse_bench_args(__doc__.split("\n\n")[0], FULL, QUICK, argv)
+    payload = {
+        "benchmark": NAME,
+        "title": "Energy counting overhead vs a plain evaluation pass (CPU)",
+        "command": common.command_line(),
+        "quick": args.quick,
+        "target": "overhead <= 10%",
+        "sizes": {k: getattr(args, k) for k in FULL},
+        "machine": common.machine_info(not args.no_malloc_tuning),
+        "cases": run(args),
+    }
+    path = common.write_json(NAME, payload)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
