@@ -290,3 +290,101 @@ def test_bad_arguments(shd_dir):
         SHDDataset(shd_dir, split="validation")
     with pytest.raises(TypeError, match="cache"):
         SHDDataset(shd_dir, cache=3)
+
+
+# ---------------------------------------------------------------------------------------- SNN-delays augmentations
+from spikelib.data.augment import (  # noqa: E402
+    CutMix,
+    NeuronMask,
+    TimeMask,
+    mix_cross_entropy,
+    snn_delays_augmentations,
+    soft_targets,
+)
+
+
+@pytest.mark.parametrize("cls,axis", [(TimeMask, 0), (NeuronMask, 1)])
+def test_masks_zero_exactly_the_drawn_span(cls, axis):
+    x = torch.rand(50, 40) + 0.5  # no zeros to begin with
+    original = x.clone()
+    mask, twin = cls(12, p=1.0, seed=3), cls(12, p=1.0, seed=3)
+    seen_sizes = set()
+    for _ in range(30):
+        out = mask(x)
+        start, size = twin.draw(x.shape[axis])
+        seen_sizes.add(size)
+        zero = torch.zeros(x.shape[axis], dtype=torch.bool)
+        zero[start:start + size] = True
+        is_zero = (out == 0).all(dim=1 - axis)
+        assert torch.equal(is_zero, zero)
+        kept = out.index_select(axis, torch.nonzero(~zero).flatten())
+        assert torch.equal(kept, x.index_select(axis, torch.nonzero(~zero).flatten()))
+        assert 0 <= size < 12 and 0 <= start <= x.shape[axis] - size
+    assert torch.equal(x, original)  # never in place
+    assert len(seen_sizes) > 5
+    assert torch.equal(cls(12, p=0.0, seed=1)(x), x)
+
+
+def test_masks_on_batches_and_short_sequences():
+    x = torch.ones(4, 6, 10)
+    out = TimeMask(20, p=1.0, seed=0)(x)  # spans longer than the sequence are clipped to it
+    assert out.shape == x.shape
+    twin = TimeMask(20, p=1.0, seed=0)
+    for b in range(4):
+        start, size = twin.draw(6)
+        assert int((out[b] == 0).all(1).sum()) == size
+    with pytest.raises(ValueError, match="max_size"):
+        TimeMask(0)
+    with pytest.raises(ValueError, match="p must be"):
+        NeuronMask(3, p=1.5)
+    with pytest.raises(ValueError, match="expected a tensor"):
+        TimeMask(3)(torch.ones(5))
+
+
+def test_cutmix_lambda_is_the_mixed_fraction():
+    B, T, C = 16, 40, 7
+    x = torch.arange(1, B + 1, dtype=torch.float32).view(B, 1, 1).expand(B, T, C).clone()  # sample b holds b+1
+    y = torch.arange(B) % 5
+    out, y_a, y_b, lam = CutMix(p=1.0, seed=2)(x, y)
+    mixes = CutMix(p=1.0, seed=2).draw(B, T)
+    assert len(mixes) == B - 1 and lam[-1] == 0 and y_b[-1] == y[-1]
+    for i, j, start, size in mixes:
+        from_partner = (out[i] == j + 1).all(1)
+        assert int(from_partner.sum()) == size and float(lam[i]) == pytest.approx(size / T)
+        assert torch.equal(torch.nonzero(from_partner).flatten(), torch.arange(start, start + size))
+        assert (out[i][~from_partner] == i + 1).all()
+        assert y_b[i] == y[j] and y_a[i] == y[i]
+    assert torch.equal(x[:, 0, 0], torch.arange(1, B + 1, dtype=torch.float32))  # input unchanged
+    soft = soft_targets(y_a, y_b, lam, 5)
+    assert torch.allclose(soft.sum(1), torch.ones(B))
+    logits = torch.randn(B, 5)
+    assert torch.allclose(mix_cross_entropy(logits, y_a, y_b, lam), torch.nn.functional.cross_entropy(logits, soft))
+    out0, _, y_b0, lam0 = CutMix(p=0.0, seed=2)(x, y)
+    assert torch.equal(out0, x) and torch.equal(y_b0, y) and lam0.abs().sum() == 0
+    with pytest.raises(ValueError, match="labels"):
+        CutMix()(x, y[:3])
+
+
+def test_augmentations_are_seeded_and_differ_across_workers():
+    x = torch.ones(30, 20)
+    a = [TimeMask(10, 1.0, seed=5)(x) for _ in range(1)]
+    b = [TimeMask(10, 1.0, seed=5)(x) for _ in range(1)]
+    assert torch.equal(a[0], b[0])
+    sample, cutmix = snn_delays_augmentations(n_inputs=140, max_delay=25, seed=0)
+    assert sample.transforms[0].max_size == 8 and sample.transforms[1].max_size == 28 and cutmix.p == 0.5
+
+    class Ones(torch.utils.data.Dataset):
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return TRANSFORM(torch.ones(30, 20)), 0
+
+    global TRANSFORM
+    TRANSFORM = TimeMask(10, 1.0, seed=5)
+    loader = DataLoader(Ones(), batch_size=1, num_workers=2)
+    masks = [tuple((x[0] == 0).all(1).tolist()) for x, _ in loader]
+    assert len(set(masks)) > 1  # worker 0 and worker 1 did not replay the same draws
+
+
+TRANSFORM = None

@@ -294,6 +294,22 @@ def _write_h5(path: Path, data: Dict[str, object], keys: Sequence[str], attrs: D
                 f.attrs[key] = value
 
 
+def _refuse_foreign(path: Path) -> None:
+    """Raise ``FileExistsError`` if ``path`` exists and is not a file written by this generator."""
+    if not path.exists():
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            synthetic = "spikelib_synthetic" in f.attrs
+    except OSError:
+        synthetic = False
+    if not synthetic:
+        raise FileExistsError(f"{path} exists and was not written by the synthetic generator (real SHD data?); "
+                              f"choose another folder or pass overwrite=True (--force)")
+
+
 def write_synthetic_shd(
     out_dir: Union[str, Path],
     n_train: int = 2000,
@@ -305,6 +321,7 @@ def write_synthetic_shd(
     task_seed: int = 0,
     config: Optional[SyntheticSHDConfig] = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> Dict[str, Path]:
     """Write ``out_dir/shd_train.h5`` and ``out_dir/shd_test.h5`` (official SHD layout), each atomically.
 
@@ -316,6 +333,8 @@ def write_synthetic_shd(
         config: generator parameters (:class:`SyntheticSHDConfig`); ``config.n_classes`` must be <= 20 (the
             ``extra/keys`` names) unless you only need the numbers.
         progress: show a tqdm bar per split.
+        overwrite: replace existing files that were not written by this generator (e.g. the real SHD files);
+            earlier synthetic files are always replaced.
 
     Returns:
         ``{"train": path, "test": path}``.
@@ -325,6 +344,9 @@ def write_synthetic_shd(
     n_test = _check_count(n_test, "n_test", 1)
     keys = list(SHD_KEYS[: config.n_classes]) + [f"class{i}" for i in range(len(SHD_KEYS), config.n_classes)]
     out = Path(out_dir)
+    if not overwrite:
+        for split in ("train", "test"):
+            _refuse_foreign(out / f"shd_{split}.h5")
     out.mkdir(parents=True, exist_ok=True)
     paths: Dict[str, Path] = {}
     for split, n in (("train", n_train), ("test", n_test)):
