@@ -140,6 +140,8 @@ def test_kernel_map_pairs_brute_force():
                 want.add((where[nb], o, k))
     assert got == want
     assert int(kmap.pair_counts().sum()) == kmap.num_pairs == len(want)
+    ci, co = kmap.pairs(kmap.centre_tap)                  # the conv skips gather/scatter for this tap
+    assert torch.equal(ci, torch.arange(x.num_sites)) and torch.equal(co, torch.arange(x.num_sites))
 
     kmap = build_kernel_map(x, 2, stride=2)
     outc = kmap.out_coords.tolist()

@@ -43,30 +43,41 @@ class _GatherGemmScatter(torch.autograd.Function):
     """``y [N_out, M, C_out]`` from ``x [N_in, M, C_in]``, ``W [K, C_in, C_out]`` and a kernel map."""
 
     @staticmethod
-    def forward(ctx, x, weight, in_idx, out_idx, ptr: List[int], num_out: int):  # type: ignore[override]
-        out = x.new_zeros(num_out, x.shape[1], weight.shape[2])
+    def forward(ctx, x, weight, in_idx, out_idx, ptr: List[int], num_out: int, centre: int
+                ):  # type: ignore[override]
+        # ``centre``: the tap whose pairs are (i, i) for every site (a submanifold map's centre), done without
+        # gather/scatter; -1 when there is none.
+        if centre >= 0:
+            out = torch.matmul(x, weight[centre])
+        else:
+            out = x.new_zeros(num_out, x.shape[1], weight.shape[2])
         for k in range(weight.shape[0]):
             a, b = ptr[k], ptr[k + 1]
-            if a == b:
+            if a == b or k == centre:
                 continue
             ii, oi = in_idx[a:b], out_idx[a:b]
             out.index_add_(0, oi, torch.matmul(x.index_select(0, ii), weight[k]))
         ctx.save_for_backward(x, weight, in_idx, out_idx)
-        ctx.ptr = ptr
+        ctx.ptr, ctx.centre = ptr, centre
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, weight, in_idx, out_idx = ctx.saved_tensors
-        ptr = ctx.ptr
+        ptr, centre = ctx.ptr, ctx.centre
         need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_x = torch.zeros_like(x) if need_x else None
-        grad_w = torch.zeros_like(weight) if need_w else None
         grad_out = grad_out.contiguous()
         c_in, c_out = weight.shape[1], weight.shape[2]
+        grad_w = torch.zeros_like(weight) if need_w else None
+        if centre >= 0:
+            grad_x = torch.matmul(grad_out, weight[centre].t()) if need_x else None
+            if need_w:
+                grad_w[centre] = x.reshape(-1, c_in).t() @ grad_out.reshape(-1, c_out)
+        else:
+            grad_x = torch.zeros_like(x) if need_x else None
         for k in range(weight.shape[0]):
             a, b = ptr[k], ptr[k + 1]
-            if a == b:
+            if a == b or k == centre:
                 continue
             ii, oi = in_idx[a:b], out_idx[a:b]
             g = grad_out.index_select(0, oi)
@@ -74,7 +85,7 @@ class _GatherGemmScatter(torch.autograd.Function):
                 grad_x.index_add_(0, ii, torch.matmul(g, weight[k].t()))
             if need_w:
                 grad_w[k] = x.index_select(0, ii).reshape(-1, c_in).t() @ g.reshape(-1, c_out)
-        return grad_x, grad_w, None, None, None, None
+        return grad_x, grad_w, None, None, None, None, None
 
 
 def sparse_conv3d(x: SparseSpikeTensor, weight: torch.Tensor, bias: Optional[torch.Tensor], kmap: KernelMap
@@ -91,7 +102,8 @@ def sparse_conv3d(x: SparseSpikeTensor, weight: torch.Tensor, bias: Optional[tor
     feats = x.features
     x3 = feats.unsqueeze(1) if feats.dim() == 2 else feats.transpose(0, 1)
     ptr = kmap.offset_ptr.tolist()
-    y = _GatherGemmScatter.apply(x3.contiguous(), weight, kmap.in_idx, kmap.out_idx, ptr, kmap.num_out)
+    centre = kmap.centre_tap if kmap.subm else -1
+    y = _GatherGemmScatter.apply(x3.contiguous(), weight, kmap.in_idx, kmap.out_idx, ptr, kmap.num_out, centre)
     if bias is not None:
         y = y + bias
     y = y.squeeze(1) if feats.dim() == 2 else y.transpose(0, 1)

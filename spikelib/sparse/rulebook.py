@@ -108,6 +108,12 @@ class KernelMap:
         """Total number of (input, output) pairs ``P``."""
         return int(self.in_idx.numel())
 
+    @property
+    def centre_tap(self) -> int:
+        """Index of the centre tap (for a submanifold map its pairs are ``(i, i)`` for every site, in site order)."""
+        kx, ky, kz = self.kernel_size
+        return ((kx // 2) * ky + ky // 2) * kz + kz // 2
+
     def pair_counts(self) -> torch.Tensor:
         """``[K]`` number of pairs of every tap."""
         return self.offset_ptr[1:] - self.offset_ptr[:-1]
@@ -164,13 +170,20 @@ def build_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 =
         dl_t = torch.tensor(dl, dtype=torch.int64, device=dev)
         deltas = (offsets - centre) * dl_t                                       # [K, 3]
         arange = torch.arange(n, device=dev)
+        # queries in sorted-key order (sorted_keys + const is sorted): searchsorted is ~2x faster on sorted queries
+        sorted_xyz = coords[perm, 1:]
         for delta in deltas:
-            nb = coords[:, 1:] + delta
+            if not bool(delta.any()):                                            # centre tap: (i, i) for all i
+                ins.append(arange)
+                outs.append(arange)
+                counts.append(n)
+                continue
+            nb = sorted_xyz + delta
             valid = ((nb >= 0) & (nb < shape_t)).all(1)
-            q = keys + (delta * stride_key).sum()
+            q = sorted_keys + (delta * stride_key).sum()
             in_i, hit = _lookup(sorted_keys, perm, q, valid)
             ins.append(in_i)
-            outs.append(arange[hit])
+            outs.append(perm[hit])
             counts.append(in_i.numel())
         out_coords, out_shape, num_out = coords, tuple(shape), n
     else:
