@@ -3,7 +3,8 @@
 The command loads a training checkpoint (:mod:`spikelib.training.checkpoint`: ``model_name``, ``config``, ``model``),
 rebuilds the network from the checkpoint's configuration, runs an evaluation pass over the data while counting
 operations (:func:`spikelib.hardware.energy.counting.measure`), and writes the report (:mod:`.report`) with the SNN
-estimate of the chosen model and method, the other method, and the equivalent ANN in fp32 and int8 (horowitz45).
+estimate of the chosen model and method, the other method, and the equivalent ANN in fp32 and int8 (horowitz45)
+under both methods.
 
 ``--data``: ``checkpoint`` (default: the dataset of the checkpoint's configuration), a dataset name of
 ``spikelib.training.datasets``, or a ``.pt`` file holding a tensor ``x`` ``[N, T, C]`` or a dict with ``x`` (and
@@ -81,9 +82,10 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
         except EnergyModelError as exc:
             skipped.append(f"{name}/{how}: {exc}")
     repeats = int(getattr(model, "T", 1)) if static["static"] else 1
-    for prof in ("fp32", "int8"):
-        estimates.append(ann_baseline(counts, h45, profile=prof, method=method, fold_batchnorm=fold_batchnorm,
-                                      repeats=repeats))
+    for how in (method, other):
+        for prof in ("fp32", "int8"):
+            estimates.append(ann_baseline(counts, h45, profile=prof, method=how, fold_batchnorm=fold_batchnorm,
+                                          repeats=repeats))
     models = [em] + [m for m in [h45] + [load_energy_model(n) for n, _ in compare] if m.name != em.name]
     unique = list({m.name: m for m in models}.values())
     info = dict(meta or {})

@@ -149,9 +149,9 @@ def _plots(report: Dict[str, Any], counts: NetworkCounts, out: Path) -> List[str
     _save_png(fig, out / "energy_per_layer.png")
     plt.close(fig)
     written.append("energy_per_layer.png")
-    rated = [(r["name"], r["firing_rate"], "firing rate") for r in report["layers"] if r["firing_rate"] is not None]
-    rated += [(r["name"], r["input_rate"], "input spike rate") for r in report["layers"]
-              if r["firing_rate"] is None and r["input_rate"] is not None]
+    rated = [(r["name"], r["firing_rate"], "firing rate") if r["firing_rate"] is not None
+             else (r["name"], r["input_rate"], "input spike rate") for r in report["layers"]
+             if r["firing_rate"] is not None or r["input_rate"] is not None]  # network order
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.3 * len(rated) + 1)))
     colors = ["#c52" if kind == "firing rate" else "#58b" for _, _, kind in rated]
     ax.barh([n or "<model>" for n, _, _ in rated][::-1], [v for _, v, _ in rated][::-1], color=colors[::-1])
