@@ -10,8 +10,10 @@ The layout is the one lava-nc/lava-dl's ``src/lava/lib/dl/netx/hdf5.py`` (``Netw
 
 ``type`` strings are stored as ``S`` arrays of shape ``(1,)`` (as lava-dl's own exporters write them). The root
 attribute ``spikelib_meta`` (JSON) keeps the quantisation facts; netx ignores it. Files are written atomically
-(temporary file in the same folder, fsync, ``os.replace``). :func:`load_netx` reads dense networks only and raises
-:class:`NetxFormatError` naming the layer and field for anything malformed or unsupported.
+(temporary file in the same folder, fsync, ``os.replace``). :func:`load_netx` reads dense networks only (with or
+without the input layer: lava-dl slayer's ``export_hdf5`` starts with the first dense layer and stores integer-valued
+float weights and delays) and raises :class:`NetxFormatError` naming the layer and field for anything malformed or
+unsupported.
 """
 
 from __future__ import annotations
@@ -164,16 +166,25 @@ def load_netx(path: PathLike) -> LoihiNetwork:
                 raise NetxFormatError(f"{path}: attribute 'spikelib_meta' is not valid JSON ({exc})") from exc
         first = group["0"]
         kind = _read_type(first, "layer 0")
-        if kind != "input":
-            raise NetxFormatError(f"layer 0: expected type 'input', got {kind!r}")
-        if "neuron" in first:
-            raise NetxFormatError("layer 0: input layers with a neuron group (graded/biased input) are not supported")
-        shape = _read_int_array(first, "shape", "layer 0")
-        if shape.size < 1 or np.any(shape < 1):
-            raise NetxFormatError(f"layer 0: 'shape' must be positive sizes, got {shape.tolist()}")
-        input_size = int(np.prod(shape))
+        if kind == "input":
+            if "neuron" in first:
+                raise NetxFormatError("layer 0: input layers with a neuron group (graded/biased input) are not "
+                                      "supported")
+            shape = _read_int_array(first, "shape", "layer 0")
+            if shape.size < 1 or np.any(shape < 1):
+                raise NetxFormatError(f"layer 0: 'shape' must be positive sizes, got {shape.tolist()}")
+            input_size = int(np.prod(shape))
+            dense_keys = keys[1:]
+        elif kind == "dense":  # lava-dl slayer's exporters start with the first dense layer
+            weight0 = _read_int_array(first, "weight", "layer 0")
+            if weight0.ndim != 2:
+                raise NetxFormatError(f"layer 0: 'weight' must be a matrix [out, in], got shape {list(weight0.shape)}")
+            input_size = int(weight0.shape[1])
+            dense_keys = keys
+        else:
+            raise NetxFormatError(f"layer 0: expected type 'input' or 'dense', got {kind!r}")
         layers: List[LoihiLayer] = []
-        for key in keys[1:]:
+        for key in dense_keys:
             where = f"layer {key}"
             g = group[key]
             kind = _read_type(g, where)

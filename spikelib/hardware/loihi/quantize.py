@@ -1,0 +1,272 @@
+"""Quantise a trained spikelib network to Loihi fixed point, report what changed, and optionally fine-tune for it.
+
+The float -> Loihi mapping, per layer (:mod:`spikelib.hardware.loihi.extract` gives ``W``, ``b``, ``D``, ``tau``,
+``v_th`` and ``decay_input``; the Loihi equations are in :mod:`spikelib.hardware.loihi.simulator`). The float LIF is
+``V[t] = (1 - 1/tau) V[t-1] + c X[t]`` with ``X = W s + b`` and ``c = 1/tau`` (``decay_input=True``) or ``c = 1``.
+Loihi's voltage with ``iDecay = 4096`` (no current memory, ``u[t] = a[t] << 6``) is
+``v[t] = trunc((1 - vDecay/4096) v[t-1]) + 64 (a[t] + bias)``. With a per-layer scale ``lambda`` and ``v = 64 lambda V``:
+
+    vDecay = round(4096 / tau)                         iDecay = 4096
+    w      = step * round(lambda c W / step)           8-bit weights: step = 2^(9 - weight_bits) = 2, w in [-256, 254]
+    bias   = round(lambda c b)                         13-bit mantissa in [-4096, 4095] (netx bias exponent 6)
+    vth    = round(lambda v_th)                        17-bit mantissa in [0, 131071]; a non-firing readout gets 131071
+    delay  = D (already integers: DelayedLinear rounds its delays at inference), in [0, 62]
+
+``w = m * 2^(9 - weight_bits)`` with an 8-bit signed mantissa ``m`` in ``[-128, 127]`` is Loihi's mixed-sign synapse
+format; the per-layer exponent that maps these integers onto the dendritic accumulator (netx's ``weight_exponent``)
+is derived by netx from the integers, so the real degree of freedom per layer is ``lambda``. By default
+``lambda = min(254 / max|c W|, 131071 / v_th)``: the largest weight uses the whole 8-bit range unless the threshold
+would not fit in 17 bits. ``lambda`` cancels in the spike condition (``V > v_th`` <-> ``v > 64 vth``), so only the
+rounding above changes the network. Out-of-range values (user scales, large biases, delays > 62) raise
+:class:`QuantizationRangeError` with a summary unless ``clip=True``, which clips them and records it in the report.
+
+Time: layer ``l`` (0-based) of the Loihi network sees the input ``l + 1`` steps later than the float model (one step
+of synaptic latency per layer), so the readout of an ``L``-layer network at float step ``t`` is Loihi step ``t + L``;
+:func:`fixed_point_logits` runs ``T + pad + L`` steps and reads that window. Biases act from step 0 on Loihi, i.e.
+``l + 1`` steps before the first input reaches layer ``l`` (a transient the float model does not have).
+
+Quantisation-aware fine-tuning (:func:`finetune_quantized`): every synapse weight is replaced in the forward pass by
+``W + (Q(W) - W).detach()`` (straight-through estimator), ``Q(W) = s round(W / s)`` with ``s = max|W| step / 254``,
+which is the grid above expressed in ``W`` (``c`` and ``lambda`` cancel). With batch norm the grid applies to the
+unfolded weights, an approximation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from spikelib.hardware.loihi.extract import FloatNetwork, extract_float_network
+from spikelib.hardware.loihi.network import LIMITS, LoihiLayer, LoihiNetwork
+from spikelib.hardware.loihi.simulator import simulate
+
+__all__ = ["QuantizationRangeError", "QuantReport", "quantize", "fixed_point_logits", "float_logits",
+           "compare_float_fixed", "finetune_quantized", "fake_quantize"]
+
+VTH_NON_FIRING = LIMITS["vth"][1]
+
+
+class QuantizationRangeError(ValueError):
+    """Values outside Loihi's ranges and ``clip=False``; the message lists them per layer."""
+
+
+@dataclass
+class QuantReport:
+    """What quantisation rounded and clipped, per layer (``layers``: one dict each) and in total."""
+
+    layers: List[Dict[str, Any]] = field(default_factory=list)
+    clipped: bool = False
+
+    def summary(self) -> str:
+        lines = []
+        for r in self.layers:
+            w = r["weight"]
+            line = (f"{r['name']}: scale {r['scale']:.4g}, weights max rounding error {w['max_abs_error']:.3g} "
+                    f"({100 * w['max_rel_error']:.2f}% of max|W|), {w['zeroed']} rounded to 0, {w['clipped']} clipped; "
+                    f"vth {r['vth']} (threshold error {100 * r['threshold_rel_error']:.3f}%); vDecay {r['v_decay']} "
+                    f"(tau {r['tau']:.4g} -> {r['tau_effective']:.4g})")
+            if r["bias"] is not None:
+                line += f"; bias max error {r['bias']['max_abs_error']:.3g}, {r['bias']['clipped']} clipped"
+            if r["delay"] is not None:
+                line += f"; delays max {r['delay']['max']}, {r['delay']['clipped']} clipped"
+            lines.append(line)
+        return "\n".join(lines)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"clipped": self.clipped, "layers": self.layers}
+
+
+def _quantize_values(x: torch.Tensor, lo: int, hi: int, step: int, clip: bool, what: str, problems: List[str]):
+    q = torch.round(x / step) * step
+    bad = (q < lo) | (q > hi)
+    n_bad = int(bad.sum())
+    if n_bad:
+        if clip:
+            q = q.clamp(lo, hi)
+        else:
+            problems.append(f"{what}: {n_bad} values outside [{lo}, {hi}] (range of the rounded values "
+                            f"[{q.min().item():.0f}, {q.max().item():.0f}])")
+    return q.to(torch.int64), n_bad
+
+
+def quantize(
+    model: Union[nn.Module, FloatNetwork],
+    *,
+    weight_bits: int = 8,
+    scales: Optional[Sequence[float]] = None,
+    clip: bool = False,
+) -> Tuple[LoihiNetwork, QuantReport]:
+    """Map a trained network to a :class:`LoihiNetwork` (see the module docstring for the equations).
+
+    Args:
+        model: a supported spikelib model (in eval mode) or its :class:`FloatNetwork`.
+        weight_bits: signed weight mantissa bits, 2..8 (8: weights ``-256, -254, ..., 254``).
+        scales: one ``lambda`` per layer instead of the default.
+        clip: clip out-of-range weights, biases, thresholds and delays (recorded in the report) instead of raising.
+
+    Returns:
+        ``(network, report)``; ``network.meta`` holds the scales, the readout kind and the padding steps.
+    """
+    fnet = model if isinstance(model, FloatNetwork) else extract_float_network(model)
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
+        raise ValueError(f"weight_bits must be an int in 2..8, got {weight_bits!r}")
+    if scales is not None and len(scales) != len(fnet.layers):
+        raise ValueError(f"scales must have one value per layer ({len(fnet.layers)}), got {len(scales)}")
+    step = 2 ** (9 - weight_bits)
+    w_max = 256 - step
+    layers, report, problems = [], QuantReport(), []
+    for i, fl in enumerate(fnet.layers):
+        c = 1.0 / fl.tau if fl.decay_input else 1.0
+        w_eff = fl.weight.double() * c
+        w_abs = float(w_eff.abs().max())
+        if w_abs == 0.0:
+            raise QuantizationRangeError(f"layer {fl.name!r}: all weights are zero (nothing to map)")
+        if scales is not None:
+            lam = float(scales[i])
+            if not (math.isfinite(lam) and lam > 0):
+                raise ValueError(f"scales[{i}] must be a finite number > 0, got {scales[i]!r}")
+        else:
+            lam = w_max / w_abs
+            if math.isfinite(fl.v_threshold):
+                lam = min(lam, VTH_NON_FIRING / fl.v_threshold)
+        lo = -256 if bool((w_eff > 0).any()) else -w_max
+        w, w_clip = _quantize_values(lam * w_eff, lo, w_max, step, clip, f"layer {fl.name!r} weight", problems)
+        zeroed = int(((w == 0) & (w_eff != 0)).sum())
+        err = (w.double() / lam - w_eff).abs().max().item()
+        bias = bias_rep = None
+        if fl.bias is not None:
+            bias, b_clip = _quantize_values(lam * c * fl.bias.double(), *LIMITS["bias"], 1, clip,
+                                            f"layer {fl.name!r} bias", problems)
+            bias_rep = {"max_abs_error": (bias.double() / lam - c * fl.bias.double()).abs().max().item() / c,
+                        "clipped": b_clip}
+        if math.isfinite(fl.v_threshold):
+            vth_t, _ = _quantize_values(torch.tensor([lam * fl.v_threshold]), *LIMITS["vth"], 1, clip,
+                                        f"layer {fl.name!r} threshold", problems)
+            vth = int(vth_t[0])
+            th_err = abs(vth / lam - fl.v_threshold) / fl.v_threshold
+        else:
+            vth, th_err = VTH_NON_FIRING, 0.0
+        delay = delay_rep = None
+        if fl.delay is not None:
+            delay, d_clip = _quantize_values(fl.delay.double(), *LIMITS["delay"], 1, clip,
+                                             f"layer {fl.name!r} delay", problems)
+            delay_rep = {"max": int(delay.max()), "clipped": d_clip}
+        v_decay = int(round(4096.0 / fl.tau))
+        report.clipped |= bool(w_clip or (bias_rep and bias_rep["clipped"]) or (delay_rep and delay_rep["clipped"]))
+        report.layers.append({
+            "name": fl.name, "scale": lam, "weight_bits": weight_bits, "vth": vth, "v_decay": v_decay, "i_decay": 4096,
+            "tau": fl.tau, "tau_effective": 4096.0 / v_decay if v_decay else math.inf,
+            "threshold_rel_error": th_err, "non_firing": not math.isfinite(fl.v_threshold),
+            "weight": {"max_abs_error": err / c, "max_rel_error": err / w_abs, "zeroed": zeroed, "clipped": w_clip,
+                       "nonzero": int((w != 0).sum()), "total": w.numel()},
+            "bias": bias_rep, "delay": delay_rep,
+        })
+        if not problems:
+            layers.append(LoihiLayer(weight=w, vth=vth, i_decay=4096, v_decay=v_decay, bias=bias, delay=delay,
+                                     name=fl.name))
+    if problems:
+        raise QuantizationRangeError("values outside Loihi's ranges (pass clip=True to clip them):\n  " +
+                                     "\n  ".join(problems))
+    meta = {"scales": [r["scale"] for r in report.layers], "readout": fnet.readout, "pad_steps": fnet.pad_steps,
+            "weight_bits": weight_bits, **fnet.info}
+    return LoihiNetwork(fnet.input_size, layers, meta), report
+
+
+def fixed_point_logits(net: LoihiNetwork, x: torch.Tensor) -> torch.Tensor:
+    """Class scores of the quantised network for float-model input ``x [T, B, C]`` (binary spikes).
+
+    Runs ``T + pad + L`` steps and reads the last layer at Loihi steps ``L .. L + T + pad - 1`` (see the module
+    docstring) as the float model reads its output: spike counts, the mean membrane ``v / (64 lambda)``, or the sum of
+    its softmax over time.
+    """
+    readout = net.meta.get("readout", "spikes")
+    pad = int(net.meta.get("pad_steps", 0))
+    L = len(net.layers)
+    T = x.shape[0]
+    xp = torch.cat([x, x.new_zeros((pad + L,) + tuple(x.shape[1:]))], 0)
+    r = simulate(net, xp, traces=readout != "spikes")
+    if readout == "spikes":
+        return r.spikes[-1][L:].sum(0)
+    lam = float(net.meta["scales"][-1])
+    u = r.v[-1][L:L + T + pad].double() / (64.0 * lam)
+    if readout == "membrane_mean":
+        return u.mean(0).to(torch.get_default_dtype())
+    if readout == "softmax_sum":
+        return torch.softmax(u, dim=-1).sum(0).to(torch.get_default_dtype())
+    raise ValueError(f"net.meta['readout'] must be 'spikes', 'membrane_mean' or 'softmax_sum', got {readout!r}")
+
+
+@torch.no_grad()
+def float_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The float model's output for ``x [T, B, C]`` in eval mode, with its delays rounded as at inference."""
+    model.eval()
+    return model(x.to(torch.get_default_dtype()))
+
+
+def compare_float_fixed(model: nn.Module, net: LoihiNetwork, batches) -> Dict[str, float]:
+    """Accuracy of the float model and of the quantised network on ``batches`` of ``(x [B, T, C], y [B])``.
+
+    Returns ``float_acc``, ``fixed_acc``, ``agreement`` (fraction of equal predictions) and ``n``.
+    """
+    n = correct_f = correct_q = agree = 0
+    for x, y in batches:
+        xt = x.transpose(0, 1).contiguous()
+        pf = float_logits(model, xt).argmax(1)
+        pq = fixed_point_logits(net, xt).argmax(1)
+        n += len(y)
+        correct_f += int((pf == y).sum())
+        correct_q += int((pq == y).sum())
+        agree += int((pf == pq).sum())
+    if n == 0:
+        raise ValueError("batches is empty")
+    return {"float_acc": correct_f / n, "fixed_acc": correct_q / n, "agreement": agree / n, "n": n}
+
+
+def fake_quantize(weight: torch.Tensor, weight_bits: int = 8) -> torch.Tensor:
+    """``Q(W)`` on the 8-bit grid of :func:`quantize` with a straight-through gradient (identity)."""
+    step = 2 ** (9 - weight_bits)
+    s = weight.detach().abs().max().clamp_min(1e-30) * step / (256 - step)
+    return weight + (torch.round(weight / s) * s - weight).detach()
+
+
+class _FakeQuant(nn.Module):
+    def __init__(self, weight_bits: int) -> None:
+        super().__init__()
+        self.weight_bits = weight_bits
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return fake_quantize(w, self.weight_bits)
+
+
+def _synapse_modules(model: nn.Module) -> List[nn.Module]:
+    from spikelib.layers.delay import DelayedLinear
+
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, DelayedLinear))]
+
+
+def finetune_quantized(model: nn.Module, train_loader, *, epochs: int = 1, lr: float = 1e-4, weight_bits: int = 8,
+                       device: Union[str, torch.device] = "cpu", progress: bool = False) -> List[Dict[str, float]]:
+    """Quantisation-aware fine-tuning with the straight-through estimator (see the module docstring).
+
+    Trains ``model`` in place (Adam, cross-entropy, :func:`spikelib.training.train_classifier`) with fake-quantised
+    synapse weights, then leaves the weights on the quantisation grid. Returns the per-epoch metrics.
+    """
+    from torch.nn.utils import parametrize
+
+    from spikelib.training import train_classifier
+
+    extract_float_network(model.eval())  # fail early, naming the layer, if the network cannot be mapped
+    synapses = _synapse_modules(model)
+    for m in synapses:
+        parametrize.register_parametrization(m, "weight", _FakeQuant(weight_bits))
+    try:
+        history = train_classifier(model, train_loader, train_loader, epochs, lr, device, progress=progress)
+    finally:
+        for m in synapses:
+            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    model.eval()
+    return history
