@@ -108,6 +108,9 @@ def test_eval_is_deterministic_and_batch_independent():
         b = m.forward_points(clouds)
         single = m.forward_points(clouds[1:2])
     assert torch.equal(a, b)
+    with torch.no_grad():                                  # the trainer's points-first batch [P, B, C]
+        c = m(torch.stack(clouds, 1))
+    assert torch.equal(a, c)
     torch.testing.assert_close(a[1:2], single, rtol=1e-5, atol=1e-6)
 
 
@@ -119,8 +122,10 @@ def test_bad_input():
         m.forward_points([torch.zeros(0, 6)])
     with pytest.raises(ValueError, match=r"\[P, 6\]"):
         m.forward_points([torch.randn(50, 3)])
-    with pytest.raises(TypeError, match="SparseSpikeTensor"):
+    with pytest.raises(ValueError, match=r"points first \[P, B, 3 or 6\]"):
         m(torch.randn(10, 6))
+    with pytest.raises(TypeError, match="SparseSpikeTensor"):
+        m("clouds")
     with pytest.raises(ValueError, match="in_channels=3"):
         E3DSNN(in_channels=3)
     with pytest.raises(ValueError, match="enc_depth must have 2"):
@@ -151,3 +156,19 @@ def test_tiny_e3dsnn_trains_above_chance(one_thread):
     acc = (pred == torch.tensor([y for _, y in test])).float().mean().item()
     print(f"tiny E-3DSNN held-out accuracy {acc:.3f} (chance 0.25)")
     assert acc >= 0.8, acc
+
+
+def test_recipe_config_loads_through_the_run_schema():
+    from pathlib import Path
+
+    from spikelib.training.config import load_config
+    from spikelib.training.trainer import build_model
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "modelnet_e3dsnn.yaml")
+    assert cfg.data.dataset == "modelnet40" and cfg.data.batch_size == 16
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.1, 0.9, 0.001)
+    assert cfg.train.epochs == 300 and cfg.train.label_smoothing == 0.2
+    model = build_model(cfg, {"n_classes": 40})
+    assert isinstance(model, E3DSNN)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in e3dsnn_t().parameters())
+    assert model.coding.grid_size == 0.01 and model.margin == 96

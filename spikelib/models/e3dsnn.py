@@ -14,13 +14,18 @@ bias and ``BN`` batch norm (eps 1e-3, momentum 0.01) over the active sites::
 The head is the reference's ``SubMConv3d(kernel_size=1, bias=True)`` followed by the per-item mean (its
 ``DefaultClassifier`` adds no further head in this configuration). Weights of the submanifold convs are initialised
 trunc-normal (std 0.02, bias 0) and the BN affine to (1, 0), as the reference's ``_init_weights``; the strided convs
-keep the default initialisation. Input: a :class:`~spikelib.sparse.SparseSpikeTensor` with ``in_channels`` features
-per voxel (6: normalised xyz + normal), or a list of point clouds via :meth:`E3DSNN.forward_points`.
+keep the default initialisation.
+
+Input: a :class:`~spikelib.sparse.SparseSpikeTensor` with ``in_channels`` features per voxel (6: normalised xyz +
+normal); or point clouds, voxelised by the model's spike voxel coding (random point per voxel and augmentation in
+training mode, deterministic in eval): a list of ``[P_b, 3 or 6]`` clouds (:meth:`E3DSNN.forward_points`), or a
+float tensor ``[P, B, 3 or 6]`` -- points first, which is what spikelib's trainer hands a model after turning a
+loader batch ``[B, P, C]`` "time first" (:func:`spikelib.training.loop.to_time_first`).
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -133,10 +138,17 @@ class E3DSNN(nn.Module):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
-    def forward(self, x: SparseSpikeTensor) -> torch.Tensor:
-        """Logits ``[B, num_classes]`` of a batch of voxelised clouds."""
+    def forward(self, x: Union[SparseSpikeTensor, torch.Tensor, Sequence[torch.Tensor]]) -> torch.Tensor:
+        """Logits ``[B, num_classes]`` of a sparse tensor, a points-first tensor ``[P, B, C]`` or a list of clouds."""
+        if isinstance(x, torch.Tensor):
+            if x.dim() != 3:
+                raise ValueError(f"a point-cloud tensor must be points first [P, B, 3 or 6], got shape "
+                                 f"{tuple(x.shape)}")
+            x = self.voxelize(list(x.transpose(0, 1)))
+        elif isinstance(x, (list, tuple)):
+            x = self.voxelize(x)
         if not isinstance(x, SparseSpikeTensor):
-            raise TypeError(f"x must be a SparseSpikeTensor (use forward_points for point clouds), got "
+            raise TypeError(f"x must be a SparseSpikeTensor, a tensor [P, B, C] or a list of point clouds, got "
                             f"{type(x).__name__}")
         if x.multistep or x.num_channels != self.in_channels:
             raise ValueError(f"x must have features [N, {self.in_channels}], got {tuple(x.features.shape)}")
