@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "spikelib.training.cli",
     "spikelib.demo",
     "spikelib.kernels.cli",
+    "spikelib.data.cli",
     "spikelib.hardware.energy.cli",
 )
 
