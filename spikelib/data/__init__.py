@@ -3,7 +3,8 @@
 from spikelib.data.synthetic import SyntheticTemporalDataset, make_class_orders
 from spikelib.data.shd import SHDDataset, SSCDataset, bin_events, pad_collate, train_val_split
 from spikelib.data.synthetic_shd import SyntheticSHDConfig, generate_synthetic_shd, write_synthetic_shd
-from spikelib.data.augment import CutMix, NeuronMask, TimeMask, mix_cross_entropy, snn_delays_augmentations, soft_targets
+from spikelib.data.augment import (CutMix, NeuronMask, TimeMask, mix_cross_entropy, snn_delays_augmentations,
+                                   soft_targets)
 from spikelib.data.modelnet import ModelNet40Dataset, RandomScaleShift, normalize_unit_sphere, read_off, sample_surface
 from spikelib.data.synthetic_shapes import SHAPE_CLASSES, write_synthetic_shapes
 

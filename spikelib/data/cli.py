@@ -111,7 +111,8 @@ def _register_synth_modelnet(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--test", type=positive_int, default=200, help="test shapes (default 200)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     p.add_argument("--points", type=positive_int, default=2048, help="points per shape (default 2048)")
-    p.add_argument("--noise", type=_non_negative_float, default=0.01, help="Gaussian point noise, unit-sphere units (0.01)")
+    p.add_argument("--noise", type=_non_negative_float, default=0.01,
+                   help="Gaussian point noise, unit-sphere units (0.01)")
     p.add_argument("--classes", default=None, help="comma-separated subset of the shape classes (default all)")
     p.add_argument("--force", action="store_true", help="replace existing files even if they are not synthetic")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
