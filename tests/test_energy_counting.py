@@ -379,3 +379,35 @@ def test_strided_sparse_conv_exact_by_brute_force_and_dense_ones_conv():
     with torch.no_grad():
         total = sum(int(ones(dense[t]).sum()) for t in range(T)) if dense.dim() == 6 else int(ones(dense).sum())
     assert total == expected
+
+
+# ------------------------------------------------------------------------------------------ every model counts
+@pytest.mark.parametrize("name", ["spiking_mlp", "snn_delays", "elm_classifier", "meta_spikeformer_tiny_test",
+                                  "maxformer_tiny_test", "e3dsnn_tiny"])
+def test_every_registered_model_family_is_counted(name):
+    from spikelib.models import get_model
+
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    if name in ("spiking_mlp", "snn_delays", "elm_classifier"):
+        kw = {"elm_classifier": dict(num_input=12, num_classes=3, num_memory=4)}.get(
+            name, dict(in_features=12, out_features=3, hidden=[8]))
+        if name == "snn_delays":
+            kw.update(max_delay=4)
+        model = get_model(name, **kw)
+        x = (torch.rand(10, 2, 12, generator=g) < 0.3).float()
+    elif name == "e3dsnn_tiny":
+        model = get_model(name)
+        with torch.no_grad():
+            x = model.eval().voxelize([torch.rand(200, 6, generator=g) for _ in range(2)], g)
+    else:
+        model = get_model(name)
+        x = torch.rand(1, 3, 32, 32, generator=g)
+    model.eval()
+    counts = run(model, x)
+    assert counts.layers and counts.total("dense_macs") > 0
+    for c in counts.layers:
+        assert c.calls >= 1
+        assert c.sops <= c.dense_macs or c.kind in ("lif", "integer_spike", "readout", "batchnorm", "pool")
+        if c.spike_input and c.dense_macs:
+            assert c.macs == 0 or c.kind == "elm"  # the ELM's MLP is real-valued whatever its input
