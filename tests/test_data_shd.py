@@ -204,11 +204,32 @@ def test_missing_files_message(tmp_path):
 
 def test_download_without_tonic_or_network_is_clear(tmp_path, monkeypatch):
     import sys
+    import types
+    import urllib.error
 
     monkeypatch.setitem(sys.modules, "tonic", None)
     monkeypatch.setitem(sys.modules, "tonic.datasets", None)
-    with pytest.raises(ImportError, match="tonic"):
+    with pytest.raises(FileNotFoundError, match="tonic is not installed") as info:
         SHDDataset(tmp_path, "train", download=True)
+    assert "shd_train.h5" in str(info.value) and "https://zenkelab.org/datasets/" in str(info.value)
+
+    calls = []
+
+    class OfflineSHD:  # stands for tonic.datasets.SHD without a network
+        def __init__(self, save_to, train=True):
+            calls.append((save_to, train))
+            raise urllib.error.URLError("no route to host")
+
+    fake = types.ModuleType("tonic")
+    fake.datasets = types.SimpleNamespace(SHD=OfflineSHD)
+    monkeypatch.setitem(sys.modules, "tonic", fake)
+    monkeypatch.setitem(sys.modules, "tonic.datasets", fake.datasets)
+    with pytest.raises(FileNotFoundError, match="download through tonic failed .*no route to host"):
+        SHDDataset(tmp_path, "test", download=True)
+    assert calls == [(str(tmp_path), False)]
+    with pytest.raises(FileNotFoundError):
+        SHDDataset(tmp_path, "test")  # without download=True tonic is not touched
+    assert len(calls) == 1
 
 
 def test_truncated_and_corrupt_files(shd_dir, tmp_path):
@@ -388,3 +409,22 @@ def test_augmentations_are_seeded_and_differ_across_workers():
 
 
 TRANSFORM = None
+
+
+def test_download_through_tonic_finds_the_files(shd_dir, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    class FakeSHD:  # tonic's layout: <save_to>/SHD/shd_<split>.h5
+        def __init__(self, save_to, train=True):
+            folder = tmp_path.__class__(save_to) / "SHD"
+            folder.mkdir(parents=True, exist_ok=True)
+            name = "shd_train.h5" if train else "shd_test.h5"
+            (folder / name).write_bytes((shd_dir / name).read_bytes())
+
+    fake = types.ModuleType("tonic")
+    fake.datasets = types.SimpleNamespace(SHD=FakeSHD)
+    monkeypatch.setitem(sys.modules, "tonic", fake)
+    monkeypatch.setitem(sys.modules, "tonic.datasets", fake.datasets)
+    ds = SHDDataset(tmp_path / "root", "test", download=True)
+    assert ds.path == tmp_path / "root" / "SHD" / "shd_test.h5" and len(ds) == 20
