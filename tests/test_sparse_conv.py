@@ -1,5 +1,6 @@
 """Sparse conv == dense nn.Conv3d on the zero-filled grid, read at the active sites: forward and gradients."""
 
+import copy
 import itertools
 
 import pytest
@@ -181,3 +182,20 @@ def test_conv_bad_arguments():
         SubMConv3d(2, 4, 3)(torch.zeros(10, 2))
     with pytest.raises(ValueError, match="too small"):
         SparseConv3d(2, 4, 7, 1, 0)(x)
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu():
+    """The same torch ops on the GPU: forward and gradients equal the CPU result (float64)."""
+    x = random_sparse((9, 8, 7), 2, 120, 4, seed=9)
+    for conv in (SubMConv3d(4, 6, 3, bias=True).double(), SparseConv3d(4, 6, 2, 2, bias=True).double()):
+        conv_gpu = copy.deepcopy(conv).cuda()
+        outs = []
+        for c, dev in ((conv, "cpu"), (conv_gpu, "cuda")):
+            f = x.features.to(dev).clone().requires_grad_(True)
+            xs = SparseSpikeTensor(f, x.coords.to(dev), x.spatial_shape, x.batch_size)
+            y = c(xs)
+            (y.features * torch.arange(y.features.numel(), device=dev).reshape(y.features.shape).double()).sum().backward()
+            outs.append((y.coords.cpu(), y.features.detach().cpu(), f.grad.cpu(), c.weight.grad.cpu()))
+        for a, b in zip(*outs):
+            torch.testing.assert_close(a, b)
