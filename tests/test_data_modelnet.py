@@ -143,6 +143,8 @@ def test_cube_sampling_and_off_round_trip(tmp_path):
     (tmp_path / "q.off").write_text("OFF4 1 0\n# a comment\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n4 0 1 2 3\n")
     verts, tris = read_off(tmp_path / "q.off")
     assert verts.shape == (4, 3) and tris.tolist() == [[0, 1, 2], [0, 2, 3]]
+    (tmp_path / "mixed.off").write_text("OFF\n5 2 0\n0 0 0\n1 0 0\n1 1 0\n0 1 0\n0 2 0\n3 0 1 2\n4 0 2 3 4\n")
+    assert read_off(tmp_path / "mixed.off")[1].tolist() == [[0, 1, 2], [0, 2, 3], [0, 3, 4]]
 
 
 def test_off_dataset(tmp_path):

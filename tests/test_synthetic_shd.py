@@ -176,3 +176,10 @@ def test_tonic_reads_the_file(files, tmp_path):
         assert int(target) == int(f["labels"][0])
         assert np.array_equal(events["x"], f["spikes/units"][0].astype(np.int64))
         assert len(ds) == 120
+
+
+def test_file_needs_the_shd_sizes(tmp_path):
+    with pytest.raises(ValueError, match="20 classes and 700 channels"):
+        write_synthetic_shd(tmp_path, 2, 2, config=SyntheticSHDConfig(n_classes=10))
+    small = generate_synthetic_shd(10, config=SyntheticSHDConfig(n_classes=10, n_channels=350))
+    assert max(int(u.max()) for u in small["units"]) < 350 and int(small["labels"].max()) == 9

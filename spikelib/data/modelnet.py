@@ -65,6 +65,30 @@ def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
     if verts.shape != (n_vert, 3) or len(face_lines) != n_face:
         raise ValueError(f"{path}: expected {n_vert} vertices and {n_face} faces, found {verts.shape[0]} and "
                          f"{len(face_lines)} (truncated file?)")
+    faces = _uniform_faces(face_lines)
+    if faces is None:
+        faces = _polygon_faces(face_lines, path)
+    if faces.size and (faces.min() < 0 or faces.max() >= n_vert):
+        raise ValueError(f"{path}: face vertex index out of range 0..{n_vert - 1}")
+    return verts, faces
+
+
+def _uniform_faces(face_lines: List[str]) -> Optional[np.ndarray]:
+    """Fast path: every face is a k-gon with exactly k indices (ModelNet's meshes are triangles)."""
+    if not face_lines:
+        return np.zeros((0, 3), dtype=np.int64)
+    try:
+        arr = np.array([ln.split() for ln in face_lines], dtype=np.int64)
+    except ValueError:  # ragged rows or non-integers: the slow path reports the offending face
+        return None
+    if arr.ndim != 2 or arr.shape[1] < 4 or not np.all(arr[:, 0] == arr.shape[1] - 1):
+        return None
+    idx = arr[:, 1:]
+    fans = [np.stack([idx[:, 0], idx[:, i], idx[:, i + 1]], axis=1) for i in range(1, idx.shape[1] - 1)]
+    return np.stack(fans, axis=1).reshape(-1, 3)
+
+
+def _polygon_faces(face_lines: List[str], path: Path) -> np.ndarray:
     tris: List[Tuple[int, int, int]] = []
     for k, ln in enumerate(face_lines):
         try:
@@ -76,10 +100,7 @@ def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
         if n < 3 or len(idx) != n:
             raise ValueError(f"{path}: face {k} must list n >= 3 vertex indices after its count, got {ln!r}")
         tris.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, n - 1))
-    faces = np.asarray(tris, dtype=np.int64).reshape(-1, 3)
-    if faces.size and (faces.min() < 0 or faces.max() >= n_vert):
-        raise ValueError(f"{path}: face vertex index out of range 0..{n_vert - 1}")
-    return verts, faces
+    return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
 
 
 def write_off(path: Union[str, Path], vertices: np.ndarray, faces: np.ndarray) -> None:

@@ -330,8 +330,8 @@ def write_synthetic_shd(
         n_train, n_test: number of samples per split (balanced over the 20 classes).
         seed: fixes speakers and samples; ``task_seed`` fixes the class vocabulary (keep it equal across sets).
         n_speakers, n_test_speakers: speaker ids ``0..n_speakers-1``; the last ``n_test_speakers`` are test-only.
-        config: generator parameters (:class:`SyntheticSHDConfig`); ``config.n_classes`` must be <= 20 (the
-            ``extra/keys`` names) unless you only need the numbers.
+        config: generator parameters (:class:`SyntheticSHDConfig`); the file layout needs its default 20 classes
+            and 700 channels.
         progress: show a tqdm bar per split.
         overwrite: replace existing files that were not written by this generator (e.g. the real SHD files);
             earlier synthetic files are always replaced.
@@ -340,9 +340,15 @@ def write_synthetic_shd(
         ``{"train": path, "test": path}``.
     """
     config = config if config is not None else SyntheticSHDConfig()
+    if not isinstance(config, SyntheticSHDConfig):
+        raise TypeError(f"config must be a SyntheticSHDConfig, got {type(config).__name__}")
+    if config.n_classes != len(SHD_KEYS) or config.n_channels != 700:
+        raise ValueError(f"the SHD file layout has 20 classes and 700 channels; got config.n_classes="
+                         f"{config.n_classes}, config.n_channels={config.n_channels} (generate_synthetic_shd "
+                         f"makes other sizes in memory)")
     n_train = _check_count(n_train, "n_train", 1)
     n_test = _check_count(n_test, "n_test", 1)
-    keys = list(SHD_KEYS[: config.n_classes]) + [f"class{i}" for i in range(len(SHD_KEYS), config.n_classes)]
+    keys = list(SHD_KEYS)
     out = Path(out_dir)
     if not overwrite:
         for split in ("train", "test"):
