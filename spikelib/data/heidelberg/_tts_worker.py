@@ -59,6 +59,7 @@ class Engine:
         self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_root).encode(), 0)
         if self.sample_rate <= 0:
             raise FileNotFoundError(f"espeak_Initialize failed ({self.sample_rate}) with data in {data_root}")
+        self.variants = data_root / "espeak-ng-data" / "voices" / "!v"
         self.chunks: list[bytes] = []
         callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
         self._callback = callback_type(self._collect)  # kept alive as long as the engine
@@ -74,6 +75,10 @@ class Engine:
         return 0
 
     def set_voice(self, name: str) -> bool:
+        # eSpeak NG silently ignores an unknown '+variant': check that its file exists
+        _, _, variant = name.partition("+")
+        if variant and not (self.variants / variant).is_file():
+            return False
         return self.lib.espeak_SetVoiceByName(name.encode()) == 0
 
     def say(self, text: str, voice: str, **params: int) -> bytes:

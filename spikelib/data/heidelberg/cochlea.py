@@ -57,15 +57,19 @@ FFT, K inverse FFTs of length M and two numba loops over channels (parallel).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Tuple
+from pathlib import Path
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["CochleaParams", "Cochlea", "basilar_membrane", "hair_cell", "bushy_cells", "bushy_lif", "fibre_counts", "preprocess",
+__all__ = ["CochleaParams", "Cochlea", "basilar_membrane", "hair_cell", "bushy_cells", "bushy_lif", "fibre_counts", "folded_transfer", "preprocess",
            "transfer_function"]
 
 log = logging.getLogger(__name__)
@@ -161,8 +165,20 @@ def transfer_function(n_samples: int, sample_rate: int, channels: int = 700,
 
 
 def _compute_transfer(n_samples: int, sample_rate: int, channels: int, p: CochleaParams) -> np.ndarray:
+    w_all, _ = frequencies(n_samples, sample_rate)
+    chunks = np.array_split(np.arange(w_all.size), max(1, min(8, w_all.size // 256)))
+    # scipy's special functions and numpy's ufuncs release the GIL: the frequency chunks run in parallel
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        parts = list(pool.map(lambda idx: _transfer_rows(w_all[idx], channels, p), chunks))
+    v = np.ascontiguousarray(np.concatenate(parts, axis=0))
+    v.setflags(write=False)
+    return v
+
+
+def _transfer_rows(w: np.ndarray, channels: int, p: CochleaParams) -> np.ndarray:
     special = _scipy_special()
-    w, _ = frequencies(n_samples, sample_rate)
     w = w[:, None]
     x = np.linspace(0.0, p.length, channels)[None, :]
     r0 = p.damping * np.sqrt(p.c0 * p.mass)
@@ -180,45 +196,55 @@ def _compute_transfer(n_samples: int, sample_rate: int, channels: int, p: Cochle
         return np.exp(p.alpha * pos / 2.0) * (
             1j * (q ** 2 + 0.5j * w * r0 * np.exp(-p.alpha * pos / 2.0)) / q - np.sqrt(xi(pos)))
 
+    g0 = wave_number(0.0)
+    b0 = phase_base(0.0)
+
     def pressure(pos):
-        g0 = wave_number(0.0)
-        big_g = 2.0 * g0 / p.alpha - 2j * w / (p.alpha * q * np.sqrt(p.height)) * np.log(
-            phase_base(0.0) / phase_base(pos))
+        big_g = 2.0 * g0 / p.alpha - 2j * w / (p.alpha * q * np.sqrt(p.height)) * np.log(b0 / phase_base(pos))
         return np.sqrt(big_g / wave_number(pos)) * special.hankel1(0, big_g)
 
     beta = 2.0 * w / p.alpha * np.sqrt(2.0 / (p.height * p.c0))
     z = np.sqrt(2.0 * p.c0 / p.height) * (1j * special.j0(beta) + special.y0(beta)) / (
         special.j1(beta) - 1j * special.y1(beta))
-    v = np.ascontiguousarray(2.0 * w / xi(x) * pressure(x) / pressure(0.0) * z)
-    v.setflags(write=False)
-    return v
+    return 2.0 * w / xi(x) * pressure(x) / pressure(0.0) * z
 
 
 _transfer_cached = lru_cache(maxsize=2)(_compute_transfer)
 
 
-@lru_cache(maxsize=3)
-def _folded(n_samples: int, sample_rate: int, channels: int, p: CochleaParams) -> Tuple[np.ndarray, np.ndarray]:
-    """Halves of V for the real inverse transform: Re(ifft_M(Y))[n] = irfft_M(S)[n] with
-    S_j = (Y_j + conj(Y_{-j mod M})) / 2, j = 0..M//2, Y = V X."""
-    v = _compute_transfer(n_samples, sample_rate, channels, p)
+def folded_transfer(n_samples: int, sample_rate: int, channels: int = 700,
+                    params: CochleaParams = CochleaParams()) -> Tuple[np.ndarray, np.ndarray]:
+    """The transfer function as the two halves the real inverse FFT needs (see :func:`_folded`); not cached."""
+    v = _compute_transfer(int(n_samples), int(sample_rate), int(channels), params)
     m = v.shape[0]
     rev = (-np.arange(m // 2 + 1)) % m
     return 0.5 * v[: m // 2 + 1], 0.5 * np.conj(v[rev])
 
 
+@lru_cache(maxsize=2)
+def _folded(n_samples: int, sample_rate: int, channels: int, p: CochleaParams) -> Tuple[np.ndarray, np.ndarray]:
+    """Halves of V for the real inverse transform: Re(ifft_M(Y))[n] = irfft_M(S)[n] with
+    S_j = (Y_j + conj(Y_{-j mod M})) / 2, j = 0..M//2, Y = V X."""
+    return folded_transfer(n_samples, sample_rate, channels, p)
+
+
 def basilar_membrane(audio: np.ndarray, sample_rate: int, channels: int = 700,
-                     params: CochleaParams = CochleaParams(), workers: int = 1) -> Tuple[np.ndarray, int]:
+                     params: CochleaParams = CochleaParams(), workers: int = 1,
+                     folded: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, int]:
     """Membrane velocity ``[N//2 + 1, channels]`` (float64, time-major) at rate ``floor(fs/2)``.
 
-    ``audio`` is the pre-processed clip (:func:`preprocess`); ``workers`` threads run the FFTs.
+    ``audio`` is the pre-processed clip (:func:`preprocess`); ``workers`` threads run the FFTs; ``folded`` is the
+    transfer function in the form :func:`folded_transfer` returns (computed and cached in memory when omitted).
     """
     from scipy import fft as sfft
 
     a = np.asarray(audio, dtype=np.float64)
     if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
         raise ValueError(f"channels must be an int >= 2, got {channels!r}")
-    v_low, v_high = _folded(a.size, int(sample_rate), channels, params)
+    v_low, v_high = folded if folded is not None else _folded(a.size, int(sample_rate), channels, params)
+    if v_low.shape != ((a.size // 2 + 1) // 2 + 1, channels):
+        raise ValueError(f"folded transfer function of shape {v_low.shape} does not fit {a.size} samples and "
+                         f"{channels} channels")
     m = a.size // 2 + 1
     spectrum = sfft.fft(a, workers=workers)[:m]
     rev = (-np.arange(m // 2 + 1)) % m
@@ -263,22 +289,61 @@ def _kernels():
 
 
 class Cochlea:
-    """Audio -> spikes with the SHD pipeline; ``channels`` (700 in SHD) and ``params`` fixed per instance."""
+    """Audio -> spikes with the SHD pipeline; ``channels`` (700 in SHD) and ``params`` fixed per instance.
 
-    def __init__(self, channels: int = 700, params: CochleaParams = CochleaParams()) -> None:
+    ``cache_dir``: where transfer functions (one per clip length, ~90 MB for 0.74 s at 700 channels) are kept
+    between runs; without it they are kept in memory only (computing one takes several seconds).
+    """
+
+    def __init__(self, channels: int = 700, params: CochleaParams = CochleaParams(),
+                 cache_dir: Optional[os.PathLike] = None, workers: int = 1) -> None:
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
             raise ValueError(f"channels must be an int >= 2, got {channels!r}")
         if not isinstance(params, CochleaParams):
             raise TypeError(f"params must be a CochleaParams, got {type(params).__name__}")
         self.channels = channels
         self.params = params
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.workers = workers
+        self._transfer: Dict[Tuple[int, int], Tuple[np.ndarray, np.ndarray]] = {}
+
+    def transfer(self, n_samples: int, sample_rate: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Folded transfer function for clips of ``n_samples`` at ``sample_rate`` (memory, disk, or computed)."""
+        key = (int(n_samples), int(sample_rate))
+        if key in self._transfer:
+            return self._transfer[key]
+        path = None
+        if self.cache_dir is not None:
+            tag = hashlib.sha256(repr((key, self.channels, self.params)).encode()).hexdigest()[:16]
+            path = self.cache_dir / f"transfer-{key[0]}-{key[1]}-{self.channels}-{tag}.npz"
+        if path is not None and path.is_file():
+            with np.load(path) as data:
+                pair = (data["low"], data["high"])
+        else:
+            log.info("computing the basilar-membrane transfer function for %d samples at %d Hz", *key)
+            pair = folded_transfer(key[0], key[1], self.channels, self.params)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                try:
+                    with os.fdopen(fd, "wb") as handle:
+                        np.savez(handle, low=pair[0], high=pair[1])
+                        handle.flush()
+                        os.fsync(handle.fileno())
+                    os.replace(tmp, path)
+                except BaseException:
+                    Path(tmp).unlink(missing_ok=True)
+                    raise
+        self._transfer[key] = pair
+        return pair
 
     def __call__(self, audio: np.ndarray, sample_rate: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
         """Return ``(times [s] float64, units int64)`` sorted by time, then unit, like SHD's samples."""
         if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate < 1000:
             raise ValueError(f"sample_rate must be an int >= 1000 Hz, got {sample_rate!r}")
         a = preprocess(audio, self.params.rms_level)
-        velocity, rate = basilar_membrane(a, int(sample_rate), self.channels, self.params)
+        folded = self.transfer(a.size, int(sample_rate))
+        velocity, rate = basilar_membrane(a, int(sample_rate), self.channels, self.params, self.workers, folded)
         prob = hair_cell(velocity, rate, self.params)
         dense = bushy_cells(prob, rate, seed, self.params)
         steps, units = np.nonzero(dense)

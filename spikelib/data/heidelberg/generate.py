@@ -92,6 +92,22 @@ def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - callable(tmp_pat
         raise
 
 
+def _refuse_foreign(out: Path) -> None:
+    import h5py
+
+    for split in ("train", "test"):
+        path = out / f"shd_{split}.h5"
+        if path.exists():
+            try:
+                with h5py.File(path, "r") as f:
+                    ours = f.attrs.get("generator") == "spikelib synth-heidelberg"
+            except OSError:
+                ours = False
+            if not ours:
+                raise FileExistsError(f"{path} exists and was not written by synth-heidelberg (the real SHD?); "
+                                      "choose another out_dir or pass overwrite=True (--force)")
+
+
 def _clip_length(n_word: int, sample_rate: int) -> int:
     need = n_word + 2 * int(round(0.05 * sample_rate))
     for n in CLIP_LENGTHS:
@@ -157,7 +173,8 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
                         test_speakers: Optional[int] = None, languages: Sequence[str] = ("en", "de"),
                         channels: int = 700, cache_dir: Optional[os.PathLike | str] = None, plot: bool = False,
                         progress: bool = True, variants: Optional[Sequence[str]] = None,
-                        accents: Optional[Dict[str, Sequence[str]]] = None) -> Dict[str, object]:
+                        accents: Optional[Dict[str, Sequence[str]]] = None,
+                        overwrite: bool = False) -> Dict[str, object]:
     """Write ``shd_train.h5``/``shd_test.h5`` (SHD layout) into ``out_dir``; returns a summary dict.
 
     Args:
@@ -172,6 +189,8 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
         plot: also write ``shd_raster.png`` (one training sample per class).
         progress: show a tqdm progress bar.
         variants, accents: override the eSpeak voice variants / accents per language speakers are drawn from.
+        overwrite: replace ``shd_*.h5`` files in ``out_dir`` that were not written by this generator (e.g. the
+            real SHD); files it wrote itself are always replaced.
     """
     speakers = _check_int(speakers, "speakers", 2, " (train and test are split by speaker, so at least 2)")
     repeats = _check_int(repeats, "repeats", 1)
@@ -180,10 +199,13 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
     n_test = max(1, speakers // 4) if test_speakers is None else _check_int(test_speakers, "test_speakers", 1)
     if n_test >= speakers:
         raise ValueError(f"test_speakers ({n_test}) must be smaller than speakers ({speakers})")
+    people = tts.make_speakers(speakers, seed, languages, variants, accents)
+    tts.find_espeak()
     out = _writable_dir(Path(out_dir), "out_dir")
+    if not overwrite:
+        _refuse_foreign(out)
     cache = _writable_dir(Path(cache_dir) if cache_dir is not None else out / ".cache", "cache_dir")
     spike_cache = _writable_dir(cache / "spikes", "cache_dir")
-    people = tts.make_speakers(speakers, seed, languages, variants, accents)
     tts.check_voices(sorted({p.voice(lang) for p in people for lang, _ in p.accents}))
     samples = [_Sample(p, lang, d, r) for p in people for lang, _ in p.accents for d in range(10)
                for r in range(repeats)]
@@ -193,7 +215,7 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
     t0 = time.perf_counter()
     audio = tts.synthesize(requests, cache)
     t_tts = time.perf_counter() - t0
-    cochlea = Cochlea(channels)
+    cochlea = Cochlea(channels, cache_dir=cache / "transfer")
     spikes = []
     t0 = time.perf_counter()
     from tqdm import tqdm
