@@ -134,6 +134,10 @@ def test_memory_and_disk_cache(shd_dir, tmp_path):
     assert all(torch.equal(p, q) and torch.equal(p, plain[i][0]) for i, (p, q) in enumerate(zip(a, b)))
     SHDDataset(shd_dir, "train", channels_out=35, cache=cache)[0]  # other binning -> other key
     assert len(list(cache.iterdir())) == 2
+    damaged = folders[0] / "3.npy"
+    damaged.write_bytes(b"\x93NUMPY garbage")  # e.g. a crash before the data reached the disk
+    third = SHDDataset(shd_dir, "train", channels_out=140, cache=cache)
+    assert torch.equal(third[3][0], a[3]) and np.load(damaged).shape == (140, 140)  # rebuilt
     mem = SHDDataset(shd_dir, "train", channels_out=140, cache="memory")
     m0 = mem[0][0]
     m0.zero_()  # items are copies: changing one does not change the cache

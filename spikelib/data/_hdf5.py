@@ -39,11 +39,12 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
 
     The caller writes the whole file to the yielded path (and closes it). On any exception the temporary file is
-    removed and ``path`` is left untouched.
+    removed and ``path`` is left untouched. ``fsync=False`` skips the fsyncs (for caches that can be rebuilt: the
+    rename still keeps readers from seeing partial files while the system stays up).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,19 +54,21 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     done = False
     try:
         yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if fsync:
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp_path, path)
         done = True
-        _fsync_dir(path.parent)
+        if fsync:
+            _fsync_dir(path.parent)
     finally:
         if not done and tmp_path.exists():
             tmp_path.unlink()
 
 
-def atomic_save_npy(path: PathLike, array: np.ndarray) -> None:
+def atomic_save_npy(path: PathLike, array: np.ndarray, fsync: bool = True) -> None:
     """``np.save`` through :func:`atomic_path`."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, fsync=fsync) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, array, allow_pickle=False)
 
