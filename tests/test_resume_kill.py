@@ -2,7 +2,8 @@
 same weights, optimiser state and per-epoch metrics as an uninterrupted run (CPU, one thread, real subprocesses).
 
 The model (tiny SNN-delays) has time-shared dropout and BatchNorm, so the restored generator states and running
-statistics matter; the schedule is a cosine with warm-up stepped per batch, checkpoints are written every 2 batches.
+statistics matter; the schedule is a cosine with warm-up stepped per batch, the delay positions have their own group
+and the Gaussian width its per-epoch schedule; checkpoints are written every 2 batches.
 """
 
 import json
@@ -43,6 +44,9 @@ train:
   epochs: 3
   checkpoint_every: 2
   device: cpu
+delays:
+  lr: 0.5
+  final_epoch: 2
 """
 
 # Runs the trainer like `spikelib train` does, but slowed down (a sleep per batch, no effect on the numbers) and

@@ -11,6 +11,8 @@ A run configuration has five sections (every key optional unless marked required
                pct_start
     train:     epochs, seed, device, amp, amp_dtype, label_smoothing, select, checkpoint_every, progress, tensorboard,
                evaluate_test
+    delays:    (optional; models with learnable delay layers, the SNN-delays recipe) lr, schedule, sig_init,
+               sig_final, final_epoch, eval
 
 Unknown keys and values of the wrong type or out of range raise :class:`ConfigError` naming the key path (e.g.
 ``optim.lr``), the expected type/range and the value found; nothing is coerced silently (an int is accepted where a
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-__all__ = ["ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "RunConfig",
+__all__ = ["ConfigError", "DataConfig", "DelaysConfig", "ModelConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "RunConfig",
            "load_config", "parse_config", "apply_overrides"]
 
 
@@ -116,6 +118,24 @@ class TrainConfig:
 
 
 @dataclass
+class DelaysConfig:
+    """``delays`` section (optional): learnable delay positions get their own learning rate (no weight decay),
+    the Gaussian width follows :class:`~spikelib.layers.delay_schedule.SigmaSchedule` per epoch, positions are
+    clamped after every step, and evaluation can use rounded integer delays. Weight decay then applies only to the
+    delay layers' synaptic weights (not to biases, BatchNorm or neuron parameters)."""
+
+    lr: float = _spec(0.1, "float", "learning rate of the delay positions", minimum=0.0, open_min=True)
+    schedule: str = _spec("cosine", "str", "schedule of the positions' learning rate", choices=("constant", "cosine"))
+    sig_init: Optional[float] = _spec(None, "float", "initial SIG (null: (max_delay + 1) // 2)", minimum=0.0,
+                                      open_min=True, optional=True)
+    sig_final: float = _spec(0.23, "float", "final SIG", minimum=0.0, open_min=True)
+    final_epoch: Optional[int] = _spec(None, "int", "epochs until SIG reaches sig_final (null: epochs // 4)",
+                                       minimum=0, optional=True)
+    eval: str = _spec("rounded", "str", "evaluate with rounded integer delays or the float ones",
+                      choices=("rounded", "float"))
+
+
+@dataclass
 class RunConfig:
     """A whole run configuration (see the module docstring)."""
 
@@ -124,12 +144,15 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    delays: Optional[DelaysConfig] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The plain (YAML/JSON-able) form; ``parse_config(cfg.to_dict()) == cfg``."""
         out: Dict[str, Any] = {}
         for section in dataclasses.fields(self):
             value = getattr(self, section.name)
+            if value is None:
+                continue
             d = {f.name: copy.deepcopy(getattr(value, f.name)) for f in dataclasses.fields(value) if f.name != "args"}
             if hasattr(value, "args"):
                 d.update(copy.deepcopy(value.args))
@@ -138,7 +161,8 @@ class RunConfig:
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
-             "train": TrainConfig}
+             "train": TrainConfig, "delays": DelaysConfig}
+_OPTIONAL_SECTIONS = ("delays",)  # absent = not used
 _OPEN_SECTIONS = ("data", "model")  # extra keys are the builder's / constructor's arguments
 
 
@@ -237,7 +261,8 @@ def parse_config(raw: Any) -> RunConfig:
     for key in _OPEN_SECTIONS:
         if key not in raw:
             raise ConfigError(f"{key}: required section is missing")
-    return RunConfig(**{name: _parse_section(name, raw.get(name)) for name in _SECTIONS})
+    return RunConfig(**{name: _parse_section(name, raw.get(name)) for name in _SECTIONS
+                        if name not in _OPTIONAL_SECTIONS or name in raw})
 
 
 def _yaml():

@@ -219,8 +219,10 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         lr = base_lr(cfg.optim, cfg.schedule)
+        self.sigma_schedule = None
         self.optimizer = self._optimizer(lr)
-        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, lr, self.steps_per_epoch, cfg.train.epochs)
+        self.scheduler = build_scheduler(self.optimizer, cfg.schedule, lr, self.steps_per_epoch, cfg.train.epochs,
+                                         delays=cfg.delays)
         amp = cfg.train.amp
         self.amp = (self.device.type == "cuda") if amp == "auto" else bool(amp)
         self.amp_dtype = getattr(torch, cfg.train.amp_dtype)
@@ -234,11 +236,33 @@ class Trainer:
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
         o = self.config.optim
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params: Any = [p for p in self.model.parameters() if p.requires_grad]
+        if self.config.delays is not None:
+            from spikelib.layers.delay_schedule import SigmaSchedule, delay_layers, split_delay_parameters
+
+            layers = delay_layers(self.model)
+            if not layers:
+                raise ConfigError(f"delays: model {self.config.model.name!r} has no delay layers (DelayedLinear); "
+                                  f"remove the delays section")
+            d = self.config.delays
+            self.sigma_schedule = SigmaSchedule(layers[0].max_delay, self.config.train.epochs, d.sig_init,
+                                                d.sig_final, d.final_epoch)
+            groups = split_delay_parameters(self.model)
+            # always three groups (possibly empty) so the schedule's per-group factors line up
+            params = [{"params": groups.weights, "weight_decay": o.weight_decay},
+                      {"params": groups.no_decay, "weight_decay": 0.0},
+                      {"params": groups.delays, "weight_decay": 0.0, "lr": d.lr}]
         if o.name == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}[o.name]
         return cls(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+
+    def _eval_context(self):
+        if self.config.delays is not None and self.config.delays.eval == "rounded":
+            from spikelib.layers.delay_schedule import rounded_delays
+
+            return rounded_delays(self.model)
+        return contextlib.nullcontext()
 
     def autocast(self):
         """The mixed-precision context of this run (a no-op when off)."""
@@ -313,6 +337,10 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+        if self.sigma_schedule is not None:
+            from spikelib.layers.delay_schedule import clamp_delays_
+
+            clamp_delays_(self.model)
         self.scheduler.step()
         n = float(y.numel())
         self.running["loss_sum"] += float(loss.detach()) * n
@@ -333,9 +361,12 @@ class Trainer:
             [self.running["loss_sum"], self.running["correct"], self.running["count"]], self.device)
         metrics: Dict[str, Any] = {"epoch": self.epoch + 1, "train_loss": loss_sum / max(count, 1),
                                    "train_acc": correct / max(count, 1), "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.sigma_schedule is not None:
+            metrics["sigma"] = self.sigma_schedule(self.epoch)
         if "val" in self.eval_loaders:
-            val = evaluate_model(self.net, self.eval_loaders["val"], self.device, self.autocast, self.progress,
-                                 desc=f"val {self.epoch + 1}")
+            with self._eval_context():
+                val = evaluate_model(self.net, self.eval_loaders["val"], self.device, self.autocast, self.progress,
+                                     desc=f"val {self.epoch + 1}")
             metrics.update(val_loss=val["loss"], val_acc=val["acc"])
         metrics["seconds"] = seconds
         self.history.append(metrics)
@@ -379,6 +410,10 @@ class Trainer:
             self.sampler.set_epoch(self.epoch)
             self.sampler.set_start(self.batch * self.local_batch)
             self.loader_generator.manual_seed(cfg.train.seed * 100003 + self.epoch)
+            if self.sigma_schedule is not None:
+                from spikelib.layers.delay_schedule import set_sigma_
+
+                set_sigma_(self.model, self.sigma_schedule(self.epoch))
             self.net.train()
             bar = tqdm(self.train_loader, total=self.steps_per_epoch, initial=self.batch,
                        desc=f"epoch {self.epoch + 1}/{epochs}", disable=not self.progress, leave=False,
@@ -413,7 +448,8 @@ class Trainer:
             load_model_state(self.model, data["model"], data["model_name"], str(best_path))
         for key in ("val", "test"):
             if key in self.eval_loaders and (key == "val" or cfg.train.evaluate_test):
-                metrics = evaluate_model(self.net, self.eval_loaders[key], self.device, self.autocast)
+                with self._eval_context():
+                    metrics = evaluate_model(self.net, self.eval_loaders[key], self.device, self.autocast)
                 result[key] = metrics
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
