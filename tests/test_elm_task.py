@@ -173,11 +173,11 @@ def test_recipe_builds_the_notebook_model_and_drops_inputs_only_in_training():
     from spikelib.models import ELMClassifier
 
     text = (Path(__file__).resolve().parents[1] / "configs" / "shd_elm.yaml").read_text()
-    model = ELMClassifier.from_config(_flat_section(text, "model"))
+    model = ELMClassifier.from_config({k: v for k, v in _flat_section(text, "model").items() if k != "name"})
     elm = model.elm
     assert elm.num_memory == 100 and elm.config.dt == 10.0 and elm.config.lambda_value == 5.0
     assert float(elm.tau_mem.max()) == pytest.approx(500.0, rel=1e-3) and elm.config.version == 1
-    assert _flat_section(text, "training")["lr"] == 5e-3 and _flat_section(text, "training")["batch_size"] == 8
+    assert _flat_section(text, "optim")["lr"] == 5e-3 and _flat_section(text, "data")["batch_size"] == 8
     small = ELMClassifier(6, 3, num_memory=4, input_dropout=0.5)
     x = torch.ones(7, 2, 6)
     small.eval()

@@ -112,8 +112,9 @@ def _model_section(text):
                             out[key] = float(value)
                         except ValueError:
                             out[key] = value
+        out.pop("name", None)  # the registry name (spikelib train), not a constructor argument
         return out
-    return yaml.safe_load(text)["model"]
+    return {k: v for k, v in yaml.safe_load(text)["model"].items() if k != "name"}
 
 
 def test_config_builds_the_reference_model():
