@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import h5py
 import numpy as np
@@ -54,6 +56,9 @@ def test_official_layout(files):
                 assert np.all(np.diff(t.astype(np.float64)) >= 0) and t.min() >= 0 and t.max() < 1.6
                 assert u.max() < 700
     assert not [p for p in files["train"].parent.iterdir() if p.name.endswith(".tmp")]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(files["train"].stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_speakers_split_between_train_and_test(files):

@@ -38,6 +38,18 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _file_mode() -> int:
+    """``0o666`` minus the process umask (what ``open`` would give), read without changing the umask."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644
+
+
 @contextlib.contextmanager
 def atomic_path(path: PathLike, fsync: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
@@ -54,6 +66,7 @@ def atomic_path(path: PathLike, fsync: bool = True) -> Iterator[Path]:
     done = False
     try:
         yield tmp_path
+        os.chmod(tmp_path, _file_mode())  # mkstemp creates 0600 files; give the usual permissions
         if fsync:
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
