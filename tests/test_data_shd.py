@@ -188,6 +188,16 @@ def test_ssc_kind_and_valid_split(tmp_path):
         SHDDataset(tmp_path / "x.h5")  # 35-class labels read as SHD
 
 
+def test_split_of_a_file_comes_from_its_name(shd_dir):
+    ds = SHDDataset(shd_dir / "shd_test.h5")
+    assert ds.split == "test"
+    with pytest.raises(ValueError, match="test set"):
+        train_val_split(ds)
+    with pytest.raises(ValueError, match="is the 'test' split"):
+        SHDDataset(shd_dir / "shd_test.h5", "train")
+    assert SHDDataset(shd_dir / "shd_train.h5").split == "train"
+
+
 def test_tonic_layout_folder(shd_dir, tmp_path):
     (tmp_path / "SHD").mkdir()
     (tmp_path / "SHD" / "shd_test.h5").write_bytes((shd_dir / "shd_test.h5").read_bytes())

@@ -95,7 +95,8 @@ class SHDDataset(Dataset):
     Args:
         root: a folder holding ``shd_train.h5`` / ``shd_test.h5`` (also found under ``root/SHD/``, tonic's layout),
             or the path of one ``.h5`` file.
-        split: ``"train"`` or ``"test"`` (SSC also ``"valid"``); ignored when ``root`` is a file.
+        split: ``"train"`` (default) or ``"test"`` (SSC also ``"valid"``); for a file named ``shd_<split>.h5`` it is
+            read from the name (a different ``split`` is an error), so a test file never passes as training data.
         kind: ``"shd"`` (20 classes) or ``"ssc"`` (35 classes).
         bin_ms: bin width in milliseconds (default 10 ms, the SNN-delays recipe).
         n_bins: alternatively the number of bins over ``max_time`` (bin width ``max_time / n_bins``).
@@ -112,7 +113,7 @@ class SHDDataset(Dataset):
     def __init__(
         self,
         root: Union[str, Path],
-        split: str = "train",
+        split: Optional[str] = None,
         *,
         kind: Optional[str] = None,
         bin_ms: Optional[float] = None,
@@ -127,6 +128,7 @@ class SHDDataset(Dataset):
         _check_choice(kind, "kind", sorted(_KINDS))
         self.kind = kind
         info = _KINDS[kind]
+        split = self._split_of(Path(root), split, kind)
         _check_choice(split, "split", info["splits"])
         self.split = split
         self.n_classes: int = info["n_classes"]
@@ -155,6 +157,18 @@ class SHDDataset(Dataset):
             self._cache_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ set-up
+    @staticmethod
+    def _split_of(root: Path, split: Optional[str], kind: str) -> str:
+        """The split: given, else read from a file name ``<kind>_<split>.h5``, else ``"train"``."""
+        named = None
+        if root.is_file():
+            for candidate in _KINDS[kind]["splits"]:
+                if root.name == f"{kind}_{candidate}.h5":
+                    named = candidate
+        if split is not None and named is not None and split != named:
+            raise ValueError(f"split={split!r} but the file {root} is the {named!r} split")
+        return split if split is not None else (named or "train")
+
     @staticmethod
     def _time_grid(bin_ms: Optional[float], n_bins: Optional[int],
                    max_time: Optional[float]) -> Tuple[float, Optional[int]]:
