@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 from spikelib.data.modelnet import (
     ModelNet40Dataset,
     RandomScaleShift,
+    ShufflePoints,
     normalize_unit_sphere,
     read_off,
     sample_surface,
@@ -189,6 +190,14 @@ def test_random_scale_shift():
         RandomScaleShift(scale=(0, 1))
     with pytest.raises(ValueError, match="points"):
         RandomScaleShift()(torch.zeros(10, 4))
+
+
+def test_shuffle_points():
+    pts = torch.arange(60, dtype=torch.float32).view(20, 3)
+    out = ShufflePoints(seed=0)(pts)
+    assert not torch.equal(out, pts)
+    assert torch.equal(out[out[:, 0].argsort()], pts)  # same rows, new order
+    assert torch.equal(ShufflePoints(seed=0)(pts), out)
 
 
 def test_normalize_unit_sphere():

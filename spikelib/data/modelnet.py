@@ -12,8 +12,10 @@ triangle ``abc``); its normal is the face normal ``(b - a) x (c - a) / |...|``. 
 Sampling is seeded per item (``default_rng([seed, index])``), so a data set is the same every time it is built.
 
 Normalisation to the unit sphere: ``p <- (p - mean(p)) / max_i |p_i - mean(p)|``. Augmentation
-(:class:`RandomScaleShift`, PointNet++/DGCNN's ``translate_pointcloud``): ``p <- p * s + t`` with per-axis
-``s ~ U(2/3, 3/2)`` and ``t ~ U(-0.2, 0.2)``; normals transform as ``n <- (n / s) / |n / s|``.
+(:class:`RandomScaleShift`, DGCNN's ``translate_pointcloud``): ``p <- p * s + t`` with per-axis
+``s ~ U(2/3, 3/2)`` and ``t ~ U(-0.2, 0.2)``; normals transform as ``n <- (n / s) / |n / s|`` (DGCNN has no
+normals); :class:`ShufflePoints` permutes the point order (DGCNN shuffles training clouds). Reference read for the
+HDF5 reading, the first-``n_points`` rule and the augmentation: WangYueFt/dgcnn, ``pytorch/data.py``.
 
 Items are ``(points float32 [P, 3] (or [P, 6] with normals), label int)``.
 """
@@ -31,7 +33,7 @@ from torch.utils.data import Dataset
 
 from spikelib.data._hdf5 import LazyH5, atomic_path, open_h5, require_dataset
 
-__all__ = ["ModelNet40Dataset", "RandomScaleShift", "read_off", "write_off", "sample_surface",
+__all__ = ["ModelNet40Dataset", "RandomScaleShift", "ShufflePoints", "read_off", "write_off", "sample_surface",
            "normalize_unit_sphere", "MODELNET40_URL"]
 
 MODELNET40_URL = ("https://modelnet.cs.princeton.edu/ (ModelNet40.zip, .off meshes) or the PointNet HDF5 archive "
@@ -178,6 +180,20 @@ class RandomScaleShift:
             n = points[:, 3:] / s_t
             out[:, 3:] = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return out
+
+
+class ShufflePoints:
+    """Permute the rows of a ``[P, F]`` point tensor (seeded per process like :class:`RandomScaleShift`)."""
+
+    def __init__(self, seed: Optional[int] = None) -> None:
+        from spikelib.data.augment import _Seeded
+
+        self._seeded = _Seeded(seed)
+
+    def __call__(self, points: torch.Tensor) -> torch.Tensor:
+        if not isinstance(points, torch.Tensor) or points.dim() != 2:
+            raise ValueError("ShufflePoints expects points [P, F]")
+        return points[torch.from_numpy(self._seeded.rng.permutation(points.shape[0]))]
 
 
 # --------------------------------------------------------------------------------------------------- data set
