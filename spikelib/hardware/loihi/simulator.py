@@ -17,8 +17,10 @@ emitted at step ``t`` reaches the next layer's neurons at ``t + 1 + d`` (the den
 delay). ``u`` is never reset. ``u[-1] = v[-1] = 0``. The returned ``u``/``v`` traces are the values after step ``t``
 (``v`` after the reset), as Lava's ``u``/``v`` variables read after each step.
 
-Integer arithmetic is int64; the synaptic sums are formed with float32 matrix products, which are exact because every
-partial sum is an integer below ``2^24`` in magnitude (``in_features * 256 < 2^24``; float64 is used otherwise).
+Integer arithmetic is int64. Without delays the synaptic sums are float32 matrix products, exact because every partial
+sum is an integer below ``2^24`` in magnitude (``in_features * 256 < 2^24``; float64 otherwise). With delays the input
+is event-driven: every input spike scatters its weight column to the step ``t + 1 + d`` of each synapse (an int64
+``index_add_``), so the cost is spikes x outputs, independent of the number of distinct delays.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ __all__ = ["SimResult", "simulate", "simulate_layer", "synaptic_input", "check_s
 _UV_MAX = 2 ** 23
 _DECAY_UNITY = 4096
 _SHIFT = 6
-_CHUNK_ELEMENTS = 1 << 24  # bound on the [T, B, delays, out] intermediate of one chunk of delay values
+_CHUNK_ELEMENTS = 1 << 22  # bound on the [spikes, out] index block of one chunk of input spikes
 
 
 class SimResult(NamedTuple):
@@ -72,16 +74,17 @@ def synaptic_input(spikes: torch.Tensor, weight: torch.Tensor, delays: Optional[
         y = (x @ weight.to(dtype).t()).reshape(T, B, out)
         a[1:] = y[:-1].round().to(torch.int64)
         return a
-    values = [int(k) for k in torch.unique(delays) if int(k) < T - 1]
-    per_chunk = max(1, _CHUNK_ELEMENTS // max(1, T * B * out))
-    w = weight.to(dtype)
-    for start in range(0, len(values), per_chunk):
-        ks = values[start:start + per_chunk]
-        w_cat = torch.cat([torch.where(delays == k, w, torch.zeros((), dtype=dtype)) for k in ks], 0)
-        y = (x @ w_cat.t()).reshape(T, B, len(ks), out)
-        for j, k in enumerate(ks):
-            a[1 + k:] += y[: T - 1 - k, :, j].round().to(torch.int64)
-    return a
+    # Event-driven: each input spike (t, b, i) adds W[o, i] to a[t + 1 + D[o, i], b, o] for every output o.
+    t_idx, b_idx, i_idx = x.reshape(T, B, n_in).nonzero(as_tuple=True)
+    flat = torch.zeros((T + int(delays.max()) + 1) * B * out, dtype=torch.int64)
+    w_t = weight.t().contiguous()  # [in, out]
+    base = (1 + delays.t()) * (B * out) + torch.arange(out)  # [in, out]: flat offset of input i's column at t = 0
+    per_chunk = max(1, _CHUNK_ELEMENTS // out)
+    for start in range(0, len(t_idx), per_chunk):
+        t_c, b_c, i_c = (v[start:start + per_chunk] for v in (t_idx, b_idx, i_idx))
+        index = base[i_c] + ((t_c * B + b_c) * out)[:, None]  # [spikes, out]
+        flat.index_add_(0, index.reshape(-1), w_t[i_c].reshape(-1))
+    return flat[: T * B * out].reshape(T, B, out)
 
 
 def simulate_layer(layer: LoihiLayer, spikes: torch.Tensor, traces: bool = True):
