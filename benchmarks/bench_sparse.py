@@ -37,7 +37,8 @@ if __name__ == "__main__":
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from spikelib.sparse import SparseSpikeTensor, SubMConv3d, build_kernel_map, sparse_conv3d, weight_to_dense  # noqa: E402
+from spikelib.sparse import (SparseSpikeTensor, SubMConv3d, build_kernel_map, sparse_conv3d,  # noqa: E402
+                             weight_to_dense)
 
 NAME = "sparse_cpu"
 SCRIPT = Path(__file__).resolve()

@@ -52,7 +52,8 @@ def compare(conv, x, dense_kw):
 @pytest.mark.parametrize("kernel,dilation,shape", [(1, 1, (5, 4, 3)), (3, 1, (7, 6, 5)), (5, 1, (9, 7, 5)),
                                                    (3, 2, (9, 8, 7)), ((3, 1, 5), 1, (7, 5, 9))])
 def test_submanifold_equals_dense(kernel, dilation, shape):
-    x = random_sparse(shape, 2, int(0.3 * 2 * shape[0] * shape[1] * shape[2]), 3, seed=kernel if isinstance(kernel, int) else 7)
+    seed = kernel if isinstance(kernel, int) else 7
+    x = random_sparse(shape, 2, int(0.3 * 2 * shape[0] * shape[1] * shape[2]), 3, seed=seed)
     conv = SubMConv3d(3, 4, kernel, dilation=dilation, bias=True).double()
     ks = conv.kernel_size
     pad = tuple(dilation * (k - 1) // 2 for k in ks)
@@ -125,13 +126,14 @@ def test_kernel_map_cached_and_shared():
     assert get_kernel_map(x, 3, dilation=2, subm=True) is not m1
 
 
-def test_kernel_map_pairs_brute_force():
+@pytest.mark.parametrize("lookup", ["sort", "table"])
+def test_kernel_map_pairs_brute_force(lookup):
     """Every (i, o, k) pair of the map, and no other, satisfies the submanifold/strided rule (checked in Python)."""
     x = random_sparse((5, 6, 4), 2, 25, 1, seed=11)
     c = x.coords.tolist()
     where = {tuple(v): i for i, v in enumerate(c)}
     offsets = list(itertools.product(range(3), repeat=3))
-    kmap = build_kernel_map(x, 3, subm=True)
+    kmap = build_kernel_map(x, 3, subm=True, lookup=lookup)
     got = {(int(i), int(o), k) for k in range(27) for i, o in zip(*kmap.pairs(k))}
     want = set()
     for o, (b, px, py, pz) in enumerate(c):
@@ -156,6 +158,17 @@ def test_kernel_map_pairs_brute_force():
                 if all(ov < s for ov, s in zip(o, kmap.out_spatial_shape)):
                     want.add((i, (b,) + o, k))
     assert got == want
+
+
+def test_lookup_modes_give_the_same_map():
+    x = random_sparse((13, 11, 9), 3, 600, 1, seed=4)
+    for kernel, dilation in ((3, 1), (5, 2), ((1, 3, 5), 1)):
+        a = build_kernel_map(x, kernel, dilation=dilation, subm=True, lookup="sort")
+        b = build_kernel_map(x, kernel, dilation=dilation, subm=True, lookup="table")
+        assert torch.equal(a.offset_ptr, b.offset_ptr)
+        assert torch.equal(a.in_idx, b.in_idx) and torch.equal(a.out_idx, b.out_idx)
+    with pytest.raises(ValueError, match="lookup"):
+        build_kernel_map(x, 3, subm=True, lookup="hash")
 
 
 def test_empty_input_gives_empty_output():
@@ -195,7 +208,8 @@ def test_cuda_matches_cpu():
             f = x.features.to(dev).clone().requires_grad_(True)
             xs = SparseSpikeTensor(f, x.coords.to(dev), x.spatial_shape, x.batch_size)
             y = c(xs)
-            (y.features * torch.arange(y.features.numel(), device=dev).reshape(y.features.shape).double()).sum().backward()
+            r = torch.arange(y.features.numel(), device=dev).reshape(y.features.shape).double()
+            (y.features * r).sum().backward()
             outs.append((y.coords.cpu(), y.features.detach().cpu(), f.grad.cpu(), c.weight.grad.cpu()))
         for a, b in zip(*outs):
             torch.testing.assert_close(a, b)

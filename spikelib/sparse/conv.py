@@ -1,6 +1,7 @@
 """Submanifold and strided sparse 3D convolution by gather-GEMM-scatter, with a hand-written backward.
 
-With a kernel map (:mod:`spikelib.sparse.rulebook`) of pairs ``(i, o)`` per tap ``k`` and weight ``W [K, C_in, C_out]``::
+With a kernel map (:mod:`spikelib.sparse.rulebook`) of pairs ``(i, o)`` per tap ``k`` and weight
+``W [K, C_in, C_out]``::
 
     forward : y[o] = b + sum_k sum_{(i, o) in map_k} x[i] W[k]
     backward: dx[i] = sum_k sum_{(i, o) in map_k} dy[o] W[k]^T,   dW[k] = sum_{(i, o) in map_k} x[i]^T dy[o],

@@ -48,7 +48,7 @@ def _check_shape3(value: Sequence[int], name: str) -> Tuple[int, int, int]:
 
 
 class SparseSpikeTensor:
-    """Active sites ``coords [N, 4] = (b, x, y, z)`` of a ``[B, C, X, Y, Z]`` grid with features ``[N, C]``/``[T, N, C]``.
+    """Active sites ``coords [N, 4] = (b, x, y, z)`` of a ``[B, C, X, Y, Z]`` grid, features ``[N, C]``/``[T, N, C]``.
 
     Args:
         features: ``[N, C]`` or ``[T, N, C]`` floating-point tensor.
@@ -163,7 +163,8 @@ class SparseSpikeTensor:
 
     def replace_features(self, features: torch.Tensor) -> "SparseSpikeTensor":
         """A tensor with the same coordinates (and shared kernel-map cache) and new features."""
-        if not isinstance(features, torch.Tensor) or features.shape[-2] != self.num_sites or features.dim() not in (2, 3):
+        if (not isinstance(features, torch.Tensor) or features.dim() not in (2, 3)
+                or features.shape[-2] != self.num_sites):
             shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
             raise ValueError(f"features must be [N, C] or [T, N, C] with N = {self.num_sites}, got {shape}")
         out = SparseSpikeTensor(features, self.coords, self.spatial_shape, self.batch_size, check=False)
