@@ -111,6 +111,23 @@ def test_float32_close_to_dense():
     torch.testing.assert_close(out.features, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_autocast_and_dtype_mismatch():
+    """Under autocast the GEMMs run in the autocast dtype and gradients come back in float32; outside autocast a
+    dtype mismatch is a clear error."""
+    x = random_sparse((7, 7, 7), 1, 60, 4, dtype=torch.float32)
+    conv = SubMConv3d(4, 5, 3, bias=True)
+    f = x.features.clone().requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x.replace_features(f))
+    assert y.features.dtype == torch.float32          # bfloat16 GEMMs + float32 bias
+    y.features.sum().backward()
+    assert f.grad.dtype == torch.float32 and conv.weight.grad.dtype == torch.float32
+    ref = conv(x).features
+    torch.testing.assert_close(y.features, ref, rtol=5e-2, atol=5e-2)
+    with pytest.raises(TypeError, match="float64"):
+        conv(x.replace_features(x.features.double()))
+
+
 def test_weight_layout_roundtrip():
     w = torch.randn(4, 3, 2, 3, 5)
     assert torch.equal(weight_to_dense(weight_from_dense(w), (2, 3, 5)), w)

@@ -104,7 +104,17 @@ def sparse_conv3d(x: SparseSpikeTensor, weight: torch.Tensor, bias: Optional[tor
     x3 = feats.unsqueeze(1) if feats.dim() == 2 else feats.transpose(0, 1)
     ptr = kmap.offset_ptr.tolist()
     centre = kmap.centre_tap if kmap.subm else -1
-    y = _GatherGemmScatter.apply(x3.contiguous(), weight, kmap.in_idx, kmap.out_idx, ptr, kmap.num_out, centre)
+    device_type = feats.device.type
+    if torch.is_autocast_enabled(device_type):
+        # mixed precision: run the GEMMs in the autocast dtype (inputs cast here, so autograd casts the gradients back)
+        dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            y = _GatherGemmScatter.apply(x3.to(dtype).contiguous(), weight.to(dtype), kmap.in_idx, kmap.out_idx,
+                                         ptr, kmap.num_out, centre)
+    else:
+        if feats.dtype != weight.dtype:
+            raise TypeError(f"x.features is {feats.dtype} but the weight is {weight.dtype}; convert one of them")
+        y = _GatherGemmScatter.apply(x3.contiguous(), weight, kmap.in_idx, kmap.out_idx, ptr, kmap.num_out, centre)
     if bias is not None:
         y = y + bias
     y = y.squeeze(1) if feats.dim() == 2 else y.transpose(0, 1)
