@@ -96,6 +96,8 @@ def test_dataloader_workers_and_handles(shd_dir):
     direct = torch.stack([ds[i][0] for i in range(len(ds))])
     assert torch.equal(x, direct) and torch.equal(torch.cat(ys), torch.as_tensor(ds.labels))
     assert ds.is_open
+    again = torch.cat([b[0] for b in DataLoader(ds, batch_size=16, num_workers=2)])  # parent holds a handle now
+    assert torch.equal(again, direct) and ds.is_open and ds[5][0].shape == (140, 140)
     clone = pickle.loads(pickle.dumps(ds))
     assert not clone.is_open and torch.equal(clone[3][0], ds[3][0])
     ds.close()
