@@ -66,6 +66,47 @@ def test_binning_equals_numpy_histogram(shd_dir, bin_ms, channels_out, max_time)
     ds.close()
 
 
+def _spikingjelly_fixed_duration():
+    """spikingjelly 2.0's own ``_integrate_events_by_fixed_duration`` (datasets/shd.py), taken from the installed
+    package at test time. ``import spikingjelly.datasets`` needs torchvision (absent here), so the two pure-numpy
+    functions are compiled from the installed file's source on their own."""
+    import ast
+    import importlib.util
+    import math
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("spikingjelly")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("spikingjelly is not installed")
+    source_file = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "shd.py"
+    if not source_file.is_file():
+        pytest.skip(f"{source_file} not found")
+    tree = ast.parse(source_file.read_text())
+    wanted = {"_integrate_events_by_fixed_duration", "_integrate_events_segment_to_frame"}
+    funcs = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in wanted]
+    if {f.name for f in funcs} != wanted:
+        pytest.skip("this spikingjelly version has no _integrate_events_by_fixed_duration")
+    namespace = {"np": np, "math": math}
+    exec(compile(ast.Module(body=funcs, type_ignores=[]), str(source_file), "exec"), namespace)
+    return namespace["_integrate_events_by_fixed_duration"]
+
+
+def test_first_spike_origin_matches_spikingjelly(shd_dir):
+    """Peer check: spikingjelly's fixed-duration SHD frames (what SNN-delays trained on) == time_origin='first_spike'."""
+    integrate = _spikingjelly_fixed_duration()
+    ds = SHDDataset(shd_dir, "train", bin_ms=10.0, max_time=None, time_origin="first_spike")
+    checked = 0
+    for i in range(len(ds)):
+        t, u = ds.events(i)
+        span = (t[-1] - t[0]) / 0.01
+        if abs(span - round(span)) < 1e-6:  # spikingjelly puts a last spike on a bin edge into the bin before
+            continue
+        ref = integrate({"t": t, "x": u}, 10, 700)  # float64 times, ms bins
+        assert np.array_equal(ds[i][0].numpy(), ref)
+        checked += 1
+    assert checked >= 50
+
+
 def test_n_bins_and_spikes_beyond_max_time(tmp_path):
     path = _write(tmp_path / "shd_train.h5", [[0.0, 0.0999, 0.1, 0.35, 0.9]], [[0, 699, 5, 6, 7]], [3],
                   times_dtype=np.float32)  # float16 would round 0.1 down to 0.09998
@@ -327,6 +368,8 @@ def test_bad_arguments(shd_dir):
         SHDDataset(shd_dir, split="validation")
     with pytest.raises(TypeError, match="cache"):
         SHDDataset(shd_dir, cache=3)
+    with pytest.raises(ValueError, match="time_origin"):
+        SHDDataset(shd_dir, time_origin="first")
 
 
 # ---------------------------------------------------------------------------------------- SNN-delays augmentations

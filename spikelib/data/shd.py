@@ -11,7 +11,9 @@ units, the SNN-delays recipe 700 -> 140), a sample with spikes ``(t_i, u_i)`` be
     x[k, j] = #{ i : floor(t_i / dt) = k  and  floor(u_i / p) = j },   k = 0..T-1,  j = 0..channels_out-1
 
 with ``T = ceil(max_time / dt)`` (spikes at ``t >= T dt`` are dropped) or, with ``max_time=None``, the per-sample
-length ``T = floor(t_last / dt) + 1`` (batches then need :func:`pad_collate`). Items are ``(x: float32 [T, C], label:
+length ``T = floor(t_last / dt) + 1`` (batches then need :func:`pad_collate`). Times count from 0 as stored, or from
+each sample's first spike with ``time_origin="first_spike"`` (spikingjelly's SHD frames, which SNN-delays used;
+tested against spikingjelly's own integration). Items are ``(x: float32 [T, C], label:
 int)``; a DataLoader gives ``[B, T, C]``.
 
 Files are opened lazily, once per process (safe with DataLoader workers; the dataset pickles without its handle) and
@@ -106,6 +108,8 @@ class SHDDataset(Dataset):
         transform: called on the binned ``float32 [T, C]`` tensor of every item (e.g. augmentations).
         cache: ``None``, ``"memory"`` (per process) or a folder for ``.npy`` caches of binned samples.
         download: when files are missing, download them through tonic (needs tonic and a network).
+        time_origin: ``"zero"`` (times as in the file) or ``"first_spike"`` (each sample's times minus its first
+            spike time, as spikingjelly's frame integration that SNN-delays used).
     """
 
     kind = "shd"
@@ -123,6 +127,7 @@ class SHDDataset(Dataset):
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         cache: Union[None, str, Path] = None,
         download: bool = False,
+        time_origin: str = "zero",
     ) -> None:
         kind = self.kind if kind is None else kind
         _check_choice(kind, "kind", sorted(_KINDS))
@@ -134,6 +139,8 @@ class SHDDataset(Dataset):
         self.n_classes: int = info["n_classes"]
         self.dt, self.n_steps = self._time_grid(bin_ms, n_bins, max_time)
         self.max_time = max_time
+        _check_choice(time_origin, "time_origin", ("zero", "first_spike"))
+        self.time_origin = time_origin
         if isinstance(channels_out, bool) or not isinstance(channels_out, numbers.Integral) or channels_out < 1:
             raise ValueError(f"channels_out must be an int >= 1, got {channels_out!r}")
         if N_UNITS % channels_out:
@@ -275,7 +282,7 @@ class SHDDataset(Dataset):
         self.labels = labels
 
     def _cache_key(self) -> str:
-        args = {"dt": self.dt, "n_steps": self.n_steps, "pool": self.pool, "v": 1}
+        args = {"dt": self.dt, "n_steps": self.n_steps, "pool": self.pool, "origin": self.time_origin, "v": 1}
         digest = hashlib.sha256((file_sha256(self.path) + json.dumps(args, sort_keys=True)).encode()).hexdigest()
         return f"{self.path.stem}-{digest[:20]}"
 
@@ -319,6 +326,8 @@ class SHDDataset(Dataset):
         x = self._load_cached(cached) if cached is not None else None
         if x is None:
             times, units = self.events(i)
+            if self.time_origin == "first_spike" and times.size:
+                times = times - times[0]
             x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool)
             if cached is not None:
                 # A cache can be rebuilt: atomic rename without fsync (fsync per sample is ~10x slower).
