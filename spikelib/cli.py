@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "spikelib.kernels.cli",
     "spikelib.data.cli",
     "spikelib.hardware.energy.cli",
+    "spikelib.hardware.loihi.cli",
 )
 
 
