@@ -1,7 +1,10 @@
-"""The end-to-end demo: SpikingMLP, the training loop, and the ``spikelib`` command (demo and backends)."""
+"""The end-to-end demo (stage pipeline, summary, checkpoint, exit status), SpikingMLP, the small training loop, and
+the ``spikelib`` command's demo and backends."""
 
 import json
 import math
+
+import numpy as np
 
 import pytest
 import torch
@@ -10,12 +13,15 @@ from torch.utils.data import DataLoader
 
 import spikelib
 from spikelib.cli import main
-from spikelib.demo import DEMO_MODEL
+from spikelib.demo import DEMO_CONFIG, DEMO_STAGES, DemoContext, run_demo
 from spikelib.data import SyntheticTemporalDataset
 from spikelib.models import SpikingMLP
 from spikelib.training import evaluate, to_time_first, train_classifier
 
 from test_synthetic_data import fit_logistic_regression
+
+# SpikingMLP settings that learn the burst-order task in a few epochs
+DEMO_MODEL = dict(hidden=(128,), tau=4.0, readout="membrane", tau_out=2.0, init_gain=4.0)
 
 
 # ----------------------------------------------------------------------------------------------------- model
@@ -144,37 +150,78 @@ def test_snn_learns_what_counts_cannot():
 
 
 # ----------------------------------------------------------------------------------------------------- CLI
+TINY = ["--epochs", "1", "--n-train", "120", "--n-test", "40", "--batch-size", "20", "--hidden", "16",
+        "--no-progress"]
+
+
 def test_cli_demo_writes_summary_and_checkpoint(tmp_path, capsys):
-    rc = main(["demo", "--epochs", "4", "--n-train", "800", "--n-test", "200", "--batch-size", "32",
-               "--out", str(tmp_path), "--no-progress"])
+    data = tmp_path / "data"
+    rc = main(["demo", *TINY, "--out", str(tmp_path / "runs"), "--data-dir", str(data), "--min-accuracy", "0"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    runs = list(tmp_path.glob("demo-*"))
-    assert len(runs) == 1
-    files = sorted(p.name for p in runs[0].iterdir())
-    assert files == ["model.pt", "summary.json", "summary.md"]  # no temporary file left behind
-    summary = json.loads((runs[0] / "summary.json").read_text())
+    (run,) = (tmp_path / "runs").glob("demo-*")
+    assert sorted(p.name for p in run.iterdir()) == ["model.pt", "summary.json", "summary.md", "train"]
+    assert not list(run.rglob(".*.tmp"))  # no temporary file left behind
+    summary = json.loads((run / "summary.json").read_text())
     assert summary["passed"] is True and summary["error"] is None
     stages = summary["stages"]
     assert list(stages)[:5] == ["data", "model", "train", "evaluate", "checkpoint"]
-    assert stages["evaluate"]["chance_level"] == pytest.approx(0.1)
-    assert len(stages["train"]["history"]) == 4
-    assert stages["evaluate"]["test_acc"] > stages["evaluate"]["chance_level"] + 0.2
-    assert sum(stages["train"]["lif_backend_calls"].values()) > 0
-    state = torch.load(runs[0] / "model.pt", weights_only=True)
-    assert set(state) >= {"model", "model_name"}
-    assert "chance level 10.0%" in out and "epoch  4/4" in out and "PASSED" in out
-    assert "PASSED" in (runs[0] / "summary.md").read_text()
+    assert stages["data"]["n_classes"] == 20 and stages["data"]["n_channels"] == 140 and stages["data"]["n_steps"] == 50
+    assert stages["evaluate"]["chance_level"] == pytest.approx(0.05) and stages["evaluate"]["n_test"] == 40
+    assert len(stages["train"]["history"]) == 1 and sum(stages["train"]["lif_backend_calls"].values()) > 0
+    # the data were generated once into --data-dir in the official SHD layout; a second demo reuses them
+    (folder,) = data.glob("synthetic_shd-*")
+    assert sorted(p.name for p in folder.iterdir()) == ["shd_test.h5", "shd_train.h5"]
+    # model.pt is a spikelib checkpoint that `spikelib eval` reads (weights_only) and that gives the same accuracy
+    state = torch.load(run / "model.pt", weights_only=True)
+    assert state["model_name"] == "snn_delays" and state["config"]["data"]["dataset"] == "synthetic_shd"
+    assert main(["eval", str(run / "model.pt"), "--no-progress"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["count"] == 40 and result["acc"] == pytest.approx(stages["evaluate"]["test_acc"])
+    assert "chance level 5.0%" in out and "epoch  1/1" in out and "PASSED" in out
+    assert "PASSED" in (run / "summary.md").read_text()
 
 
 def test_cli_demo_fails_below_min_accuracy(tmp_path, capsys):
-    rc = main(["demo", "--epochs", "1", "--n-train", "40", "--n-test", "20", "--hidden", "8",
-               "--min-accuracy", "1.0", "--out", str(tmp_path), "--no-progress"])
+    rc = main(["demo", *TINY, "--min-accuracy", "1.0", "--out", str(tmp_path), "--data-dir", str(tmp_path / "d")])
     assert rc == 1
-    assert "FAILED" in capsys.readouterr().err
+    assert "FAILED: evaluate" in capsys.readouterr().err
     (run,) = tmp_path.glob("demo-*")
     summary = json.loads((run / "summary.json").read_text())
     assert summary["passed"] is False and summary["stages"]["evaluate"]["passed"] is False
+
+
+def test_demo_stage_errors_are_reported_and_later_stages_see_the_context(tmp_path, capsys):
+    seen = {}
+
+    def good(ctx):
+        seen["ctx"] = ctx
+        return {"value": np.float32(1.5), "path": tmp_path}
+
+    def bad(ctx):
+        raise RuntimeError("boom")
+
+    ctx = DemoContext(run_dir=tmp_path, config={"x": 1}, echo=lambda line: None)
+    rc = run_demo(ctx, [("good", good), ("bad", bad), ("never", good)])
+    assert rc == 1 and seen["ctx"] is ctx
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["stages"]["good"]["value"] == 1.5 and summary["stages"]["good"]["path"] == str(tmp_path)
+    assert summary["error"] == "stage 'bad' failed: RuntimeError: boom" and "never" not in summary["stages"]
+    assert "boom" in (tmp_path / "summary.md").read_text()
+    assert run_demo(DemoContext(run_dir=tmp_path, config={}, echo=lambda l: None), [("s", lambda c: [1])]) == 1
+    assert "must return a dict" in json.loads((tmp_path / "summary.json").read_text())["error"]
+    assert run_demo(DemoContext(run_dir=tmp_path, config={}, echo=lambda l: None),
+                    [("s", "spikelib.demo:no_such_stage")]) == 1
+    assert [name for name, _ in DEMO_STAGES][:5] == ["data", "model", "train", "evaluate", "checkpoint"]
+
+
+def test_configs_demo_yaml_is_the_demo_recipe():
+    import yaml
+
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "configs" / "demo.yaml").read_text()
+    assert yaml.safe_load(text) == DEMO_CONFIG
 
 
 def test_cli_rejects_bad_arguments(capsys):

@@ -137,11 +137,21 @@ def _eval(args: argparse.Namespace) -> int:
         if dataset is None:
             print("error: --split val: the run had no validation split (data.val_fraction = 0)", file=sys.stderr)
             return 2
-    loader = DataLoader(dataset, batch_size=config.data.eval_batch_size)
-    metrics = evaluate_model(model, loader, device, progress=args.progress and sys.stderr.isatty(),
-                             desc=f"eval {args.split}")
+    loader = DataLoader(dataset, batch_size=config.data.eval_batch_size, collate_fn=bundle.collate)
+    rounded = config.delays is not None and config.delays.eval == "rounded"
+    if rounded:
+        from spikelib.layers.delay_schedule import rounded_delays
+
+        context = rounded_delays(model)
+    else:
+        import contextlib
+
+        context = contextlib.nullcontext()
+    with context:
+        metrics = evaluate_model(model, loader, device, progress=args.progress and sys.stderr.isatty(),
+                                 desc=f"eval {args.split}")
     result = {"checkpoint": str(args.checkpoint), "model": data["model_name"], "dataset": config.data.dataset,
-              "split": args.split, **metrics, "torch": torch.__version__}
+              "split": args.split, **metrics, "rounded_delays": rounded, "torch": torch.__version__}
     print(json.dumps(result, indent=2))
     return 0
 

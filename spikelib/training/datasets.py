@@ -9,24 +9,32 @@ the training set by the trainer (``data.val_fraction``), never out of the test s
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
+import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
 from spikelib.training.config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["DatasetBundle", "register_dataset", "list_datasets", "build_datasets"]
 
 
 @dataclass
 class DatasetBundle:
-    """``train`` and ``test`` datasets and facts about them (``info``: n_classes, n_channels, chance, ...)."""
+    """``train`` and ``test`` datasets, facts about them (``info``: n_classes, n_channels, chance, ...) and the
+    ``collate`` function of their loaders (``None``: the default stacking)."""
 
     train: Any
     test: Any
     info: Dict[str, Any] = field(default_factory=dict)
+    collate: Optional[Callable] = None
 
 
 _DATASETS: Dict[str, Callable[..., DatasetBundle]] = {}
@@ -91,3 +99,108 @@ def _synthetic_temporal(seed: int, n_train: int = 2000, n_test: int = 500, **tas
     test = SyntheticTemporalDataset(n_test, test_seed, **task)
     return DatasetBundle(train, test, {"n_classes": train.n_classes, "n_channels": train.n_channels,
                                        "n_steps": train.n_steps, "chance": train.chance_level})
+
+
+def _shd_like(kind: str, root: Any, bin_ms: Any, n_bins: Any, max_time: Any, channels_out: int, cache: Any,
+              download: bool, augment: Optional[str]) -> DatasetBundle:
+    from spikelib.data import SHDDataset, SSCDataset, pad_collate
+
+    cls = SHDDataset if kind == "shd" else SSCDataset
+    kw = dict(bin_ms=bin_ms, n_bins=n_bins, max_time=max_time, channels_out=channels_out, cache=cache,
+              download=download)
+    transform = None
+    if augment is not None:
+        if augment != "snn_delays":
+            raise ConfigError(f"data.augment: expected null or 'snn_delays', got {augment!r}")
+        from spikelib.data import snn_delays_augmentations
+
+        transform, _ = snn_delays_augmentations(n_inputs=channels_out)
+    train = cls(root, "train", transform=transform, **kw)
+    test = cls(root, "test", **kw)
+    info = {"n_classes": train.n_classes, "n_channels": train.channels_out, "chance": 1.0 / train.n_classes,
+            "n_steps": train.n_steps, "bin_ms": train.dt * 1000.0}
+    return DatasetBundle(train, test, info, collate=pad_collate if max_time is None else None)
+
+
+@register_dataset("shd")
+def _shd(seed: int, root: str = "data/shd", bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
+         max_time: Optional[float] = 1.4, channels_out: int = 700, cache: Optional[str] = None,
+         download: bool = False, augment: Optional[str] = None) -> DatasetBundle:
+    """Spiking Heidelberg Digits from the official files in ``root`` (:class:`spikelib.data.SHDDataset`)."""
+    return _shd_like("shd", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment)
+
+
+@register_dataset("ssc")
+def _ssc(seed: int, root: str = "data/ssc", bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
+         max_time: Optional[float] = 1.4, channels_out: int = 700, cache: Optional[str] = None,
+         download: bool = False, augment: Optional[str] = None) -> DatasetBundle:
+    """Spiking Speech Commands (train and test files; validation still comes from train)."""
+    return _shd_like("ssc", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment)
+
+
+def _cache_folder(root: str, name: str, params: Dict[str, Any]) -> Path:
+    key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(root) / f"{name}-{key}"
+
+
+def _generate_once(folder: Path, files: List[str], generate: Callable[[], Any]) -> None:
+    """Run ``generate`` unless ``folder`` holds ``files``; under DDP rank 0 generates while the others wait."""
+    import torch.distributed as dist
+
+    ddp = dist.is_available() and dist.is_initialized()
+    if not ddp or dist.get_rank() == 0:
+        if not all((folder / f).is_file() for f in files):
+            logger.info("generating %s", folder)
+            generate()
+    if ddp:
+        dist.barrier()
+
+
+@register_dataset("synthetic_shd")
+def _synthetic_shd(seed: int, root: str = "runs/data", n_train: int = 2000, n_test: int = 500,
+                   data_seed: Optional[int] = None, task_seed: int = 0, n_speakers: int = 12,
+                   n_test_speakers: int = 2, bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
+                   max_time: Optional[float] = 1.0, channels_out: int = 140, cache: Optional[str] = "memory",
+                   augment: Optional[str] = None) -> DatasetBundle:
+    """The synthetic SHD-like set (:func:`spikelib.data.write_synthetic_shd`), generated once into
+    ``root/synthetic_shd-<hash of the generator options>/`` and read with :class:`spikelib.data.SHDDataset`."""
+    from spikelib.data import write_synthetic_shd
+
+    gen = dict(n_train=n_train, n_test=n_test, seed=seed if data_seed is None else data_seed, task_seed=task_seed,
+               n_speakers=n_speakers, n_test_speakers=n_test_speakers)
+    folder = _cache_folder(root, "synthetic_shd", gen)
+    _generate_once(folder, ["shd_train.h5", "shd_test.h5"], lambda: write_synthetic_shd(folder, **gen))
+    bundle = _shd_like("shd", folder, bin_ms, n_bins, max_time, channels_out, cache, False, augment)
+    bundle.info["generated"] = str(folder)
+    return bundle
+
+
+@register_dataset("modelnet40")
+def _modelnet40(seed: int, root: str = "data/modelnet40", n_points: int = 1024, use_normals: bool = False,
+                format: str = "auto", normalize: bool = True, augment: bool = False) -> DatasetBundle:
+    """ModelNet40 point clouds ``[P, 3 or 6]`` (:class:`spikelib.data.ModelNet40Dataset`); ``augment`` adds the
+    random scale/shift to the training set."""
+    from spikelib.data import ModelNet40Dataset, RandomScaleShift
+
+    kw = dict(n_points=n_points, use_normals=use_normals, format=format, normalize=normalize, seed=seed)
+    train = ModelNet40Dataset(root, "train", transform=RandomScaleShift() if augment else None, **kw)
+    test = ModelNet40Dataset(root, "test", **kw)
+    n_classes = len(train.class_names)
+    return DatasetBundle(train, test, {"n_classes": n_classes, "n_channels": 6 if use_normals else 3,
+                                       "chance": 1.0 / n_classes, "n_points": n_points, "layout": "points"})
+
+
+@register_dataset("synthetic_shapes")
+def _synthetic_shapes(seed: int, root: str = "runs/data", n_train: int = 800, n_test: int = 200,
+                      data_seed: Optional[int] = None, n_points: int = 1024, noise: float = 0.01,
+                      augment: bool = False) -> DatasetBundle:
+    """Synthetic 3D shapes (:func:`spikelib.data.write_synthetic_shapes`) in the ModelNet40 HDF5 layout, generated
+    once into ``root/synthetic_shapes-<hash>/`` and read with :class:`spikelib.data.ModelNet40Dataset`."""
+    from spikelib.data import write_synthetic_shapes
+
+    gen = dict(n_train=n_train, n_test=n_test, seed=seed if data_seed is None else data_seed, noise=noise)
+    folder = _cache_folder(root, "synthetic_shapes", gen)
+    _generate_once(folder, ["shape_names.txt"], lambda: write_synthetic_shapes(folder, **gen))
+    bundle = _modelnet40(seed, str(folder), n_points=n_points, format="hdf5", augment=augment)
+    bundle.info["generated"] = str(folder)
+    return bundle

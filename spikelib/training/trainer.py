@@ -158,12 +158,15 @@ class Trainer:
         callbacks: called as ``fn(trainer, event)`` with ``event`` in ``"batch_end"``, ``"epoch_end"``,
             ``"checkpoint"`` (rank 0 only for ``"checkpoint"``).
         datasets: a prebuilt :class:`DatasetBundle` instead of ``config.data`` (tests, the demo).
+        model: a prebuilt model instead of ``get_model(config.model...)`` (it must be what the config describes, or
+            checkpoints will not resume).
     """
 
     def __init__(self, config: RunConfig, run_dir: Union[str, Path], *, resume: bool = False,
                  progress: Optional[bool] = None, callbacks: Sequence[Callable[["Trainer", str], None]] = (),
-                 datasets: Optional[DatasetBundle] = None) -> None:
+                 datasets: Optional[DatasetBundle] = None, model: Optional[nn.Module] = None) -> None:
         self.config = config
+        self._model = model
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.callbacks = list(callbacks)
@@ -202,6 +205,8 @@ class Trainer:
         self.loader_generator = torch.Generator()
         loader_kw = dict(num_workers=cfg.data.num_workers, worker_init_fn=worker_init_fn,
                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+        if bundle.collate is not None:
+            loader_kw["collate_fn"] = bundle.collate
         self.train_loader = DataLoader(train, batch_size=self.local_batch, sampler=self.sampler,
                                        generator=self.loader_generator, **loader_kw)
         self.eval_loaders = {}
@@ -212,7 +217,7 @@ class Trainer:
                 self.eval_loaders[key] = DataLoader(ds, batch_size=cfg.data.eval_batch_size, sampler=sampler,
                                                     **loader_kw)
         self.steps_per_epoch = -(-self.sampler.num_samples // self.local_batch)
-        self.model = build_model(cfg, self.info).to(self.device)
+        self.model = (self._model if self._model is not None else build_model(cfg, self.info)).to(self.device)
         self.model_name = cfg.model.name
         self.net: nn.Module = self.model
         if self.dist.enabled:
