@@ -203,8 +203,11 @@ def fixed_point_logits(net: LoihiNetwork, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def float_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The float model's output for ``x [T, B, C]`` in eval mode, with its delays rounded as at inference."""
+    from spikelib.layers.delay_schedule import rounded_delays
+
     model.eval()
-    return model(x.to(torch.get_default_dtype()))
+    with rounded_delays(model):
+        return model(x.to(torch.get_default_dtype()))
 
 
 def compare_float_fixed(model: nn.Module, net: LoihiNetwork, batches) -> Dict[str, float]:
