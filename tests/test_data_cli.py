@@ -120,3 +120,22 @@ def test_spikelib_command(tmp_path):
                          timeout=300)
     assert run.returncode == 0, run.stderr
     assert len(SHDDataset(tmp_path, "train")) == 4
+
+
+def test_check_command(tmp_path, capsys):
+    import json
+
+    write_synthetic_shd(tmp_path, n_train=8, n_test=4, seed=0)
+    assert _run(["data", "check", str(tmp_path)]) == 0
+    lines = [json.loads(ln) for ln in capsys.readouterr().out.splitlines()]
+    assert [d["split"] for d in lines] == ["train", "test"] and [d["samples"] for d in lines] == [8, 4]
+    assert lines[1]["speakers"] == [10, 11] and lines[0]["spikes_per_sample"]["min"] > 0
+    assert _run(["data", "check", str(tmp_path / "shd_test.h5")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
+    with h5py.File(tmp_path / "shd_test.h5", "a") as f:  # damage one sample
+        f["spikes/units"][2] = np.array([1, 2, 900], dtype=np.uint16)
+        f["spikes/times"][2] = np.array([0.1, 0.2, 0.3], dtype=np.float16)
+    assert _run(["data", "check", str(tmp_path)]) == 2
+    assert "sample 2 has unit index 900" in capsys.readouterr().err
+    assert _run(["data", "check", str(tmp_path / "nothing")]) == 2
+    assert "no SHD files" in capsys.readouterr().err

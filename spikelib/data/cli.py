@@ -6,6 +6,8 @@
 ``spikelib data synth-modelnet --out DIR --train N --test M --seed S``
     writes synthetic 3D shapes in the ``modelnet40_ply_hdf5_2048`` layout
     (:func:`spikelib.data.write_synthetic_shapes`); :class:`spikelib.data.ModelNet40Dataset` reads ``DIR``.
+``spikelib data check PATH [--kind shd|ssc]``
+    checks SHD/SSC files (layout and every sample) and prints a JSON summary per file.
 
 Sub-commands come from :data:`DATA_COMMANDS`, a list of ``(name, register_fn)`` pairs; ``register_fn(subparsers)``
 adds one parser to the group's sub-parsers and sets ``func=<handler>``. Another module adds a data command with one
@@ -119,10 +121,49 @@ def _register_synth_modelnet(sub: "argparse._SubParsersAction") -> None:
     p.set_defaults(func=_synth_modelnet)
 
 
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from spikelib.data.shd import SHDDataset
+
+    splits = ("train", "valid", "test") if args.kind == "ssc" else ("train", "test")
+    if args.path.is_file():
+        splits = (None,)  # the split comes from the file name
+    found = 0
+    for split in splits:
+        try:
+            ds = SHDDataset(args.path, split, kind=args.kind)
+        except FileNotFoundError as exc:
+            print(f"{split}: missing ({exc})", file=sys.stderr)
+            continue
+        except (OSError, ValueError) as exc:
+            return _fail("check", exc)
+        try:
+            summary = ds.check_all()
+        except ValueError as exc:
+            return _fail("check", exc)
+        finally:
+            ds.close()
+        print(json.dumps(summary))
+        found += 1
+    return 0 if found else _fail("check", FileNotFoundError(f"no {args.kind.upper()} files under {args.path}"))
+
+
+def _register_check(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("check", help="check SHD/SSC files sample by sample and print a summary",
+                       description="Open the SHD (or SSC) files in PATH (a folder or one .h5 file), check the "
+                                   "layout and every sample (unit range, sorted non-negative times, labels) and "
+                                   "print one JSON summary line per file. Exit status 2 on the first problem.")
+    p.add_argument("path", type=Path, help="folder with shd_train.h5/shd_test.h5 (or the SSC files), or one file")
+    p.add_argument("--kind", choices=("shd", "ssc"), default="shd", help="data set (default shd)")
+    p.set_defaults(func=_check)
+
+
 #: ``(name, register_fn)`` of every ``spikelib data`` sub-command; append one line to add a command.
 DATA_COMMANDS: List[Tuple[str, Callable[["argparse._SubParsersAction"], None]]] = [
     ("synth-shd", _register_synth_shd),
     ("synth-modelnet", _register_synth_modelnet),
+    ("check", _register_check),
 ]
 
 

@@ -357,6 +357,21 @@ class SHDDataset(Dataset):
             x = self.transform(x)
         return x, int(self.labels[i])
 
+    def check_all(self) -> Dict[str, Any]:
+        """Read and check every sample (raises on the first bad one); returns a summary of the file."""
+        counts = np.empty(len(self), dtype=np.int64)
+        t_max = 0.0
+        for i in range(len(self)):
+            times, _ = self.events(i)
+            counts[i] = times.size
+            t_max = max(t_max, float(times[-1]) if times.size else 0.0)
+        return {"path": str(self.path), "kind": self.kind, "split": self.split, "samples": len(self),
+                "classes_present": int(np.unique(self.labels).size), "n_classes": self.n_classes,
+                "speakers": None if self.speakers is None else sorted(set(self.speakers.tolist())),
+                "spikes_per_sample": {"mean": float(counts.mean()), "min": int(counts.min()),
+                                      "max": int(counts.max())},
+                "last_spike_s": t_max}
+
     @property
     def is_open(self) -> bool:
         """Whether this process holds an open file handle."""
