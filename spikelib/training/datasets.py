@@ -57,13 +57,14 @@ def list_datasets() -> List[str]:
     return sorted(_DATASETS)
 
 
-def check_kwargs(fn: Callable, kwargs: Dict[str, Any], path: str, skip: tuple = ()) -> None:
-    """Raise :class:`ConfigError` for keys of ``kwargs`` that ``fn`` does not accept (``path.key``)."""
+def check_kwargs(fn: Callable, kwargs: Dict[str, Any], path: str, skip: tuple = (), also: tuple = ()) -> None:
+    """Raise :class:`ConfigError` for keys of ``kwargs`` that ``fn`` does not accept (``path.key``); ``also``
+    names further accepted keys (handled by the caller)."""
     params = inspect.signature(fn).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     known = [n for n, p in params.items() if n not in skip and p.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)] + list(also)
     for key in kwargs:
         if key not in known:
             raise ConfigError(f"{path}.{key}: unknown key; this accepts: {', '.join(sorted(known)) or 'nothing'}")
@@ -92,7 +93,8 @@ def _synthetic_temporal(seed: int, n_train: int = 2000, n_test: int = 500, **tas
     """:class:`spikelib.data.SyntheticTemporalDataset` (class = burst order of channel groups)."""
     from spikelib.data import SyntheticTemporalDataset
 
-    check_kwargs(SyntheticTemporalDataset.__init__, task, "data", skip=("self", "n_samples", "seed"))
+    check_kwargs(SyntheticTemporalDataset.__init__, task, "data", skip=("self", "n_samples", "seed"),
+                 also=("n_train", "n_test"))
     train_seed, test_seed = _seeds(seed, 2)
     task.setdefault("task_seed", seed)
     train = SyntheticTemporalDataset(n_train, train_seed, **task)
