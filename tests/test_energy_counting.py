@@ -273,6 +273,24 @@ def test_doubling_the_spikes_doubles_the_sops():
     assert two.total("dense_macs") == 2 * one.total("dense_macs")
 
 
+def test_reused_neuron_statistics_follow_in_place_changes():
+    from spikelib.hardware.energy.counters import register_free
+
+    class Double(nn.Module):  # changes the spikes in place after the LIF layer counted them
+        def forward(self, x):
+            return x.mul_(2)
+
+    register_free(Double)
+    lin = nn.Linear(5, 3)
+    net = nn.Sequential(LIF(v_threshold=0.3), Double(), lin)
+    x = torch.rand(6, 2, 5)
+    counts = run(net, x)
+    spikes = counts.layer("0").out_spikes
+    assert spikes > 0 and counts.layer("2").sops == 2 * spikes * 3  # counts of 2: two spikes each
+    plain = run(nn.Sequential(LIF(v_threshold=0.3), nn.Linear(5, 3)), x)
+    assert plain.layer("1").sops == spikes * 3
+
+
 def test_measure_runs_an_eval_pass_and_counts_samples():
     net = nn.Sequential(nn.Linear(6, 5), LIF(v_threshold=0.3), nn.Dropout(0.5))
     net.train()

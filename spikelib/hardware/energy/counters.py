@@ -127,6 +127,35 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
     return True, int(round(total))
 
 
+def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, int, torch.dtype, torch.device]]:
+    if not x.is_contiguous():
+        return None
+    return (x.untyped_storage().data_ptr(), x.storage_offset(), x.numel(), x.dtype, x.device)
+
+
+def remember_spikes(captured: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int]) -> None:
+    """Record the spike statistics of a neuron layer's output for the layers that read it in this forward pass.
+
+    The tensor itself is kept (so its storage cannot be reused while the entry exists); the memo is emptied when
+    the model's next forward pass starts.
+    """
+    memo = captured.get("_memo")
+    key = _memo_key(x)
+    if memo is not None and key is not None:
+        memo[key] = (x, x._version, stats)
+
+
+def cached_spike_stats(x: torch.Tensor, captured: Dict[str, Any]) -> Tuple[bool, int]:
+    """:func:`spike_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
+    memo = captured.get("_memo")
+    key = _memo_key(x)
+    if memo is not None and key is not None and key in memo:
+        kept, version, stats = memo[key]
+        if kept._version == version and x._version == version:
+            return stats
+    return spike_stats(x)
+
+
 def _features(value: Any) -> Any:
     """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor` (other values as they are)."""
     feats = getattr(value, "features", None)
@@ -154,7 +183,7 @@ def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: 
 # ------------------------------------------------------------------------------------------------------ dense
 def _count_linear(m: nn.Linear, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
-    binary, nnz = spike_stats(x)
+    binary, nnz = cached_spike_stats(x, captured)
     _synaptic(counts, binary, nnz, x.numel(), nnz * m.out_features if binary else 0, x.numel() * m.out_features)
     if m.bias is not None:
         counts.add(adds=out.numel())
@@ -188,7 +217,7 @@ def _count_conv(m: nn.modules.conv._ConvNd, args, out, counts: LayerCounts, capt
         cache[key] = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
     fan = cache[key]
     per_out = m.out_channels // m.groups
-    binary, nnz = spike_stats(x)
+    binary, nnz = cached_spike_stats(x, captured)
     dense = per_out * x.shape[0] * x.shape[1] * int(round(float(fan.sum())))
     reached = 0
     if binary and nnz:
@@ -222,7 +251,7 @@ def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured
         cache.clear()
         cache[key] = delay_reach(m, T).to(torch.float64)
     reach = cache[key]
-    binary, nnz = spike_stats(x)
+    binary, nnz = cached_spike_stats(x, captured)
     dense = B * int(reach.sum())
     reached = int(round(float((x.sum(dim=1, dtype=torch.float64) * reach).sum()))) if binary and nnz else 0
     _synaptic(counts, binary, nnz, x.numel(), reached, dense)
@@ -239,7 +268,7 @@ def _count_sparse_conv(m: nn.Module, args, out, counts: LayerCounts, captured) -
     f = x.features.detach()
     f3 = f if f.dim() == 3 else f.unsqueeze(0)  # [T, N, C]
     pairs = torch.bincount(kmap.in_idx, minlength=x.num_sites).to(torch.float64)  # P_i
-    binary, nnz = spike_stats(f3)
+    binary, nnz = cached_spike_stats(f3, captured)
     dense = m.out_channels * m.in_channels * f3.shape[0] * int(kmap.in_idx.numel())
     reached = 0
     if binary and nnz:
@@ -260,7 +289,12 @@ def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input current", m)
     spikes = _features(out).detach()
     n = x.numel()
-    n_spikes = spike_stats(spikes)[1] if counts.kind == "integer_spike" else int(torch.count_nonzero(spikes))
+    if counts.kind == "integer_spike":
+        stats = spike_stats(spikes)
+    else:  # LIF outputs are binary spikes by construction
+        stats = (True, int(torch.count_nonzero(spikes)))
+    remember_spikes(captured, spikes, stats)
+    n_spikes = stats[1]
     counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
                out_spikes=n_spikes)
     if spikes.dim() >= 2 and isinstance(m, _sequence_types()):
@@ -284,7 +318,7 @@ def _count_elm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
         keep = torch.ones_like(m.routing_index, dtype=torch.float64) if m.routing_mask is None \
             else m.routing_mask.detach().ne(0).to(torch.float64)
         readers = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, m.routing_index, keep)
-    binary, nnz = spike_stats(x)
+    binary, nnz = cached_spike_stats(x, captured)
     dense_syn = rows * int(readers.sum())
     reached = int(round(float((x.sum(dim=(0, 1), dtype=torch.float64) * readers).sum()))) if binary and nnz else 0
     _synaptic(counts, binary, nnz, x.numel(), reached, dense_syn)
@@ -306,9 +340,8 @@ def _count_attention_v2(m: nn.Module, args, out, counts: LayerCounts, captured) 
     if q is None or k is None:
         raise RuntimeError(f"energy counter for {type(m).__name__}: Q/K spikes were not captured")
     d = m.dim // m.num_heads
-    nq, nk = int(torch.count_nonzero(q)), int(torch.count_nonzero(k))
-    bq, _ = spike_stats(q)
-    bk, _ = spike_stats(k)
+    bq, nq = cached_spike_stats(q, captured)
+    bk, nk = cached_spike_stats(k, captured)
     if not (bq and bk):
         raise ValueError(f"{type(m).__name__}: Q and K must be spikes (0/1) for the spike-driven count")
     dense = (q.numel() + k.numel()) * d

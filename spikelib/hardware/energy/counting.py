@@ -88,6 +88,7 @@ class EnergyCounter:
         self._layers: Dict[str, LayerCounts] = {}
         self._order: List[str] = []
         self._samples = 0
+        self._memo: Dict[Any, Any] = {}  # spike statistics of neuron outputs within one forward pass
 
     # ------------------------------------------------------------------------------------------------ hooks
     def _hook(self, name: str, kind: str, fn: Callable, captured: Dict[str, Any]) -> Callable:
@@ -114,8 +115,9 @@ class EnergyCounter:
         if self._handles:
             raise RuntimeError("this EnergyCounter is already active")
         try:
+            self._handles.append(self.model.register_forward_pre_hook(lambda module, args: self._memo.clear()))
             for name, module, (kind, fn, _claims, capture) in self._plan:
-                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons}
+                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons, "_memo": self._memo}
                 for child in capture:
                     sub = getattr(module, child, None)
                     if not isinstance(sub, nn.Module):
@@ -132,6 +134,7 @@ class EnergyCounter:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        self._memo.clear()
 
     def __exit__(self, *exc: Any) -> None:
         self._remove()
