@@ -58,7 +58,7 @@ class LayerCounts:
     weight_reads: int = 0
     state_reads: int = 0
     state_writes: int = 0
-    raster: Optional[List[List[int]]] = field(default=None, repr=False)
+    raster: Optional[Any] = field(default=None, repr=False)  # bool tensor [T, neurons] of one sample
 
     @property
     def input_rate(self) -> Optional[float]:
