@@ -165,3 +165,15 @@ def test_quantised_snn_delays_model(tmp_path):
     assert all(layer.delay is not None for layer in net.layers) and net.layers[0].bias is not None
     x = _rand_spikes(30, 1, 16, 0.3, 11)
     _assert_same(net, torch.cat([x, torch.zeros(15, 1, 16)]), tmp_path, min_spikes=0)
+
+
+def test_import_after_start_method_was_fixed():
+    """Lava calls multiprocessing.set_start_method('fork') at import; that must not fail in a process (like the
+    demo's) where the start method is already fixed."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp; mp.get_start_method(); "
+            "from spikelib.hardware.loihi.lava_runner import import_lava; import_lava(); print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -13,6 +13,7 @@ the import (nothing on the netx path uses it).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import types
@@ -30,11 +31,44 @@ _STUB = "lava.lib.dl.slayer.object_detection"
 _INSTALL_HINT = "Lava is not installed: run `bash scripts/install_lava.sh <python>` (lava-nc 0.10.0, lava-dl 0.6.0)"
 
 
+def _import_lava_multiprocessing() -> None:
+    """Import Lava's message infrastructure, which calls ``multiprocessing.set_start_method('fork')`` at import.
+
+    That call raises "context has already been set" once anything in the process has fixed the start method (even
+    to 'fork', e.g. by calling ``multiprocessing.get_start_method()``). When the method is already 'fork' the call is
+    made a no-op during the import; another method is an error (Lava's runtime needs 'fork').
+    """
+    import multiprocessing as mp
+
+    name = "lava.magma.runtime.message_infrastructure.multiprocessing"
+    if name in sys.modules:
+        return
+    current = mp.get_start_method(allow_none=True)
+    if current is None:
+        importlib.import_module(name)
+        return
+    if current != "fork":
+        raise RuntimeError(f"Lava's runtime needs the 'fork' multiprocessing start method, but this process already "
+                           f"uses {current!r}")
+    original = mp.set_start_method
+
+    def _keep_fork(method, force=False):
+        if method != "fork":
+            original(method, force=force)
+
+    mp.set_start_method = _keep_fork
+    try:
+        importlib.import_module(name)
+    finally:
+        mp.set_start_method = original
+
+
 def import_lava() -> types.SimpleNamespace:
     """Import the Lava pieces the runner needs; ImportError with the install command when Lava is missing."""
     if _STUB not in sys.modules:
         sys.modules[_STUB] = types.ModuleType(_STUB)
     try:
+        _import_lava_multiprocessing()
         from lava.lib.dl import netx
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
