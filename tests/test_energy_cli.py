@@ -15,7 +15,8 @@ def _checkpoint(path):
            "model": {"name": "spiking_mlp", "hidden": [16], "init_gain": 4.0}}
     cfg = parse_config(raw)
     model = build_model(cfg, {"n_classes": 4, "n_channels": 12})
-    save_checkpoint(path, {"model_name": "spiking_mlp", "config": cfg.to_dict(), "model": model.state_dict()})
+    save_checkpoint(path, {"model_name": "spiking_mlp", "config": cfg.to_dict(), "model": model.state_dict(),
+                           "info": {"n_classes": 4, "n_channels": 12}})
 
 
 def _parse(argv):
@@ -39,6 +40,22 @@ def test_energy_command_writes_a_report(tmp_path, capsys):
     assert rep["samples"] == 12 and rep["main"].startswith("SNN (loihi/default, memory)")
     assert (out / "spike_raster.png").is_file()
     assert "per sample" in capsys.readouterr().out
+
+
+def test_energy_command_with_a_tensor_file(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "best.pt"
+    _checkpoint(ckpt)
+    x = (torch.rand(7, 70, 12, generator=torch.Generator().manual_seed(0)) < 0.2).float()  # [N, T, C]
+    torch.save({"x": x}, tmp_path / "data.pt")
+    out = tmp_path / "r"
+    args = _parse(["energy", str(ckpt), "--data", str(tmp_path / "data.pt"), "--no-plots", "--out", str(out)])
+    assert args.func(args) == 0
+    rep = json.loads((out / "energy.json").read_text())
+    assert rep["samples"] == 7
+    assert rep["counts"]["layers"][0]["in_spikes"] == int(x.sum())  # the file's spikes reached the first layer
+    assert not (out / "energy_per_layer.png").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

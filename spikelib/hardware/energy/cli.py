@@ -8,7 +8,8 @@ under both methods.
 
 ``--data``: ``checkpoint`` (default: the dataset of the checkpoint's configuration), a dataset name of
 ``spikelib.training.datasets``, or a ``.pt`` file holding a tensor ``x`` ``[N, T, C]`` or a dict with ``x`` (and
-optionally ``y``), loaded with ``weights_only=True``. Loader batches are batch first and become time first for the
+optionally ``y``), loaded with ``weights_only=True``; the network is built from the checkpoint's configuration and
+its saved data facts (``info``: channels, classes). Loader batches are batch first and become time first for the
 model (``[B, T, C] -> [T, B, C]``, ``[B, T, C, H, W] -> [T, B, C, H, W]``; a static image batch ``[B, C, H, W]`` is
 passed as it is, and the ANN baseline then counts one pass instead of the model's ``T``).
 """
@@ -111,14 +112,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _dataset(args: argparse.Namespace, cfg: Any) -> Tuple[Any, Dict[str, Any]]:
+def _dataset(args: argparse.Namespace, cfg: Any, saved_info: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
+    """The evaluation dataset and the data facts the model is built from (the checkpoint's ``info`` first)."""
     from spikelib.training.datasets import build_datasets, list_datasets
 
     if args.data == "checkpoint" or args.data in list_datasets():
         name = cfg.data.dataset if args.data == "checkpoint" else args.data
         options = dict(cfg.data.args) if args.data == "checkpoint" else {}
         bundle = build_datasets(name, cfg.train.seed, **options)
-        return (bundle.test if args.split == "test" else bundle.train), dict(bundle.info)
+        return (bundle.test if args.split == "test" else bundle.train), {**saved_info, **bundle.info}
     path = Path(args.data)
     if path.suffix != ".pt":
         raise ValueError(f"--data must be 'checkpoint', a dataset name ({', '.join(list_datasets())}) or a .pt "
@@ -131,8 +133,7 @@ def _dataset(args: argparse.Namespace, cfg: Any) -> Tuple[Any, Dict[str, Any]]:
         raise ValueError(f"--data file {str(path)!r} must hold a tensor x [N, T, C] (or a dict with 'x')")
     y = obj.get("y") if isinstance(obj, dict) else None
     y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y
-    info = {"n_channels": int(x.shape[-1])}
-    return torch.utils.data.TensorDataset(x.float(), y), info
+    return torch.utils.data.TensorDataset(x.float(), y), {"n_channels": int(x.shape[-1]), **saved_info}
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -143,7 +144,8 @@ def _handler(args: argparse.Namespace) -> int:
     try:
         ckpt = load_checkpoint(args.checkpoint)
         cfg = parse_config(ckpt["config"])
-        dataset, info = _dataset(args, cfg)
+        saved = ckpt.get("info")
+        dataset, info = _dataset(args, cfg, dict(saved) if isinstance(saved, dict) else {})
         model = build_model(cfg, info)
         load_model_state(model, ckpt["model"], ckpt["model_name"], str(args.checkpoint))
         load_energy_model(args.model)  # a bad model name/file is reported before the evaluation pass
