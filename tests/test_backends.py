@@ -17,7 +17,8 @@ from spikelib.kernels import (
     reset_backend_calls,
 )
 
-FAST = [b for b in available_backends("lif") if b != "torch"]
+# CPU backends only: "cupy" runs on CUDA tensors (tests/test_cupy_backend.py, tests/test_cupy_emulation.py).
+FAST = [b for b in available_backends("lif") if b not in ("torch", "cupy")]
 SURROGATES = ["atan", "sigmoid", "fast_sigmoid", "triangle", "rectangular"]
 TOL = {torch.float32: dict(rtol=2e-5, atol=2e-5), torch.float64: dict(rtol=1e-11, atol=1e-11)}
 

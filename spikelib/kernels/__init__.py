@@ -13,6 +13,7 @@ from spikelib.kernels.registry import (
 )
 from spikelib.kernels import torch_reference as _torch_reference  # noqa: F401  (registers "torch")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
+from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
 
 __all__ = [
     "BackendUnavailableError",
