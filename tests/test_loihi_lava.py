@@ -29,7 +29,7 @@ def _assert_same(net, x, tmp_path, min_spikes=1):
                            ("v", sim.v[i], lava.v[i])):
             assert a.shape == b.shape, (i, name, a.shape, b.shape)
             mismatch = (a != b).nonzero()
-            assert mismatch.numel() == 0, f"layer {i} {name}: {len(mismatch)} mismatches, first at {mismatch[0].tolist()}"
+            assert mismatch.numel() == 0, f"layer {i} {name}: {len(mismatch)} mismatches, first {mismatch[0].tolist()}"
         # the comparison must not be vacuous: neurons spike and the traces move
         assert int(sim.spikes[i].sum()) >= min_spikes, f"layer {i} never spiked"
         assert int(sim.u[i].abs().sum()) > 0 and int(sim.v[i].abs().sum()) > 0

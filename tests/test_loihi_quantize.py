@@ -60,7 +60,8 @@ def test_mapping_by_hand():
     # output layer: c W = 2/2 = 1, lambda = 254, threshold 1 -> vth 254, tau_out 2 -> vDecay 2048
     assert l1.weight.tolist() == [[254]] and l1.vth == 254 and l1.v_decay == 2048
     assert net.meta["readout"] == "spikes"
-    assert report.layers[0]["weight"]["max_abs_error"] == pytest.approx(4 / 1016, rel=1e-6)  # (128 - 127) / lambda * tau
+    # (128 - 127) / lambda * tau
+    assert report.layers[0]["weight"]["max_abs_error"] == pytest.approx(4 / 1016, rel=1e-6)
 
 
 def test_threshold_limits_the_scale():

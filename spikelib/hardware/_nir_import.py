@@ -1,4 +1,5 @@
-"""NIR import: a chain of NIR nodes -> :class:`spikelib.hardware.nir.NIRSequential` (mapping in :mod:`spikelib.hardware.nir`)."""
+"""NIR import: a chain of NIR nodes -> :class:`spikelib.hardware.nir.NIRSequential` (the mapping is described in
+:mod:`spikelib.hardware.nir`)."""
 
 from __future__ import annotations
 

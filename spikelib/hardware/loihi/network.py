@@ -86,7 +86,8 @@ class LoihiLayer:
         n = self.name
         self.weight = _int_tensor(self.weight, f"layer {n!r}: weight")
         if self.weight.dim() != 2 or 0 in self.weight.shape:
-            raise ValueError(f"layer {n!r}: weight must be a non-empty [out, in] matrix, got {tuple(self.weight.shape)}")
+            raise ValueError(f"layer {n!r}: weight must be a non-empty [out, in] matrix, "
+                             f"got {tuple(self.weight.shape)}")
         if not bool(self.weight.any()):
             raise ValueError(f"layer {n!r}: weight is all zero (netx cannot load an all-zero weight matrix)")
         _check_range(self.weight, "weight", *weight_range(self.weight), n)

@@ -4,7 +4,8 @@ The float -> Loihi mapping, per layer (:mod:`spikelib.hardware.loihi.extract` gi
 ``v_th`` and ``decay_input``; the Loihi equations are in :mod:`spikelib.hardware.loihi.simulator`). The float LIF is
 ``V[t] = (1 - 1/tau) V[t-1] + c X[t]`` with ``X = W s + b`` and ``c = 1/tau`` (``decay_input=True``) or ``c = 1``.
 Loihi's voltage with ``iDecay = 4096`` (no current memory, ``u[t] = a[t] << 6``) is
-``v[t] = trunc((1 - vDecay/4096) v[t-1]) + 64 (a[t] + bias)``. With a per-layer scale ``lambda`` and ``v = 64 lambda V``:
+``v[t] = trunc((1 - vDecay/4096) v[t-1]) + 64 (a[t] + bias)``. With a per-layer scale ``lambda`` and
+``v = 64 lambda V``:
 
     vDecay = round(4096 / tau)                         iDecay = 4096
     w      = step * round(lambda c W / step)           8-bit weights: step = 2^(9 - weight_bits) = 2, w in [-256, 254]

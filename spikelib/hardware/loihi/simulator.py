@@ -40,7 +40,7 @@ _CHUNK_ELEMENTS = 1 << 22  # bound on the [spikes, out] index block of one chunk
 
 
 class SimResult(NamedTuple):
-    """Per layer (index 0 = first layer): spikes ``[T, B, out]`` (float 0/1), ``u`` and ``v`` ``[T, B, out]`` (int64)."""
+    """Per layer (index 0 = first layer): spikes ``[T, B, out]`` (float 0/1), ``u``/``v`` ``[T, B, out]`` (int64)."""
 
     spikes: List[torch.Tensor]
     u: List[torch.Tensor]
@@ -62,7 +62,7 @@ def check_spike_input(spikes: torch.Tensor, n_in: int, name: str = "spikes") -> 
 
 
 def synaptic_input(spikes: torch.Tensor, weight: torch.Tensor, delays: Optional[torch.Tensor]) -> torch.Tensor:
-    """Dendritic input ``a[t] = sum_d W_d s[t - 1 - d]`` as int64 ``[T, B, out]`` for float 0/1 ``spikes [T, B, in]``."""
+    """Dendritic input ``a[t] = sum_d W_d s[t - 1 - d]``, int64 ``[T, B, out]``, for 0/1 ``spikes [T, B, in]``."""
     T, B, n_in = spikes.shape
     out = weight.shape[0]
     dtype = torch.float32 if n_in * 256 < 2 ** 24 else torch.float64
