@@ -135,3 +135,19 @@ def test_trainer_bad_input(tmp_path):
 
     with pytest.raises(ValueError, match="data.batch_size=10 is not divisible by the 4 processes"):
         local_batch_size(10, DistInfo(0, 4, 0))
+
+
+def test_empty_data_and_labels_out_of_range(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from spikelib.training.datasets import DatasetBundle
+
+    x = torch.zeros(8, 5, 6)
+    bad = DatasetBundle(TensorDataset(x, torch.tensor([0, 1, 2, 7, 0, 1, 2, 0])), TensorDataset(x[:2], torch.zeros(2)),
+                        {"n_classes": 3, "n_channels": 6, "chance": 1 / 3})
+    with pytest.raises(ValueError, match="label 7 is out of range 0..2"):
+        Trainer(_config(data={"val_fraction": 0.0}), tmp_path / "a", datasets=bad).fit()
+    empty = DatasetBundle(TensorDataset(x[:0], torch.zeros(0)), TensorDataset(x[:2], torch.zeros(2)),
+                          {"n_classes": 3, "n_channels": 6, "chance": 1 / 3})
+    with pytest.raises(ConfigError, match="the training set is empty"):
+        Trainer(_config(), tmp_path / "b", datasets=empty).fit()

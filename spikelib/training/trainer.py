@@ -325,6 +325,10 @@ class Trainer:
     def _train_step(self, batch: Any) -> None:
         cfg = self.config
         x, y = _batch(batch, self.device)
+        n_classes = self.info.get("n_classes")
+        if n_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            bad = int(y.max()) if int(y.max()) >= n_classes else int(y.min())
+            raise ValueError(f"data.dataset {cfg.data.dataset!r}: label {bad} is out of range 0..{n_classes - 1}")
         reset(self.net)
         with self.autocast():
             logits = self.net(x)
@@ -370,7 +374,7 @@ class Trainer:
             metrics["sigma"] = self.sigma_schedule(self.epoch)
         if "val" in self.eval_loaders:
             with self._eval_context():
-                val = evaluate_model(self.net, self.eval_loaders["val"], self.device, self.autocast, self.progress,
+                val = evaluate_model(self.model, self.eval_loaders["val"], self.device, self.autocast, self.progress,
                                      desc=f"val {self.epoch + 1}")
             metrics.update(val_loss=val["loss"], val_acc=val["acc"])
         metrics["seconds"] = seconds
@@ -454,7 +458,7 @@ class Trainer:
         for key in ("val", "test"):
             if key in self.eval_loaders and (key == "val" or cfg.train.evaluate_test):
                 with self._eval_context():
-                    metrics = evaluate_model(self.net, self.eval_loaders[key], self.device, self.autocast)
+                    metrics = evaluate_model(self.model, self.eval_loaders[key], self.device, self.autocast)
                 result[key] = metrics
         if self.dist.is_main:
             atomic_write_text(self.run_dir / "result.json", json.dumps(result, indent=2) + "\n")
