@@ -18,7 +18,8 @@ fixed 1% density while the number of active sites grows (batch items of the same
 a least-squares fit ``t = a + b N`` (with R^2) and the log-log slope (1 = linear) are stored. Peak memory of one
 call of every case is measured in a fresh subprocess (``--probe memory``, as the other scripts do).
 
-Run ``python benchmarks/bench_sparse.py`` (``--quick`` for a smoke test); writes ``results/sparse_cpu.json``.
+Run ``python benchmarks/bench_sparse.py`` (``--quick`` for a smoke test, ``--threads 1`` on a busy machine); writes
+``results/sparse_cpu.json``.
 """
 
 from __future__ import annotations
@@ -42,14 +43,25 @@ from spikelib.sparse import (SparseSpikeTensor, SubMConv3d, build_kernel_map, sp
 
 NAME = "sparse_cpu"
 SCRIPT = Path(__file__).resolve()
-FULL = {"G": 64, "C": 16, "warmup": 2, "repeats": 7, "max_batch": 16}
-QUICK = {"G": 24, "C": 8, "warmup": 1, "repeats": 2, "max_batch": 4}
+# threads: torch intra-op threads for every implementation (0: torch's default). On a shared machine a second OpenMP
+# thread that is descheduled stalls every parallel region of the small sparse ops (seen here: 100x slower), so a busy
+# machine needs --threads 1 for meaningful figures; a quiet one can keep the default.
+FULL = {"G": 64, "C": 16, "warmup": 2, "repeats": 7, "max_batch": 16, "threads": 0}
+QUICK = {"G": 24, "C": 8, "warmup": 1, "repeats": 2, "max_batch": 4, "threads": 0}
 OCCUPANCIES = (0.001, 0.01, 0.1)
 IMPLS = ("sparse", "sparse+map", "dense")
 
 
 def size_args(args: argparse.Namespace) -> List[str]:
-    return ["--G", str(args.G), "--C", str(args.C), "--max_batch", str(args.max_batch)]
+    return ["--G", str(args.G), "--C", str(args.C), "--max_batch", str(args.max_batch), "--threads", str(args.threads)]
+
+
+def set_threads(args: argparse.Namespace) -> None:
+    """Apply ``--threads`` (0 keeps torch's default)."""
+    if args.threads < 0:
+        raise SystemExit(f"--threads must be >= 0, got {args.threads}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
 
 def make_sparse(G: int, C: int, occupancy: float, batch: int = 1, seed: int = 0) -> SparseSpikeTensor:
@@ -198,6 +210,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         "command": common.command_line(),
         "machine": machine,
         "config": {"G": args.G, "C": args.C, "kernel": 3, "dtype": "float32", "occupancies": list(OCCUPANCIES),
+                   "threads": torch.get_num_threads(),
                    "warmup": args.warmup, "repeats": args.repeats, "drop_factor": common.DROP_FACTOR,
                    "foreign_cpu_limit": common.FOREIGN_CPU_LIMIT},
         "calibration": {"best_s": monitor.best, "count": len(monitor.calibrations)},
@@ -238,6 +251,7 @@ def run_scaling(args: argparse.Namespace, monitor: common.Monitor, conv: SubMCon
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = common.parse_bench_args(__doc__.split("\n\n")[0], FULL, QUICK, argv)
+    set_threads(args)
     if args.probe:
         probe(args)
         return 0
