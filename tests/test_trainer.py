@@ -151,3 +151,33 @@ def test_empty_data_and_labels_out_of_range(tmp_path):
                           {"n_classes": 3, "n_channels": 6, "chance": 1 / 3})
     with pytest.raises(ConfigError, match="the training set is empty"):
         Trainer(_config(), tmp_path / "b", datasets=empty).fit()
+
+
+def test_batch_mix_is_applied_to_training_batches_only(tmp_path):
+    from torch.utils.data import TensorDataset
+
+    from spikelib.training.datasets import DatasetBundle, build_datasets
+
+    calls = []
+
+    def all_to_class_zero(x, y):  # lam = 1: every target becomes y_b = 0
+        calls.append(x.shape[0])
+        return x, y, torch.zeros_like(y), torch.ones(x.shape[0])
+
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(32, 10, 6, generator=g) < 0.3).float()
+    y = torch.randint(0, 3, (32,), generator=g)
+    bundle = DatasetBundle(TensorDataset(x, y), TensorDataset(x[:8], y[:8]), {"n_classes": 3, "n_channels": 6,
+                                                                              "chance": 1 / 3},
+                           batch_mix=all_to_class_zero)
+    cfg = _config(data={"val_fraction": 0.0}, optim={"lr": 0.05}, train={"epochs": 3})
+    trainer = Trainer(cfg, tmp_path, datasets=bundle)
+    trainer.fit()
+    assert calls == [8] * 12  # 4 batches x 3 epochs, never during evaluation
+    with torch.no_grad():
+        predictions = trainer.model(x.transpose(0, 1)).argmax(1)
+    assert float((predictions == 0).float().mean()) > 0.9  # it learned the mixed targets
+
+    shd = build_datasets("synthetic_shd", 0, root=str(tmp_path / "data"), n_train=40, n_test=20,
+                         augment="snn_delays")
+    assert shd.batch_mix is not None and shd.train.transform is not None and shd.test.transform is None

@@ -28,13 +28,16 @@ __all__ = ["DatasetBundle", "register_dataset", "list_datasets", "build_datasets
 
 @dataclass
 class DatasetBundle:
-    """``train`` and ``test`` datasets, facts about them (``info``: n_classes, n_channels, chance, ...) and the
-    ``collate`` function of their loaders (``None``: the default stacking)."""
+    """``train`` and ``test`` datasets, facts about them (``info``: n_classes, n_channels, chance, ...), the
+    ``collate`` function of their loaders (``None``: the default stacking) and an optional training-batch mix
+    ``batch_mix(x [B, T, C], y) -> (x', y_a, y_b, lam)`` (e.g. time-axis CutMix; the loss is then
+    ``(1 - lam) CE(y_a) + lam CE(y_b)``)."""
 
     train: Any
     test: Any
     info: Dict[str, Any] = field(default_factory=dict)
     collate: Optional[Callable] = None
+    batch_mix: Optional[Callable] = None
 
 
 _DATASETS: Dict[str, Callable[..., DatasetBundle]] = {}
@@ -110,25 +113,30 @@ def _shd_like(kind: str, root: Any, bin_ms: Any, n_bins: Any, max_time: Any, cha
     cls = SHDDataset if kind == "shd" else SSCDataset
     kw = dict(bin_ms=bin_ms, n_bins=n_bins, max_time=max_time, channels_out=channels_out, cache=cache,
               download=download)
-    transform = None
+    transform = mix = None
     if augment is not None:
         if augment != "snn_delays":
             raise ConfigError(f"data.augment: expected null or 'snn_delays', got {augment!r}")
         from spikelib.data import snn_delays_augmentations
 
-        transform, _ = snn_delays_augmentations(n_inputs=channels_out)
+        transform, mix = snn_delays_augmentations(n_inputs=channels_out)
     train = cls(root, "train", transform=transform, **kw)
     test = cls(root, "test", **kw)
     info = {"n_classes": train.n_classes, "n_channels": train.channels_out, "chance": 1.0 / train.n_classes,
             "n_steps": train.n_steps, "bin_ms": train.dt * 1000.0}
-    return DatasetBundle(train, test, info, collate=pad_collate if max_time is None else None)
+    return DatasetBundle(train, test, info, collate=pad_collate if max_time is None else None, batch_mix=mix)
 
 
 @register_dataset("shd")
 def _shd(seed: int, root: str = "data/shd", bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
          max_time: Optional[float] = 1.4, channels_out: int = 700, cache: Optional[str] = None,
          download: bool = False, augment: Optional[str] = None) -> DatasetBundle:
-    """Spiking Heidelberg Digits from the official files in ``root`` (:class:`spikelib.data.SHDDataset`)."""
+    """Spiking Heidelberg Digits from the official files in ``root`` (:class:`spikelib.data.SHDDataset`).
+
+    ``augment: snn_delays`` adds the SNN-delays augmentations: time and neuron masks on training samples and
+    time-axis CutMix on training batches (:func:`spikelib.data.snn_delays_augmentations`). Their random draws come
+    from generators seeded per process and are not in checkpoints, so a resumed run with augmentations continues
+    with different (equally distributed) draws."""
     return _shd_like("shd", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment)
 
 

@@ -195,6 +195,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         bundle = self._datasets or build_datasets(cfg.data.dataset, cfg.train.seed, **cfg.data.args)
         self.info = dict(bundle.info)
+        self.batch_mix = bundle.batch_mix
         train, val = split_train_val(bundle.train, cfg.data.val_fraction, cfg.train.seed)
         self.datasets = {"train": train, "val": val, "test": bundle.test}
         if len(train) == 0:
@@ -324,6 +325,12 @@ class Trainer:
 
     def _train_step(self, batch: Any) -> None:
         cfg = self.config
+        mixed = None
+        if self.batch_mix is not None:
+            xb, yb = batch
+            xb, y_a, y_b, lam = self.batch_mix(xb, yb)
+            batch = (xb, y_a)
+            mixed = (y_b.to(self.device, torch.long), lam.to(self.device))
         x, y = _batch(batch, self.device)
         n_classes = self.info.get("n_classes")
         if n_classes is not None and y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
@@ -332,7 +339,12 @@ class Trainer:
         reset(self.net)
         with self.autocast():
             logits = self.net(x)
-        loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+        if mixed is None:
+            loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=cfg.train.label_smoothing)
+        else:
+            from spikelib.data.augment import mix_cross_entropy
+
+            loss = mix_cross_entropy(logits.float(), y, mixed[0], mixed[1])
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
