@@ -12,10 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from pathlib import Path
 
-import pytest
 import torch
 
 CONFIG = """\

@@ -29,10 +29,10 @@ import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-__all__ = ["ConfigError", "DataConfig", "DelaysConfig", "ModelConfig", "OptimConfig", "ScheduleConfig", "TrainConfig", "RunConfig",
-           "load_config", "parse_config", "apply_overrides"]
+__all__ = ["ConfigError", "DataConfig", "DelaysConfig", "ModelConfig", "OptimConfig", "ScheduleConfig", "TrainConfig",
+           "RunConfig", "load_config", "parse_config", "apply_overrides", "read_yaml"]
 
 
 class ConfigError(ValueError):
@@ -322,7 +322,3 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> RunCon
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
-
-def config_summary(config: RunConfig) -> Tuple[str, str]:
-    """``(model name, dataset name)`` for messages."""
-    return config.model.name, config.data.dataset

@@ -8,7 +8,7 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, List, Mapping, Sequence
 
 from spikelib.training.atomic import atomic_write_text
 
