@@ -46,6 +46,8 @@ CLIP_LENGTHS = (16382, 20478, 24574, 32766)
 LANGUAGE_OFFSET = {"en": 0, "de": 10}
 LABEL_KEYS = tuple(f"{tts.LANGUAGE_NAMES[lang]}-{word}" for lang in ("en", "de") for word in tts.DIGITS[lang])
 FORMAT_VERSION = 1
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - callable(tmp_pat
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
