@@ -17,7 +17,7 @@ from spikelib.kernels import backend_calls, reset_backend_calls
 from spikelib.kernels.cupy.backend import multistep, variant_key
 from spikelib.kernels.cupy.emulation import HostLauncher, find_host_compiler
 from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, QIF, SURROGATE_C
-from spikelib.surrogate import spike
+from spikelib.kernels.cupy.reference import qif_reference
 
 pytestmark = pytest.mark.skipif(find_host_compiler() is None, reason="needs a C++ compiler (g++)")
 
@@ -67,19 +67,6 @@ def _reference(x, v0, tau, vth, config):
               decay_input=config.decay_input, detach_reset=config.detach_reset, surrogate=config.surrogate,
               return_membrane=True, backend="torch")
     return out.spikes, out.membrane, out.state.v
-
-
-def _qif_reference(x, v0, tau, vth, config, a0=1.0, v_c=0.8, v_rest=0.0):
-    """Independent plain-torch QIF loop (spikingjelly QIFNode charge), autograd for BPTT."""
-    v, spikes, trace = v0, [], []
-    for x_t in x.unbind(0):
-        h = v + (x_t + a0 * (v - v_rest) * (v - v_c)) / tau
-        s = spike(h - vth, config.surrogate)
-        s_r = s.detach() if config.detach_reset else s
-        v = h * (1.0 - s_r) + config.v_reset * s_r if config.reset == "hard" else h - vth * s_r
-        spikes.append(s)
-        trace.append(v)
-    return torch.stack(spikes), torch.stack(trace), v
 
 
 def _grads(outputs, weights, inputs):
@@ -188,7 +175,7 @@ def test_noncontiguous_input(launcher):
 def test_second_family_qif_through_the_same_template(launcher, reset, detach_reset):
     x, v0, tau, vth = _case()
     config = _config(reset=reset, detach_reset=detach_reset)
-    _compare_exact(launcher, x, v0, tau, vth, config, neuron=QIF_MODEL, reference=_qif_reference, rtol=5e-5)
+    _compare_exact(launcher, x, v0, tau, vth, config, neuron=QIF_MODEL, reference=qif_reference, rtol=5e-5)
 
 
 def test_parametric_lif_tau_gradient(launcher):
