@@ -237,7 +237,7 @@ class Trainer:
         self.tb = TensorBoardLogger(self.run_dir) if cfg.train.tensorboard and self.dist.is_main else None
         if self.resume:
             self._load_resume()
-        elif self.dist.is_main:
+        if self.dist.is_main:  # the configuration in force (a resumed run may have changed e.g. train.epochs)
             atomic_write_text(self.run_dir / "config.yaml", _to_yaml(cfg.to_dict()))
 
     def _optimizer(self, lr: float) -> torch.optim.Optimizer:
@@ -296,9 +296,10 @@ class Trainer:
 
     def _load_resume(self) -> None:
         path = self.run_dir / "last.pt"
-        for stale in self.run_dir.glob(".last.pt.*.tmp"):  # left by a process killed mid-write
-            if self.dist.is_main:
-                stale.unlink(missing_ok=True)
+        if self.dist.is_main:  # temporary files left by a process killed mid-write
+            for name in ("last.pt", "best.pt", "metrics.csv", "metrics.json", "result.json", "config.yaml"):
+                for stale in self.run_dir.glob(f".{name}.*.tmp"):
+                    stale.unlink(missing_ok=True)
         data = load_checkpoint(path)
         check_compatible(data, self.config.to_dict(), source=str(path))
         if data["model_name"] != self.model_name:
