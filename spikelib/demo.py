@@ -209,6 +209,7 @@ DEMO_STAGES: List[Tuple[str, Union[str, Callable[[DemoContext], Dict[str, Any]]]
     ("train", "spikelib.demo:stage_train"),
     ("evaluate", "spikelib.demo:stage_evaluate"),
     ("checkpoint", "spikelib.demo:stage_checkpoint"),
+    ("energy", "spikelib.hardware.energy.cli:demo_stage"),
     # later stages (energy report, Loihi quantise/export/simulate) are appended here
 ]
 
