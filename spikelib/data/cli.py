@@ -164,6 +164,7 @@ DATA_COMMANDS: List[Tuple[str, Callable[["argparse._SubParsersAction"], None]]] 
     ("synth-shd", _register_synth_shd),
     ("synth-modelnet", _register_synth_modelnet),
     ("check", _register_check),
+    ("synth-heidelberg", lambda sub: __import__("spikelib.data.heidelberg.cli", fromlist=["register"]).register(sub)),
 ]
 
 
