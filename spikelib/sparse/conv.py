@@ -28,7 +28,7 @@ Spikformer/SDT synaptic-operation count restricted to the active sites.
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from torch import nn

@@ -9,7 +9,6 @@ layers of spikelib do). bollossom/E-3DSNN (classify_seg/pointcept/models/sparse_
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from spikelib.sparse.tensor import SparseSpikeTensor
