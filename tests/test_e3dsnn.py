@@ -102,6 +102,10 @@ def test_bad_input():
         m(torch.randn(10, 6))
     with pytest.raises(TypeError, match="SparseSpikeTensor"):
         m("clouds")
+    with pytest.raises(TypeError, match="cloud 1 must be a tensor"):
+        m.forward_points([torch.randn(50, 6), [[0.0] * 6]])
+    with pytest.raises(TypeError, match="floating point"):
+        m.forward_points([torch.zeros(50, 6, dtype=torch.long)])
     with pytest.raises(ValueError, match="in_channels=3"):
         E3DSNN(in_channels=3)
     with pytest.raises(ValueError, match="enc_depth must have 2"):

@@ -162,9 +162,15 @@ class E3DSNN(nn.Module):
         """Spike voxel coding of point clouds ``[P, 3 or 6]`` (random point per voxel + augmentation in training)."""
         if len(clouds) == 0:
             raise ValueError("clouds is empty: at least one point cloud is needed")
-        dev = next(self.parameters()).device
-        items = [self.coding(p.float().cpu(), training=self.training, generator=generator) for p in clouds]
-        return collate_voxels([(g.to(dev), f.to(dev)) for g, f in items], self.margin)
+        param = next(self.parameters())
+        items = []
+        for b, p in enumerate(clouds):
+            if not isinstance(p, torch.Tensor):
+                raise TypeError(f"cloud {b} must be a tensor [P, 3 or 6], got {type(p).__name__}")
+            if p.is_floating_point():  # voxelised where the model lives, in its dtype (random draws on the CPU)
+                p = p.to(device=param.device, dtype=param.dtype)
+            items.append(self.coding(p, training=self.training, generator=generator))
+        return collate_voxels(items, self.margin)
 
     def forward_points(self, clouds: Sequence[torch.Tensor], generator: Optional[torch.Generator] = None
                        ) -> torch.Tensor:
