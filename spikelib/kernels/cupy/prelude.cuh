@@ -70,6 +70,13 @@ __device__ __forceinline__ unsigned short slk_f16_store(float f) {
 }
 #endif
 
+// Unroll the time loops (more loads in flight per thread; x[t] does not depend on the state).
+#ifdef SLK_HOST
+#define SLK_UNROLL
+#else
+#define SLK_UNROLL _Pragma("unroll 4")
+#endif
+
 // Neuron index of this thread: a grid-stride loop (the host harness runs it for each emulated block and thread).
 #define SLK_FOR_EACH_NEURON(m, M)                                                                    \
     for (long long m = (long long)blockIdx.x * blockDim.x + threadIdx.x; m < (M);                    \
