@@ -69,6 +69,15 @@ def test_duplicates_error_or_sum():
         SparseSpikeTensor(f, c, (4, 4, 4), duplicates="mean")
 
 
+def test_to_casts_features_and_keeps_coordinates():
+    x = SparseSpikeTensor(torch.randn(2, 3), coords_of((0, 0, 0, 0), (0, 1, 0, 0)), (4, 4, 4))
+    y = x.to(torch.float64)
+    assert y.features.dtype == torch.float64 and torch.equal(y.coords, x.coords) and y.coords.dtype == torch.int64
+    assert y.spatial_shape == x.spatial_shape and y.batch_size == 1
+    with pytest.raises(TypeError, match="floating point"):
+        x.to(torch.int32)
+
+
 def test_replace_features_checks():
     x = SparseSpikeTensor(torch.randn(2, 3), coords_of((0, 0, 0, 0), (0, 1, 0, 0)), (4, 4, 4))
     with pytest.raises(ValueError, match="N = 2"):

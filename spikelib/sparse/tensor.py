@@ -171,6 +171,15 @@ class SparseSpikeTensor:
         out._cache = self._cache
         return out
 
+    def to(self, *args, **kwargs) -> "SparseSpikeTensor":
+        """Features moved/cast as ``Tensor.to(*args, **kwargs)``, coordinates moved to the same device (int64 kept);
+        the kernel maps are rebuilt on the new device when needed (the cache is not carried over)."""
+        features = self.features.to(*args, **kwargs)
+        if not features.is_floating_point():
+            raise TypeError(f"features must stay floating point, got {features.dtype}")
+        return SparseSpikeTensor(features, self.coords.to(features.device), self.spatial_shape, self.batch_size,
+                                 check=False)
+
     def batch_index(self) -> torch.Tensor:
         """The batch item of every site, ``[N]`` int64."""
         return self.coords[:, 0]
