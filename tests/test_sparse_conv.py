@@ -89,8 +89,9 @@ def test_multistep_features_same_weights_every_step():
         torch.testing.assert_close(out.features[t], single.features)
 
 
-def test_gradcheck_float64():
-    x = random_sparse((5, 4, 6), 2, 20, 2, seed=5)
+@pytest.mark.parametrize("steps", [None, 3])
+def test_gradcheck_float64(steps):
+    x = random_sparse((5, 4, 6), 2, 20, 2, seed=5, t=steps)
     for conv in (SubMConv3d(2, 3, 3, bias=True).double(), SparseConv3d(2, 3, 3, 2, 1, bias=True).double()):
         kmap = conv.kernel_map(x)
 
