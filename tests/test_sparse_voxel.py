@@ -6,6 +6,16 @@ import torch
 from spikelib.sparse import SpikeVoxelCoding, collate_voxels, grid_sample, normalize_coords
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small sparse ops gain nothing from a second intra-op thread, and on a shared machine a descheduled one stalls
+    every parallel region; run on one thread and restore the setting."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def cloud(p=400, seed=0, normals=True):
     g = torch.Generator().manual_seed(seed)
     xyz = torch.rand(p, 3, generator=g, dtype=torch.float64) * 2 - 1
