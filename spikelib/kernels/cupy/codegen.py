@@ -40,7 +40,7 @@ DTYPES: Dict[str, Tuple[str, str, str]] = {
     "float16": ("unsigned short", "slk_f16_load", "slk_f16_store"),
     "bfloat16": ("unsigned short", "slk_bf16_load", "slk_bf16_store"),
 }
-COMPILE_OPTIONS: Tuple[str, ...] = ("--std=c++14",)
+COMPILE_OPTIONS: Tuple[str, ...] = ("--std=c++17",)  # the default of NVRTC 12+ and nvcc 12+; explicit for both
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
 
 
