@@ -13,7 +13,8 @@ template, ``multistep_neuron.cu.tmpl``). With ``g = surrogate'(H[t] - v_th)`` an
 
 Memory: forward saves only ``H`` (``T x M`` elements of the input's dtype) plus the initial state; spikes and
 ``V[t-1]`` are recomputed from ``H`` in backward. Activation memory is therefore ``T * M * itemsize`` (+ ``M``), linear
-in ``T`` and the same size as the input (the torch reference saves several tensors per step; see benchmarks/README.md).
+in ``T`` and the same size as the input; the torch reference keeps 3 input-sized tensors (2 with detach_reset) for
+autograd (bytes of distinct saved tensors, measured with ``saved_tensors_hooks``; tests/test_cupy_emulation.py).
 Per-neuron parameter gradients are written per neuron in float32 and reduced over the batch in float32 (the
 ParametricLIF ``tau`` gradient keeps float32 accumulation for float16/bfloat16 inputs). Arithmetic is float32 for every
 storage dtype; ``H`` is rounded to the storage dtype in forward so that backward recomputes exactly what forward did.
