@@ -49,7 +49,8 @@ SCRIPT = Path(__file__).resolve()
 FULL = {"G": 64, "C": 16, "warmup": 2, "repeats": 7, "max_batch": 16, "threads": 0}
 QUICK = {"G": 24, "C": 8, "warmup": 1, "repeats": 2, "max_batch": 4, "threads": 0}
 OCCUPANCIES = (0.001, 0.01, 0.1)
-IMPLS = ("sparse", "sparse+map", "dense")
+SPARSE, SPARSE_MAP, DENSE = "spikelib-sparse", "spikelib-sparse+map", "dense-conv3d"
+IMPLS = (SPARSE, SPARSE_MAP, DENSE)
 
 
 def size_args(args: argparse.Namespace) -> List[str]:
@@ -109,17 +110,17 @@ def case_calls(x: SparseSpikeTensor, conv: SubMConv3d, backward: bool) -> Dict[s
         (F.conv3d(dense_in, w_dense, padding=1) * r_dense).sum().backward()
         return dense_in.grad
 
-    return {"sparse": run_sparse(False), "sparse+map": run_sparse(True), "dense": dense}
+    return {SPARSE: run_sparse(False), SPARSE_MAP: run_sparse(True), DENSE: dense}
 
 
 def check(x: SparseSpikeTensor, conv: SubMConv3d) -> Dict[str, float]:
     """Max |sparse - dense at the active sites| of the forward pass and of the input gradient."""
     calls_f = case_calls(x, conv, False)
-    ys, yd = calls_f["sparse"](), calls_f["dense"]()
+    ys, yd = calls_f[SPARSE](), calls_f[DENSE]()
     c = x.coords
     fwd = float((ys - yd[c[:, 0], :, c[:, 1], c[:, 2], c[:, 3]]).abs().max())
     calls_b = case_calls(x, conv, True)
-    gs, gd = calls_b["sparse"](), calls_b["dense"]()
+    gs, gd = calls_b[SPARSE](), calls_b[DENSE]()
     bwd = float((gs - gd[c[:, 0], :, c[:, 1], c[:, 2], c[:, 3]]).abs().max())
     return {"forward_max_abs_diff": fwd, "input_grad_max_abs_diff": bwd}
 
@@ -175,19 +176,21 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     monitor = common.Monitor()
     torch.manual_seed(0)
     conv = SubMConv3d(args.C, args.C, 3)
-    checks = {f"occ={occ:g}": check(make_sparse(args.G, args.C, occ, seed=5), conv) for occ in OCCUPANCIES}
-    print(f"sparse vs dense at the active sites: {checks}")
+    agreement = {f"occ={occ:g}": check(make_sparse(args.G, args.C, occ, seed=5), conv) for occ in OCCUPANCIES}
+    print(f"sparse vs dense at the active sites: {agreement}")
     cases: Dict[str, Any] = {}
     for case, calls in all_calls(args).items():
         series = common.measure_interleaved(calls, monitor, args.warmup, args.repeats,
                                             max_rounds_factor=2 if args.quick else 3, label=f"{case}: ")
         rows = {name: common.summarize(s) for name, s in series.items()}
-        dense_med = rows["dense"].get("median_s")
+        dense_med = rows[DENSE].get("median_s")
         for row in rows.values():
             med = row.get("median_s")
             row["speedup_vs_dense"] = dense_med / med if med and dense_med else None
         occ = float(case.split("=")[1].split("/")[0])
-        cases[case] = {"rows": rows, "active_sites": max(1, round(occ * args.G ** 3))}
+        n_sites = max(1, round(occ * args.G ** 3))
+        cases[case] = {"title": f"{n_sites} active sites of {args.G}^3 ({occ:.1%}), C={args.C}, k=3", "rows": rows,
+                       "active_sites": n_sites, "checks": agreement[f"occ={occ:g}"]}
         print(f"{case:28s} " + "  ".join(
             f"{n} {common.fmt_median(r)} ms ({r['speedup_vs_dense'] or float('nan'):.1f}x)" for n, r in rows.items()),
             flush=True)
@@ -203,6 +206,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         for case, block in cases.items():
             print(f"{case:28s} peak MiB " + "  ".join(
                 f"{n} {common.fmt_mib(r.get('peak_mib'))}" for n, r in block["rows"].items()))
+    add_scaling_cases(cases, scaling, args)
     return {
         "benchmark": NAME,
         "title": "Sparse 3D convolution (SubMConv3d vs dense Conv3d, CPU)",
@@ -214,7 +218,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
                    "warmup": args.warmup, "repeats": args.repeats, "drop_factor": common.DROP_FACTOR,
                    "foreign_cpu_limit": common.FOREIGN_CPU_LIMIT},
         "calibration": {"best_s": monitor.best, "count": len(monitor.calibrations)},
-        "checks": checks,
+        "agreement_with_dense": agreement,
         "cases": cases,
         "scaling": scaling,
     }
@@ -230,7 +234,7 @@ def run_scaling(args: argparse.Namespace, monitor: common.Monitor, conv: SubMCon
         x = make_sparse(args.G, args.C, 0.01, batch=b, seed=7)
         sites.append(x.num_sites)
         fwd, fb = case_calls(x, conv, False), case_calls(x, conv, True)
-        calls = {"forward": fwd["sparse"], "forward_backward": fb["sparse"],
+        calls = {"forward": fwd[SPARSE], "forward_backward": fb[SPARSE],
                  "kernel_map": lambda x=x: build_kernel_map(x, 3, subm=True)}
         series = common.measure_interleaved(calls, monitor, args.warmup, args.repeats,
                                             max_rounds_factor=2 if args.quick else 3, label=f"scaling B={b}: ")
@@ -247,6 +251,22 @@ def run_scaling(args: argparse.Namespace, monitor: common.Monitor, conv: SubMCon
             print(f"fit {name:17s} t = {f['intercept_s'] * 1e3:.3g} ms + {f['seconds_per_site'] * 1e6:.3g} us/site "
                   f"(R^2 {f['r2']:.4f}, log-log slope {f['loglog_slope']:.2f})")
     return {"density": 0.01, "points": out, "fits": fits}
+
+
+def add_scaling_cases(cases: Dict[str, Any], scaling: Dict[str, Any], args: argparse.Namespace) -> None:
+    """The scaling points as cases (rows named spikelib-<what>) for RESULTS.md; the fits go with the last one."""
+    keys = list(scaling["points"])
+    for key in keys:
+        pt = scaling["points"][key]
+        block: Dict[str, Any] = {
+            "title": f"spikelib-sparse cost at {pt['active_sites']} active sites (1% of {args.G}^3 per batch item, "
+                     f"{key}), C={args.C}, k=3",
+            "rows": {f"spikelib-{n}": r for n, r in pt["rows"].items()}, "active_sites": pt["active_sites"]}
+        if key == keys[-1] and scaling["fits"]:
+            block["checks"] = {f"fit {n}": f"t = {f['intercept_s'] * 1e3:.3g} ms + {f['seconds_per_site'] * 1e9:.3g} "
+                                           f"ns/site (R^2 {f['r2']:.4f}, log-log slope {f['loglog_slope']:.2f})"
+                               for n, f in scaling["fits"].items()}
+        cases[f"scaling/{key}"] = block
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
