@@ -121,11 +121,14 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert not list(killed_dir.glob(".*.tmp"))
 
 
-def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path, capsys):
+    from spikelib.cli import main
+
     cfg = tmp_path / "tiny.yaml"
-    cfg.write_text(CONFIG.replace("epochs: 3", "epochs: 1"))
+    cfg.write_text(CONFIG.replace("epochs: 3", "epochs: 1").replace("n_train: 160", "n_train: 40"))
     out = tmp_path / "run"
-    assert _train(str(cfg), "--out", str(out)).returncode == 0
-    other = _train(str(cfg), "--out", str(out), "--resume", "--set", "model.hidden=[8]")
-    assert other.returncode == 2
-    assert "model.hidden: [16] in the checkpoint, [8] in this run" in other.stderr
+    assert main(["train", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    before = (out / "last.pt").read_bytes()
+    assert main(["train", str(cfg), "--out", str(out), "--resume", "--no-progress", "--set", "model.hidden=[8]"]) == 2
+    assert "model.hidden: [16] in the checkpoint, [8] in this run" in capsys.readouterr().err
+    assert (out / "last.pt").read_bytes() == before  # the refused run wrote nothing

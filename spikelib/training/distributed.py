@@ -6,7 +6,10 @@ on CPUs). Training batches come from :class:`ResumableDistributedSampler`: torch
 permutation per epoch from ``seed + epoch``, rank ``r`` takes positions ``r, r + N, r + 2N, ...``) that can start
 part-way into an epoch. With a per-rank batch of ``B / N``, the ``i``-th batches of all ranks together are exactly
 the samples of the ``i``-th batch of a single process with batch ``B``; DDP averages the ranks' gradients, so with
-a mean loss per rank the update equals the single-process update (same number of samples on every rank).
+a mean loss per rank the update equals the single-process update (same number of samples on every rank). When the
+training set is not divisible by N, ``DistributedSampler`` repeats a few samples to even out the ranks. BatchNorm
+statistics stay per rank (no SyncBatchNorm). Evaluation shards the data without padding (:class:`ShardSampler`) and
+sums loss/correct/count over the ranks.
 """
 
 from __future__ import annotations
