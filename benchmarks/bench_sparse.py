@@ -14,9 +14,10 @@ checks). Rows hold median/min/max seconds (interleaved rounds, disturbed rounds 
 benchmark) and ``speedup_vs_dense`` (dense median / this median).
 
 Scaling: ``scaling/<case>`` times the sparse forward (cached map), forward+backward and the kernel-map build at a
-fixed 1% density while the number of active sites grows (batch items of the same density, ``B = 1, 2, 4, 8, 16``);
-a least-squares fit ``t = a + b N`` (with R^2) and the log-log slope (1 = linear) are stored. Peak memory of one
-call of every case is measured in a fresh subprocess (``--probe memory``, as the other scripts do).
+fixed 1% density while the number of active sites grows (batch items of the same density, ``B = 1, 2, 4, ...,
+max_batch``: 2.6k to 168k sites at full size); a least-squares fit ``t = a + b N`` (with R^2) and the log-log slope
+(1 = linear) are stored. Peak memory of one call of every case is measured in a fresh subprocess (``--probe memory``,
+as the other scripts do).
 
 Run ``python benchmarks/bench_sparse.py`` (``--quick`` for a smoke test, ``--threads 1`` on a busy machine); writes
 ``results/sparse_cpu.json``.
@@ -46,7 +47,7 @@ SCRIPT = Path(__file__).resolve()
 # threads: torch intra-op threads for every implementation (0: torch's default). On a shared machine a second OpenMP
 # thread that is descheduled stalls every parallel region of the small sparse ops (seen here: 100x slower), so a busy
 # machine needs --threads 1 for meaningful figures; a quiet one can keep the default.
-FULL = {"G": 64, "C": 16, "warmup": 2, "repeats": 7, "max_batch": 16, "threads": 0}
+FULL = {"G": 64, "C": 16, "warmup": 2, "repeats": 7, "max_batch": 64, "threads": 0}
 QUICK = {"G": 24, "C": 8, "warmup": 1, "repeats": 2, "max_batch": 4, "threads": 0}
 OCCUPANCIES = (0.001, 0.01, 0.1)
 SPARSE, SPARSE_MAP, DENSE = "spikelib-sparse", "spikelib-sparse+map", "dense-conv3d"
@@ -226,7 +227,7 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 def run_scaling(args: argparse.Namespace, monitor: common.Monitor, conv: SubMConv3d) -> Dict[str, Any]:
     """Sparse cost against the number of active sites at a fixed 1% density (module docstring)."""
-    batches = [b for b in (1, 2, 4, 8, 16, 32) if b <= args.max_batch]
+    batches = [b for b in (1, 2, 4, 8, 16, 32, 64, 128) if b <= args.max_batch]
     out: Dict[str, Any] = {}
     per: Dict[str, List[float]] = {"forward": [], "forward_backward": [], "kernel_map": []}
     sites: List[int] = []
