@@ -6,8 +6,10 @@ state, per-neuron or scalar tau and threshold) to the tolerances of the numba ba
 detach_reset, both decay forms and every surrogate; the second neuron family (QIF) against an independent torch loop;
 float16/bfloat16 storage conversions bitwise against torch, and the 16-bit kernels against a float64 reference."""
 
+import contextlib
 import itertools
 import math
+import sys
 
 import pytest
 import torch
@@ -305,3 +307,91 @@ def test_activation_memory_is_one_tensor_of_the_input(launcher):
     # both grow linearly in T; the kernel saves a fixed fraction of what the reference saves
     ratios = [ref / kern for _, kern, ref in rows]
     assert all(r > 2 for r in ratios) and math.isclose(ratios[1], ratios[2], rel_tol=0.05)
+
+
+def test_cupy_launcher_glue_with_a_fake_cupy(launcher, monkeypatch):
+    """CupyLauncher without a GPU: a stand-in `cupy` module checks that every kernel argument has the numpy type of
+    the kernel's C parameter (pointer -> uint64, float -> float32, long long -> int64), that the grid covers the
+    neurons with 256-thread blocks, that the launch happens inside the device guard and on an ExternalStream made
+    from torch's current stream, and then runs the kernel through the host emulation; results equal the reference."""
+    import re
+    import types
+
+    import numpy as np
+
+    from spikelib.kernels.cupy import backend as cupy_backend
+    from spikelib.kernels.cupy import codegen
+
+    log = {"launches": [], "device": [], "stream": []}
+
+    class Device:
+        def __init__(self, index):
+            self.index = index
+
+        def __enter__(self):
+            log["device"].append(self.index)
+
+        def __exit__(self, *exc):
+            log["device"].pop()
+
+    class ExternalStream:
+        def __init__(self, ptr):
+            self.ptr = ptr
+
+        def __enter__(self):
+            log["stream"].append(self.ptr)
+
+        def __exit__(self, *exc):
+            log["stream"].pop()
+
+    class Kernel:
+        def __init__(self, code, name):
+            m = re.search(r'extern "C" __global__ void ' + name + r"\((.*?)\) \{", code, re.S)
+            self.params = [p.strip() for p in m.group(1).split(",")]
+            self.name = name
+
+        def __call__(self, grid, block, args):
+            assert log["device"] == [0] and log["stream"] == [4242], "launched outside the device/stream guard"
+            assert len(args) == len(self.params)
+            for a, p in zip(args, self.params):
+                want = np.uint64 if "*" in p else np.float32 if p.startswith(("float", "const float")) else np.int64
+                assert type(a) is want, f"{self.name}: {p!r} got {type(a).__name__}"
+            M = int(args[6] if self.name.startswith("slk_fwd") else args[12])
+            assert block == (256,) and grid == (max(1, -(-M // 256)),)
+            log["launches"].append(self.name)
+            fn = getattr(launcher.lib, self.name)
+            values = [None if (isinstance(a, np.uint64) and int(a) == 0) else
+                      int(a) if isinstance(a, (np.uint64, np.int64)) else float(a) for a in args]
+            for b in range(grid[0]):  # every thread of the real grid, one after another
+                for t in range(block[0]):
+                    launcher._set(t, b, block[0], grid[0])
+                    fn(*values)
+
+    class RawModule:
+        def __init__(self, code, options):
+            assert options == codegen.COMPILE_OPTIONS
+            self.code = code
+
+        def get_function(self, name):
+            return Kernel(self.code, name)
+
+    fake = types.ModuleType("cupy")
+    fake.cuda = types.SimpleNamespace(Device=Device, ExternalStream=ExternalStream)
+    fake.RawModule = RawModule
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(cupy_backend, "_cupy_missing_reason", lambda: None)
+    monkeypatch.setattr(codegen, "_KERNELS", {})
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda index=None: types.SimpleNamespace(cuda_stream=4242))
+    monkeypatch.setattr(torch.cuda, "device", lambda index: contextlib.nullcontext())
+
+    x, v0, tau, vth = _case(shape=(7, 3, 300))  # 900 neurons: 4 blocks of 256 with a remainder
+    config = _config(reset="soft")
+    weights = (torch.randn_like(x), torch.randn_like(x) * 0.3, torch.randn_like(v0))
+    out = cupy_backend.multistep(x, v0, tau, vth, config, True)
+    ref = _reference(x, v0, tau, vth, config)
+    assert torch.equal(out[0], ref[0]) and torch.equal(out[1], ref[1]) and torch.equal(out[2], ref[2])
+    for g, r in zip(_grads(out, weights, (x, v0, tau, vth)), _grads(ref, weights, (x, v0, tau, vth))):
+        torch.testing.assert_close(g, r, rtol=2e-5, atol=2e-5 * max(1.0, float(r.abs().max())))
+    key = variant_key(LIF_DECAY_INPUT, config, torch.float32)
+    assert log["launches"] == [key.forward_name, key.backward_name]
