@@ -19,9 +19,12 @@ With dense convolution written as cross-correlation, ``y[o] = sum_k W[k] x[o s -
 Sites are looked up by an int64 key ``((b X + x) Y + y) Z + z`` (:func:`spikelib.sparse.tensor.coordinate_keys`),
 vectorised over sites (the only Python loop is over the ``K`` kernel offsets), in one of two ways that give the same
 map: ``"sort"`` searches the sorted keys of the input (``torch.sort`` + ``torch.searchsorted``, ``O(K N log N)``, any
-grid size); ``"table"`` scatters the site indices into a direct-address table of ``B X Y Z`` int32 entries and reads
-it (``O(K N)`` plus the table fill). ``lookup="auto"`` takes the table when it has at most ``2^23`` entries and at
-most ``64 K N`` (so that filling it does not cost more than the lookups), else the sorted search.
+grid size); ``"table"`` scatters the site indices into a direct-address table of int32 entries and reads it
+(``O(K N)`` plus the table fill). For submanifold maps the keys are those of the grid padded by the kernel radius
+``r = d (K_axis - 1) / 2`` on every side (``B (X + 2r) (Y + 2r) (Z + 2r)`` cells): a neighbour of an active site then
+stays inside its batch item's block, so no range checks are needed and padding cells never hold a site.
+``lookup="auto"`` takes the table when it has at most ``2^23`` entries and at most ``64 K N`` (so that filling it does
+not cost more than the lookups), else the sorted search.
 
 For operation counting (synaptic operations of a spiking sparse conv), :class:`KernelMap` exposes the pairs:
 ``kernel_map.pairs(k)`` gives ``(in_idx, out_idx)`` of tap ``k``; ``in_idx``/``out_idx`` hold all pairs grouped by tap
@@ -154,17 +157,15 @@ class _SiteIndex:
             self.table = torch.full((table_size,), -1, dtype=torch.int32, device=keys.device)
             self.table[keys] = torch.arange(keys.numel(), dtype=torch.int32, device=keys.device)
 
-    def find(self, query: torch.Tensor, valid: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Input indices of the ``query`` keys that exist (and are ``valid``), and the mask of those queries."""
-        if self.sorted_keys.numel() == 0:
-            return query.new_zeros(0), torch.zeros_like(valid)
+    def find(self, query: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(positions of the queries that exist, their input indices)``; every query must lie in the key space."""
         if self.table is not None:
-            idx = self.table[query.clamp(0, self.table.numel() - 1)]
-            hit = valid & (idx >= 0)
-            return idx[hit].long(), hit
+            idx = self.table[query]
+            flat = (idx >= 0).nonzero().squeeze(1)
+            return flat, idx[flat].long()
         pos = torch.searchsorted(self.sorted_keys, query).clamp_(max=self.sorted_keys.numel() - 1)
-        hit = valid & (self.sorted_keys[pos] == query)
-        return self.perm[pos[hit]], hit
+        flat = (self.sorted_keys[pos] == query).nonzero().squeeze(1)
+        return flat, self.perm[pos[flat]]
 
 
 def build_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 = 1, padding: IntOr3 = 0,
@@ -182,45 +183,43 @@ def build_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 =
     coords, shape, dev = x.coords, x.spatial_shape, x.coords.device
     offsets = _kernel_offsets(ks, dev)
     n = coords.shape[0]
-    keys = coordinate_keys(coords, shape)
-    sorted_keys, perm = torch.sort(keys)
     ins, outs, counts = [], [], []
     if subm:
         if any(k % 2 == 0 for k in ks):
             raise ValueError(f"a submanifold conv needs an odd kernel_size, got {ks}")
         if st != (1, 1, 1):
             raise ValueError(f"a submanifold conv has stride 1, got {st}")
-        X, Y, Z = shape
-        stride_key = torch.tensor([Y * Z, Z, 1], dtype=torch.int64, device=dev)
-        centre = torch.tensor([(k - 1) // 2 for k in ks], dtype=torch.int64, device=dev)
-        dl_t = torch.tensor(dl, dtype=torch.int64, device=dev)
-        deltas = (offsets - centre) * dl_t                                       # [K, 3]
-        arange = torch.arange(n, device=dev)
-        table_size = max(x.batch_size, 1) * X * Y * Z
+        # Keys in a grid padded by the kernel radius r on every side: a neighbour of an active site then never
+        # leaves its batch item's block (no range checks), and padding cells hold no site.
+        radius = [d * (k - 1) // 2 for k, d in zip(ks, dl)]
+        padded = tuple(S + 2 * r for S, r in zip(shape, radius))
+        table_size = max(x.batch_size, 1) * padded[0] * padded[1] * padded[2]
+        if table_size >= 2**62:
+            raise ValueError(f"batch_size x padded spatial_shape = {x.batch_size} x {padded} is too large for "
+                             "int64 keys")
+        shift = torch.tensor([0] + radius, dtype=torch.int64, device=dev)
+        keys = coordinate_keys(coords + shift, padded)
+        sorted_keys, perm = torch.sort(keys)
         use_table = lookup == "table" or (lookup == "auto" and table_size <= min(
             TABLE_MAX_ENTRIES, TABLE_MAX_PER_QUERY * max(n, 1) * offsets.shape[0]))
         index = _SiteIndex(keys, sorted_keys, perm, table_size, use_table)
+        centre = torch.tensor([(k - 1) // 2 for k in ks], dtype=torch.int64, device=dev)
+        deltas = (offsets - centre) * torch.tensor(dl, dtype=torch.int64, device=dev)      # [K, 3]
+        stride_key = torch.tensor([padded[1] * padded[2], padded[2], 1], dtype=torch.int64, device=dev)
+        dkey = (deltas * stride_key).sum(1)
+        arange = torch.arange(n, device=dev)
         # Queries in sorted-key order (sorted_keys + const is sorted: ~2x faster searches, better table locality),
         # many taps per batch of tensor ops (at most QUERY_CHUNK queries at once); the centre tap is (i, i).
-        sorted_xyz = coords[perm, 1:]
-        dkey = (deltas * stride_key).sum(1)
         centre_k = int(((centre[0] * ks[1]) + centre[1]) * ks[2] + centre[2])
         others = [k for k in range(offsets.shape[0]) if k != centre_k]
         per_tap: dict = {centre_k: (arange, arange)}
         chunk = max(1, QUERY_CHUNK // max(n, 1))
         for c0 in range(0, len(others), chunk):
             taps = others[c0:c0 + chunk]
-            d = deltas[taps]                                                     # [k, 3]
-            valid = None                                                         # 0 <= c + d < S, per axis
-            for a in range(3):
-                c_a, d_a = sorted_xyz[:, a].unsqueeze(0), d[:, a].unsqueeze(1)
-                v = (c_a >= -d_a) & (c_a < shape[a] - d_a)
-                valid = v if valid is None else valid & v
-            q = sorted_keys.unsqueeze(0) + dkey[taps].unsqueeze(1)
-            in_i, hit = index.find(q.reshape(-1), valid.reshape(-1))
-            hit = hit.view(len(taps), n)
-            out_i = perm.unsqueeze(0).expand(len(taps), n)[hit]
-            sizes = hit.sum(1).tolist()
+            q = (sorted_keys.unsqueeze(0) + dkey[taps].unsqueeze(1)).reshape(-1)
+            flat, in_i = index.find(q) if n else (q.new_zeros(0), q.new_zeros(0))
+            out_i = perm[flat % max(n, 1)]
+            sizes = torch.bincount(flat // max(n, 1), minlength=len(taps)).tolist()
             for k, a, b in zip(taps, in_i.split(sizes), out_i.split(sizes)):
                 per_tap[k] = (a, b)
         for k in range(offsets.shape[0]):
