@@ -14,7 +14,8 @@ Pointcept's transforms (Pointcept/Pointcept pointcept/datasets/transform.py: ``N
     batch     : coords (b, g), spatial_shape = max over the batch of g + margin (margin 96 in the reference)
 
 The reference evaluates with GridSample's "train" mode too (a random point per voxel); spikelib chooses the
-deterministic rule in evaluation so that a test accuracy is reproducible. Duplicate voxels cannot occur by
+deterministic rule in evaluation so that a test accuracy is reproducible. GridSample draws ``randint(0, max count)
+% count``, slightly non-uniform within a voxel; spikelib draws uniformly. Duplicate voxels cannot occur by
 construction.
 """
 
