@@ -10,6 +10,8 @@ Measured, all in one process:
   HDF5 writing) for ``speakers x 20 x repeats`` samples, with the transfer functions already on disk, and the time a
   full-size set (8,000 train + 2,000 test samples, about SHD's size) would take at that speed.
 * ``second_run_s``: the same call again (everything from the cache).
+* ``cpu_s_per_sample``: CPU seconds (all threads plus the eSpeak worker) per generated sample: on a shared machine
+  the load-independent part; ``2 / cpu_s_per_sample`` bounds the samples/s of a quiet 2-core machine.
 
 The machine load (``/proc/loadavg``) and this process's CPU time over wall time are recorded: on a shared machine the
 figures are pessimistic. Run ``python benchmarks/bench_cochlea.py`` (or ``--quick``); writes
@@ -36,10 +38,14 @@ FULL_SIZE_SAMPLES = 10_000  # ~8,000 train + ~2,000 test, as SHD (8,156 / 2,264)
 
 
 def _cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its finished children (the eSpeak worker)."""
     import resource
 
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        r = resource.getrusage(who)
+        total += r.ru_utime + r.ru_stime
+    return total
 
 
 def main(argv=None) -> int:
@@ -91,9 +97,9 @@ def main(argv=None) -> int:
     out = work / "set"
     kw = dict(speakers=sizes["speakers"], repeats=sizes["repeats"], seed=0, channels=channels, progress=False,
               cache_dir=work / "cache")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu_s()
     summary = G.generate_heidelberg(out, **kw)
-    gen_s = time.perf_counter() - t
+    gen_s, gen_cpu = time.perf_counter() - t, _cpu_s() - c
     t = time.perf_counter()
     G.generate_heidelberg(out, **kw)
     second_s = time.perf_counter() - t
@@ -113,6 +119,7 @@ def main(argv=None) -> int:
         "cochlea_clips_per_s": 1.0 / per_clip["total"],
         "spikes_per_clip_median": statistics.median(spikes),
         "generate": {"samples": summary["samples"], "seconds": gen_s, "samples_per_s": samples_per_s,
+                     "cpu_s_per_sample": gen_cpu / summary["samples"],
                      "tts_seconds": summary["tts_seconds"], "cochlea_seconds": summary["cochlea_seconds"],
                      "second_run_s": second_s},
         "full_size_estimate": {"samples": FULL_SIZE_SAMPLES, "minutes": FULL_SIZE_SAMPLES / samples_per_s / 60},
@@ -123,7 +130,8 @@ def main(argv=None) -> int:
     print(f"transfer function (once per clip length): {transfer_s:.1f} s; eSpeak: {tts_s * 1e3:.1f} ms/word")
     print(f"generate_heidelberg: {summary['samples']} samples in {gen_s:.1f} s = {samples_per_s:.2f} samples/s; "
           f"second run {second_s:.2f} s; full size ({FULL_SIZE_SAMPLES}) ~"
-          f"{payload['full_size_estimate']['minutes']:.0f} min")
+          f"{payload['full_size_estimate']['minutes']:.0f} min; CPU {gen_cpu / summary['samples']:.2f} s/sample "
+          f"(all threads and the eSpeak worker)")
     print(f"load {load_before} -> {common.loadavg()}, process CPU/wall {cpu / wall:.2f}; wrote {path}")
     return 0
 

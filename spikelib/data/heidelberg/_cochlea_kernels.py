@@ -144,3 +144,16 @@ def lif(counts, fs, n_conv, tau_mem, tau_syn, tau_ref, weight):
                 counter[j] -= 1
                 v_prev[j] = v
     return spikes
+
+
+@numba.njit(parallel=True, cache=True)
+def fold(v_low, v_high, spectrum, rev):
+    """out[j, k] = v_low[j, k] X[j] + v_high[j, k] conj(X[rev[j]]): the half spectrum of the real inverse FFT."""
+    n_f, n_ch = v_low.shape
+    out = np.empty((n_f, n_ch), dtype=np.complex128)
+    for j in numba.prange(n_f):
+        a = spectrum[j]
+        b = np.conj(spectrum[rev[j]])
+        for k in range(n_ch):
+            out[j, k] = v_low[j, k] * a + v_high[j, k] * b
+    return out

@@ -229,7 +229,7 @@ def _folded(n_samples: int, sample_rate: int, channels: int, p: CochleaParams) -
 
 
 def basilar_membrane(audio: np.ndarray, sample_rate: int, channels: int = 700,
-                     params: CochleaParams = CochleaParams(), workers: int = 1,
+                     params: CochleaParams = CochleaParams(), workers: int = -1,
                      folded: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> Tuple[np.ndarray, int]:
     """Membrane velocity ``[N//2 + 1, channels]`` (float64, time-major) at rate ``floor(fs/2)``.
 
@@ -248,8 +248,8 @@ def basilar_membrane(audio: np.ndarray, sample_rate: int, channels: int = 700,
     m = a.size // 2 + 1
     spectrum = sfft.fft(a, workers=workers)[:m]
     rev = (-np.arange(m // 2 + 1)) % m
-    folded = v_low * spectrum[: m // 2 + 1, None] + v_high * np.conj(spectrum[rev])[:, None]
-    return sfft.irfft(folded, n=m, axis=0, workers=workers), int(sample_rate) // 2
+    folded = _kernels().fold(v_low, v_high, np.ascontiguousarray(spectrum), rev)
+    return sfft.irfft(folded, n=m, axis=0, workers=workers, overwrite_x=True), int(sample_rate) // 2
 
 
 def hair_cell(velocity: np.ndarray, out_rate: int, params: CochleaParams = CochleaParams()) -> np.ndarray:
@@ -296,7 +296,7 @@ class Cochlea:
     """
 
     def __init__(self, channels: int = 700, params: CochleaParams = CochleaParams(),
-                 cache_dir: Optional[os.PathLike] = None, workers: int = 1) -> None:
+                 cache_dir: Optional[os.PathLike] = None, workers: int = -1) -> None:
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 2:
             raise ValueError(f"channels must be an int >= 2, got {channels!r}")
         if not isinstance(params, CochleaParams):
