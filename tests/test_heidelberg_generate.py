@@ -86,13 +86,15 @@ def test_tonic_reads_the_files(full, tmp_path):
 
 
 def test_spikelib_shd_dataset_reads_the_files(full):
-    shd = pytest.importorskip("spikelib.data.shd")
+    from spikelib.data import shd
     out, _ = full
     ds = shd.SHDDataset(out, split="train")
     assert len(ds) == 20
     x, y = ds[0]
     assert x.ndim == 2 and x.shape[1] == 700 and x.sum() > 100
     assert {int(ds[i][1]) for i in range(len(ds))} == set(range(20))
+    summary = ds.check_all()  # the loader's own layout and per-sample checks
+    assert summary["classes_present"] == 20 and summary["speakers"] == [0]
 
 
 def test_plot_is_written(full):
