@@ -57,6 +57,21 @@ def test_integer_spike_counts_are_spikes_and_fractions_are_real():
     assert (c2.sops, c2.macs) == (0, 12)
 
 
+def test_spike_test_is_exact_on_edge_values():
+    from spikelib.hardware.energy.counters import spike_stats
+
+    assert spike_stats(torch.tensor([0.0, 1.0, -0.0, 1.0])) == (True, 2)
+    assert spike_stats(torch.tensor([0.0, 3.0, 1.0], dtype=torch.float64)) == (True, 4)
+    assert spike_stats(torch.tensor([True, False, True])) == (True, 2)
+    assert spike_stats(torch.tensor([2, 0, 5])) == (True, 7)
+    for bad in ([0.0, 1.0, 1e-30], [1.0, 0.99999994], [0.0, 0.5], [1.0, -1.0], [1.0, float("nan")],
+                [1.0, float("inf")], [2.5, 1.0]):
+        assert spike_stats(torch.tensor(bad))[0] is False, bad
+    assert spike_stats(torch.tensor([-2, 1]))[0] is False
+    ones = torch.ones(2 ** 24 + 3)  # past float32's exact integer range
+    assert spike_stats(ones) == (True, 2 ** 24 + 3)
+
+
 # ------------------------------------------------------------------------------------------------------- conv
 def brute_conv_sops(x, cout, groups, kernel, stride, padding, dilation, mode="zeros"):
     """Loop over every output position and kernel tap; count the taps that read a spike (or any input: dense)."""

@@ -103,28 +103,43 @@ def find_counter(module: nn.Module) -> Optional[Tuple[str, CounterFn, bool, Tupl
     return None
 
 
+def _count(x: torch.Tensor) -> int:
+    """Sum of a tensor of non-negative integers (float32 sums are exact below 2^24 and much faster than
+    ``count_nonzero``)."""
+    if x.dtype == torch.float32 and x.numel() < 2 ** 24:
+        return int(round(float(x.sum())))
+    return int(round(float(x.sum(dtype=torch.float64))))
+
+
+def spike_sum(x: torch.Tensor, dims: Tuple[int, ...], total: int) -> torch.Tensor:
+    """``x.sum(dims)`` in float64 for a spike-count tensor with ``total`` spikes (exact; float32 partial sums are
+    exact while the total stays below 2^24, and several times faster)."""
+    if x.dtype == torch.float32 and total < 2 ** 24:
+        return x.sum(dim=dims).to(torch.float64)
+    return x.sum(dim=dims, dtype=torch.float64)
+
+
 def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
     """``(spiking, spikes)``: whether ``x`` holds spike counts (every entry a non-negative integer: binary spikes, or
-    the integer spikes of E-3DSNN / binned event counts, each unit one spike) and their total; ``(False, nonzero)``
-    for a real-valued input."""
+    the integer spikes of E-3DSNN / binned event counts, each unit one spike) and their total; ``(False, 0)`` for a
+    real-valued input.
+
+    The test is exact: ``min(x) >= 0`` and ``sum(frac(x)) == 0`` (``frac(x) = x - trunc(x)`` is computed without
+    rounding and is > 0 for every non-integer value, so the sum of these non-negative terms is 0 only when every
+    entry is an integer; NaN and inf give NaN).
+    """
     if x.dtype == torch.bool:
         return True, int(torch.count_nonzero(x))
     if x.numel() == 0:
         return True, 0
+    if not x.is_floating_point():
+        return (False, 0) if int(x.min()) < 0 else (True, int(x.sum(dtype=torch.int64)))
     lo, hi = torch.aminmax(x)
-    if float(lo) < 0:
-        return False, int(torch.count_nonzero(x))
-    hi_f = float(hi)
-    if hi_f <= 1:
-        nnz = int(torch.count_nonzero(x))
-        # values in [0, 1]: every nonzero entry equals 1 exactly when their (float64) sum equals their count
-        return float(x.sum(dtype=torch.float64)) == nnz, nnz
-    if x.is_floating_point() and not torch.equal(x, torch.round(x)):
-        return False, int(torch.count_nonzero(x))
-    # integers: a float32 sum is exact below 2^24
-    exact32 = x.dtype == torch.float32 and x.numel() * hi_f < 2 ** 24
-    total = float(x.sum()) if exact32 else float(x.sum(dtype=torch.float64))
-    return True, int(round(total))
+    if not float(lo) >= 0 or float(x.frac().sum()) != 0:
+        return False, 0
+    if x.dtype == torch.float32 and x.numel() * float(hi) < 2 ** 24:
+        return True, int(round(float(x.sum())))
+    return True, int(round(float(x.sum(dtype=torch.float64))))  # integer counts: exact in float64 below 2^53
 
 
 def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, int, torch.dtype, torch.device]]:
@@ -214,14 +229,15 @@ def _count_conv(m: nn.modules.conv._ConvNd, args, out, counts: LayerCounts, capt
            m.padding_mode)
     cache = _cache(m)
     if key not in cache:
-        cache[key] = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
-    fan = cache[key]
+        fan_map = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
+        cache[key] = (fan_map, int(round(float(fan_map.sum()))))
+    fan, fan_total = cache[key]
     per_out = m.out_channels // m.groups
     binary, nnz = cached_spike_stats(x, captured)
-    dense = per_out * x.shape[0] * x.shape[1] * int(round(float(fan.sum())))
+    dense = per_out * x.shape[0] * x.shape[1] * fan_total
     reached = 0
     if binary and nnz:
-        reached = per_out * int(round(float((x.sum(dim=(0, 1), dtype=torch.float64) * fan).sum())))
+        reached = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
     _synaptic(counts, binary, nnz, x.numel(), reached, dense)
     if m.bias is not None:
         counts.add(adds=out.numel())
@@ -253,7 +269,7 @@ def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured
     reach = cache[key]
     binary, nnz = cached_spike_stats(x, captured)
     dense = B * int(reach.sum())
-    reached = int(round(float((x.sum(dim=1, dtype=torch.float64) * reach).sum()))) if binary and nnz else 0
+    reached = int(round(float((spike_sum(x, (1,), nnz) * reach).sum()))) if binary and nnz else 0
     _synaptic(counts, binary, nnz, x.numel(), reached, dense)
     if m.bias is not None:
         counts.add(adds=out.numel())
@@ -272,7 +288,7 @@ def _count_sparse_conv(m: nn.Module, args, out, counts: LayerCounts, captured) -
     dense = m.out_channels * m.in_channels * f3.shape[0] * int(kmap.in_idx.numel())
     reached = 0
     if binary and nnz:
-        reached = m.out_channels * int(round(float((f3.sum(dim=(0, 2), dtype=torch.float64) * pairs).sum())))
+        reached = m.out_channels * int(round(float((spike_sum(f3, (0, 2), nnz) * pairs).sum())))
     _synaptic(counts, binary, nnz, f3.numel(), reached, dense)
     if m.bias is not None:
         counts.add(adds=_features(out).numel())
@@ -292,7 +308,7 @@ def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     if counts.kind == "integer_spike":
         stats = spike_stats(spikes)
     else:  # LIF outputs are binary spikes by construction
-        stats = (True, int(torch.count_nonzero(spikes)))
+        stats = (True, _count(spikes))
     remember_spikes(captured, spikes, stats)
     n_spikes = stats[1]
     counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
@@ -320,7 +336,7 @@ def _count_elm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
         readers = torch.zeros(C, dtype=torch.float64, device=x.device).index_add_(0, m.routing_index, keep)
     binary, nnz = cached_spike_stats(x, captured)
     dense_syn = rows * int(readers.sum())
-    reached = int(round(float((x.sum(dim=(0, 1), dtype=torch.float64) * readers).sum()))) if binary and nnz else 0
+    reached = int(round(float((spike_sum(x, (0, 1), nnz) * readers).sum()))) if binary and nnz else 0
     _synaptic(counts, binary, nnz, x.numel(), reached, dense_syn)
     mlp = sum(layer.in_features * layer.out_features for layer in m.mlp)
     head = m.readout.in_features * m.readout.out_features
@@ -354,7 +370,7 @@ def _count_attention_v1(m: nn.Module, args, out, counts: LayerCounts, captured) 
     q, k, v = captured.get("q_lif"), captured.get("k_lif"), captured.get("v_lif")
     if q is None or k is None or v is None:
         raise RuntimeError(f"energy counter for {type(m).__name__}: Q/K/V spikes were not captured")
-    kv = int(torch.count_nonzero(k * v))
+    kv = _count(k * v)  # binary AND of two spike tensors
     counts.add(calls=1, in_elements=k.numel(), in_spikes=kv, binary_calls=1, sops=kv, weight_reads=kv,
                dense_macs=k.numel() + q.numel())
 
