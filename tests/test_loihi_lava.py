@@ -177,3 +177,27 @@ def test_import_after_start_method_was_fixed():
             "from spikelib.hardware.loihi.lava_runner import import_lava; import_lava(); print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_conv_layers(tmp_path):
+    """Two conv layers (padding, stride (1, 2), groups 2, per-channel bias): Lava's Conv synapse is torch's
+    cross-correlation on netx's (C_out, C_in, kh, kw) kernels, flattened C, H, W here and (W, H, C) in Lava."""
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    g = torch.Generator().manual_seed(12)
+    c1 = LoihiLayer(weight=torch.randint(-100, 200, (4, 2, 3, 3), generator=g), vth=300, i_decay=1000, v_decay=500,
+                    bias=torch.tensor([1, -2, 3, 0]), conv=ConvGeometry((2, 6, 5), stride=(1, 2), padding=1),
+                    name="c1")
+    c2 = LoihiLayer(weight=torch.randint(-100, 200, (6, 2, 2, 2), generator=g), vth=200, v_decay=300,
+                    conv=ConvGeometry(c1.conv.out_shape(c1.weight), groups=2), name="c2")
+    _assert_same(LoihiNetwork(60, [c1, c2]), _rand_spikes(12, 1, 60, 0.4, 13), tmp_path)
+
+
+def test_conv_then_dense_is_refused_instead_of_hanging(tmp_path):
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    c1 = LoihiLayer(weight=torch.ones(2, 1, 2, 2, dtype=torch.long), vth=3, conv=ConvGeometry((1, 3, 3)), name="c")
+    d = LoihiLayer(weight=torch.ones(1, 8, dtype=torch.long), vth=3, name="d")
+    path = export_netx(LoihiNetwork(9, [c1, d]), tmp_path / "cd.h5")
+    with pytest.raises(NotImplementedError, match="conv layer followed by a dense layer"):
+        run_lava(path, torch.zeros(4, 1, 9))

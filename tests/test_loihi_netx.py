@@ -80,7 +80,7 @@ def _input(g, n=2):
     (lambda f: f.create_group("other"), "no 'layer' group"),
     (lambda f: (_input(f.create_group("layer/0")), _dense(f.create_group("layer/2"), [[1, 2]])), "without gaps"),
     (lambda f: (_input(f.create_group("layer/0")),
-                f.create_group("layer/1").create_dataset("type", (1,), "S10", [b"conv"])), "'conv' is not supported"),
+                f.create_group("layer/1").create_dataset("type", (1,), "S10", [b"pool"])), "'pool' is not supported"),
     (lambda f: (_input(f.create_group("layer/0")), _dense(f.create_group("layer/1"), [[1, 2, 3]])),
      "takes 3 inputs"),
     (lambda f: (_input(f.create_group("layer/0")), _dense(f.create_group("layer/1"), [[1, 2]], with_neuron=False)),
@@ -116,4 +116,36 @@ def test_missing_neuron_field(tmp_path):
         _dense(f.create_group("layer/1"), [[1, 2]])
         del f["layer/1/neuron/vThMant"]
     with pytest.raises(NetxFormatError, match=r"layer 1/neuron: missing dataset 'vThMant'"):
+        load_netx(_write(tmp_path / "b.net", build))
+
+
+def test_conv_flatten_dense_round_trip(tmp_path):
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    g = torch.Generator().manual_seed(1)
+    c1 = LoihiLayer(weight=torch.randint(-50, 100, (4, 2, 3, 3), generator=g), vth=100, v_decay=10,
+                    bias=torch.tensor([1, 2, 3, 4]), conv=ConvGeometry((2, 6, 5), stride=(1, 2), padding=1),
+                    name="c1")
+    o = c1.conv.out_shape(c1.weight)
+    d = LoihiLayer(weight=torch.randint(-50, 100, (3, o[0] * o[1] * o[2]), generator=g), vth=80, name="d")
+    net = LoihiNetwork(60, [c1, d])
+    path = export_netx(net, tmp_path / "c.net")
+    with h5py.File(path, "r") as f:
+        assert [f[f"layer/{i}/type"][0] for i in range(4)] == [b"input", b"conv", b"flatten", b"dense"]
+        assert f["layer/0/shape"][()].tolist() == [2, 6, 5] and f["layer/1/shape"][()].tolist() == list(o)
+        assert f["layer/1/stride"][()].tolist() == [1, 2] and int(f["layer/1/groups"][()]) == 1
+    back = load_netx(path)
+    assert back.layers[0].conv == c1.conv and torch.equal(back.layers[0].weight, c1.weight)
+    x = (torch.rand(12, 2, 60) < 0.4).float()
+    assert all(torch.equal(a, b) for a, b in zip(simulate(net, x).v, simulate(back, x).v))
+
+
+def test_conv_needs_a_spatial_input(tmp_path):
+    def build(f):
+        _input(f.create_group("layer/0"), n=8)
+        g = f.create_group("layer/1")
+        g.create_dataset("type", (1,), "S10", [b"conv"])
+        g.create_dataset("shape", data=np.array([1, 2, 2]))
+        g.create_dataset("weight", data=np.ones((1, 2, 1, 1), dtype=np.int64))
+    with pytest.raises(NetxFormatError, match="needs a \\(C, H, W\\) input"):
         load_netx(_write(tmp_path / "b.net", build))

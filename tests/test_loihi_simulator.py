@@ -159,3 +159,30 @@ def test_bad_network_and_input():
         simulate(net, torch.full((5, 1, 4), 0.5))
     with pytest.raises(TypeError, match="LoihiNetwork"):
         simulate(layer, torch.zeros(5, 1, 4))
+
+
+def _conv_as_dense(layer):
+    """The [out, in] matrix of a conv layer, built by convolving every one-hot input (torch.conv2d, float64)."""
+    g = layer.conv
+    n_in = layer.in_features
+    eye = torch.eye(n_in, dtype=torch.float64).reshape((n_in,) + g.in_shape)
+    cols = torch.nn.functional.conv2d(eye, layer.weight.double(), stride=g.stride, padding=g.padding,
+                                      dilation=g.dilation, groups=g.groups)
+    return cols.reshape(n_in, -1).t().round().long()
+
+
+def test_conv_equals_its_dense_matrix():
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    g = torch.Generator().manual_seed(3)
+    conv = LoihiLayer(weight=torch.randint(-100, 200, (4, 1, 3, 2), generator=g), vth=150, i_decay=900, v_decay=300,
+                      bias=torch.tensor([2, -1, 0, 3]),
+                      conv=ConvGeometry((2, 5, 6), stride=(2, 1), padding=(1, 0), dilation=(1, 2), groups=2))
+    w = _conv_as_dense(conv)
+    dense = LoihiLayer(weight=w, vth=150, i_decay=900, v_decay=300,
+                       bias=conv.bias.repeat_interleave(w.shape[0] // 4))
+    x = (torch.rand(15, 3, 60, generator=g) < 0.4).float()
+    a, b = simulate(LoihiNetwork(60, [conv]), x), simulate(LoihiNetwork(60, [dense]), x)
+    assert conv.out_features == w.shape[0] == 4 * 3 * 4
+    assert a.spikes[0].sum() > 0 and torch.equal(a.spikes[0], b.spikes[0]) and torch.equal(a.v[0], b.v[0])
+    assert torch.equal(a.u[0], b.u[0])

@@ -4,7 +4,10 @@ Uses lava-nc/lava-dl ``src/lava/lib/dl/netx/hdf5.py`` (``netx.hdf5.Network``) to
 ``src/lava/proc/io/source.py`` (``RingBuffer``: sends ``data[..., t]`` at step ``t``) for the input and
 ``src/lava/proc/monitor/process.py`` (``Monitor``) to record every layer's spikes, ``u`` and ``v``. It runs with
 ``Loihi2SimCfg(select_tag='fixed_pt')`` (without the tag Lava silently picks the float models) and always stops the
-runtime. Lava simulates one sample at a time; a batch is run sample by sample.
+runtime. Lava simulates one sample at a time; a batch is run sample by sample. Conv layers are fed and read in Lava's
+``(x, y, z) = (W, H, C)`` layout and converted to spikelib's ``C, H, W`` order. Networks with a conv layer followed by
+a dense one (netx ``flatten``) are refused: Lava 0.10 / lava-dl 0.6 never finished such runs here (no error, no
+progress), while conv-only and dense-only networks match the simulator bit for bit.
 
 Lava is optional (``bash scripts/install_lava.sh <python>``). lava-dl's ``netx`` package imports slayer's
 ``object_detection`` module, which needs torchvision and OpenCV; an empty stand-in module is registered for it before
@@ -93,11 +96,14 @@ def _run_one(lava: types.SimpleNamespace, path: str, x: np.ndarray):
     """One sample ``x [n_in, T]`` (int); returns per-layer lists of ``[T, n]`` arrays (spikes, u, v)."""
     T = x.shape[1]
     net = lava.netx.hdf5.Network(net_config=path)
+    in_shape = tuple(net.inp.shape)
+    if len(in_shape) == 3:  # Lava's (x, y, z) = (W, H, C); spikelib flattens C, H, W
+        x = x.reshape(in_shape[::-1] + (T,)).transpose(2, 1, 0, 3)
     source = lava.RingBuffer(data=x)
     source.s_out.connect(net.inp)
     monitors = []
     for layer in net.layers:
-        probes = []
+        probes = [layer]
         for target in (layer.neuron.s_out, layer.neuron.u, layer.neuron.v):
             mon = lava.Monitor()
             mon.probe(target=target, num_steps=T)
@@ -106,11 +112,14 @@ def _run_one(lava: types.SimpleNamespace, path: str, x: np.ndarray):
     try:
         net.run(condition=lava.RunSteps(num_steps=T), run_cfg=lava.Loihi2SimCfg(select_tag="fixed_pt"))
         results = []
-        for probes in monitors:
+        for layer, *probes in monitors:
             arrays = []
             for mon, target in probes:
-                data = mon.get_data()[target.process.name][target.name]
-                arrays.append(np.asarray(data).reshape(T, -1))
+                data = np.asarray(mon.get_data()[target.process.name][target.name])
+                shape = tuple(layer.shape)
+                if len(shape) == 3:  # (W, H, C) -> C, H, W order
+                    data = data.reshape((T,) + shape).transpose(0, 3, 2, 1)
+                arrays.append(data.reshape(T, -1))
             results.append(arrays)
     finally:
         net.stop()
@@ -131,6 +140,13 @@ def run_lava(path: Union[str, os.PathLike], spikes: torch.Tensor) -> SimResult:
         raise ValueError(f"spikes must be a tensor [T, B, n_in], got "
                          f"{tuple(spikes.shape) if isinstance(spikes, torch.Tensor) else type(spikes).__name__}")
     x = check_spike_input(spikes, spikes.shape[2])
+    from spikelib.hardware.loihi.netx import load_netx
+
+    kinds = [layer.conv is not None for layer in load_netx(path).layers]
+    if any(a and not b for a, b in zip(kinds[:-1], kinds[1:])):
+        raise NotImplementedError("a conv layer followed by a dense layer (netx 'flatten'): Lava 0.10 / lava-dl 0.6 "
+                                  "did not finish such runs here (Loihi2SimCfg, fixed_pt); conv-only and dense-only "
+                                  "networks run")
     per_sample = [_run_one(lava, str(path), x[:, b].t().numpy().astype(np.int32)) for b in range(x.shape[1])]
     n_layers = len(per_sample[0])
     out = SimResult([], [], [])

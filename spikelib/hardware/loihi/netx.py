@@ -8,6 +8,11 @@ The layout is the one lava-nc/lava-dl's ``src/lava/lib/dl/netx/hdf5.py`` (``Netw
     /layer/i/weight [out, in] int       /layer/i/bias    [out] int (opt.)  /layer/i/delay [out, in] or [out] (opt.)
     /layer/i/neuron/type b"CUBA", iDecay, vDecay, vThMant, refDelay (=1), gradedSpike (=False)   (scalars)
 
+    /layer/i/type   b"conv"  shape [C_out, H_out, W_out], weight [C_out, C_in / groups, kh, kw], stride, padding,
+                    dilation ((y, x) pairs; netx reverses them to (x, y)), groups, bias [C_out] (opt.), neuron/ as above
+    /layer/i/type   b"flatten"          (written between a conv and a following dense layer)
+
+For conv networks the input layer's ``shape`` is ``[C, H, W]`` (netx reverses it to Lava's ``(W, H, C)``).
 ``type`` strings are stored as ``S`` arrays of shape ``(1,)`` (as lava-dl's own exporters write them). The root
 attribute ``spikelib_meta`` (JSON) keeps the quantisation facts; netx ignores it. Files are written atomically
 (temporary file in the same folder, fsync, ``os.replace``). :func:`load_netx` reads dense networks only (with or
@@ -62,6 +67,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _write_layer(g, layer) -> None:
+    if layer.conv is not None:
+        c = layer.conv
+        _write_type(g, "conv")
+        g.create_dataset("shape", data=np.array(c.out_shape(layer.weight), dtype=np.int64))
+        for key, value in (("stride", c.stride), ("padding", c.padding), ("dilation", c.dilation)):
+            g.create_dataset(key, data=np.array(value, dtype=np.int64))
+        g.create_dataset("groups", data=np.int64(c.groups))
+    else:
+        _write_type(g, "dense")
+        g.create_dataset("shape", data=np.array([layer.out_features], dtype=np.int64))
+    g.create_dataset("weight", data=layer.weight.numpy().astype(np.int64))
+    if layer.bias is not None:
+        g.create_dataset("bias", data=layer.bias.numpy().astype(np.int64))
+    if layer.delay is not None:
+        g.create_dataset("delay", data=layer.delay.numpy().astype(np.int64))
+    n = g.create_group("neuron")
+    _write_type(n, "CUBA")
+    n.create_dataset("iDecay", data=np.int64(layer.i_decay))
+    n.create_dataset("vDecay", data=np.int64(layer.v_decay))
+    n.create_dataset("vThMant", data=np.int64(layer.vth))
+    n.create_dataset("refDelay", data=np.int64(1))
+    n.create_dataset("gradedSpike", data=np.bool_(False))
+    g.attrs["name"] = layer.name
+
+
 def export_netx(net: LoihiNetwork, path: PathLike) -> Path:
     """Write ``net`` to ``path`` in netx HDF5 format (atomically). Returns the path."""
     if not isinstance(net, LoihiNetwork):
@@ -79,24 +110,18 @@ def export_netx(net: LoihiNetwork, path: PathLike) -> Path:
             layers = f.create_group("layer")
             g = layers.create_group("0")
             _write_type(g, "input")
-            g.create_dataset("shape", data=np.array([net.input_size], dtype=np.int64))
-            for i, layer in enumerate(net.layers, start=1):
-                g = layers.create_group(str(i))
-                _write_type(g, "dense")
-                g.create_dataset("shape", data=np.array([layer.out_features], dtype=np.int64))
-                g.create_dataset("weight", data=layer.weight.numpy().astype(np.int64))
-                if layer.bias is not None:
-                    g.create_dataset("bias", data=layer.bias.numpy().astype(np.int64))
-                if layer.delay is not None:
-                    g.create_dataset("delay", data=layer.delay.numpy().astype(np.int64))
-                n = g.create_group("neuron")
-                _write_type(n, "CUBA")
-                n.create_dataset("iDecay", data=np.int64(layer.i_decay))
-                n.create_dataset("vDecay", data=np.int64(layer.v_decay))
-                n.create_dataset("vThMant", data=np.int64(layer.vth))
-                n.create_dataset("refDelay", data=np.int64(1))
-                n.create_dataset("gradedSpike", data=np.bool_(False))
-                g.attrs["name"] = layer.name
+            first = net.layers[0]
+            in_shape = list(first.conv.in_shape) if first.conv is not None else [net.input_size]
+            g.create_dataset("shape", data=np.array(in_shape, dtype=np.int64))
+            index, previous_conv = 1, False
+            for layer in net.layers:
+                if previous_conv and layer.conv is None:
+                    _write_type(layers.create_group(str(index)), "flatten")
+                    index += 1
+                g = layers.create_group(str(index))
+                index += 1
+                previous_conv = layer.conv is not None
+                _write_layer(g, layer)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -141,6 +166,24 @@ def _read_scalar(group, key: str, where: str) -> int:
     return int(value.reshape(-1)[0])
 
 
+def _read_conv(g, where: str, in_shape, weight: np.ndarray):
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    if in_shape is None:
+        raise NetxFormatError(f"{where}: a conv layer needs a (C, H, W) input: an input layer of 3-d shape or a "
+                              f"conv layer before it")
+    if weight.ndim != 4:
+        raise NetxFormatError(f"{where}: conv 'weight' must be [C_out, C_in / groups, kh, kw], got {list(weight.shape)}")
+    args = {}
+    for key in ("stride", "padding", "dilation"):
+        value = _read_int_array(g, key, where).reshape(-1)
+        args[key] = tuple(int(v) for v in (value if value.size == 2 else np.repeat(value, 2)[:2]))
+    try:
+        return ConvGeometry(in_shape, groups=_read_scalar(g, "groups", where), **args)
+    except ValueError as exc:
+        raise NetxFormatError(f"{where}: {exc}") from exc
+
+
 def load_netx(path: PathLike) -> LoihiNetwork:
     """Read a netx HDF5 file of an input layer followed by dense CUBA layers (see the module docstring)."""
     h5py = _h5py()
@@ -175,12 +218,14 @@ def load_netx(path: PathLike) -> LoihiNetwork:
                 raise NetxFormatError(f"layer 0: 'shape' must be positive sizes, got {shape.tolist()}")
             input_size = int(np.prod(shape))
             dense_keys = keys[1:]
+            current = tuple(int(v) for v in shape) if shape.size == 3 else None  # (C, H, W) for conv inputs
         elif kind == "dense":  # lava-dl slayer's exporters start with the first dense layer
             weight0 = _read_int_array(first, "weight", "layer 0")
             if weight0.ndim != 2:
                 raise NetxFormatError(f"layer 0: 'weight' must be a matrix [out, in], got shape {list(weight0.shape)}")
             input_size = int(weight0.shape[1])
             dense_keys = keys
+            current = None
         else:
             raise NetxFormatError(f"layer 0: expected type 'input' or 'dense', got {kind!r}")
         layers: List[LoihiLayer] = []
@@ -188,14 +233,23 @@ def load_netx(path: PathLike) -> LoihiNetwork:
             where = f"layer {key}"
             g = group[key]
             kind = _read_type(g, where)
-            if kind != "dense":
-                raise NetxFormatError(f"{where}: layer type {kind!r} is not supported (only 'dense' layers import)")
+            if kind == "flatten":
+                current = None
+                continue
+            if kind not in ("dense", "conv"):
+                raise NetxFormatError(f"{where}: layer type {kind!r} is not supported (dense, conv, flatten import)")
             weight = _read_int_array(g, "weight", where)
-            out = int(np.prod(_read_int_array(g, "shape", where)))
-            if weight.ndim == 1 and weight.size % max(out, 1) == 0:
-                weight = weight.reshape(out, -1)
-            if weight.ndim != 2 or weight.shape[0] != out:
-                raise NetxFormatError(f"{where}: 'weight' must have shape [{out}, in], got {list(weight.shape)}")
+            out_shape = _read_int_array(g, "shape", where)
+            out = int(np.prod(out_shape))
+            geometry = None
+            if kind == "conv":
+                geometry = _read_conv(g, where, current, weight)
+                current = tuple(int(v) for v in out_shape)
+            else:
+                if weight.ndim == 1 and weight.size % max(out, 1) == 0:
+                    weight = weight.reshape(out, -1)
+                if weight.ndim != 2 or weight.shape[0] != out:
+                    raise NetxFormatError(f"{where}: 'weight' must have shape [{out}, in], got {list(weight.shape)}")
             if "neuron" not in g:
                 raise NetxFormatError(f"{where}: missing 'neuron' group")
             n = g["neuron"]
@@ -214,8 +268,11 @@ def load_netx(path: PathLike) -> LoihiNetwork:
                     i_decay=_read_scalar(n, "iDecay", f"{where}/neuron"),
                     v_decay=_read_scalar(n, "vDecay", f"{where}/neuron"),
                     vth=_read_scalar(n, "vThMant", f"{where}/neuron"),
-                    name=str(g.attrs.get("name", f"dense{key}")),
+                    name=str(g.attrs.get("name", f"{kind}{key}")), conv=geometry,
                 ))
+                if geometry is not None and geometry.out_shape(layers[-1].weight) != current:
+                    raise ValueError(f"'shape' {list(current)} does not match the convolution's output "
+                                     f"{list(geometry.out_shape(layers[-1].weight))}")
             except (ValueError, TypeError) as exc:
                 raise NetxFormatError(f"{where}: {exc}") from exc
         if not layers:

@@ -22,6 +22,7 @@ neuron state ``u`` and ``v`` at 24 bits each (lava-nc/lava ``src/lava/proc/lif/m
 delays, a dendritic accumulator ring of ``max_delay + 1`` entries of 16 bits per neuron (lava-nc/lava
 ``src/lava/proc/dense/models.py``, ``PyDelayDenseModelBitAcc.a_buff``: ``(out, max_delay + 1)``, ``precision=16``).
 Cores per layer ``= max(ceil(neurons / neurons_per_core), ceil(memory / memory_per_core))``; layers do not share cores.
+A conv layer counts ``out x C_in / groups x kh x kw`` synapses (connections) but stores its kernel once.
 """
 
 from __future__ import annotations
@@ -83,19 +84,23 @@ def estimate_resources(net: LoihiNetwork, limits: Optional[Mapping[str, Any]] = 
         lim[key] = value
     report = ResourceReport(limits=lim)
     for layer in net.layers:
-        n, syn = layer.out_features, layer.weight.numel()
+        n = layer.out_features
+        # a conv layer stores its shared kernel once; it makes out x (C_in / groups x kh x kw) connections
+        syn = n * layer.weight[0].numel() if layer.conv is not None else layer.weight.numel()
+        stored = layer.weight.numel() if layer.conv is not None else syn
         has_delay = layer.delay is not None
         max_delay = int(layer.delay.max()) if has_delay else 0
-        bits = syn * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) + n * _STATE_BITS
+        bits = stored * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) + n * _STATE_BITS
         if has_delay:
             bits += n * (max_delay + 1) * _ACC_BITS
         mem = math.ceil(bits / 8)
         by_neurons = math.ceil(n / lim["neurons_per_core"])
         by_memory = math.ceil(mem / lim["memory_per_core_bytes"])
         report.layers.append({
-            "name": layer.name, "neurons": n, "synapses": syn, "nonzero_synapses": int((layer.weight != 0).sum()),
+            "name": layer.name, "neurons": n, "synapses": syn,
+            "nonzero_synapses": int((layer.weight != 0).sum()) * (n // layer.weight.shape[0] if layer.conv else 1),
             "delays": has_delay, "max_delay": max_delay, "memory_bytes": mem,
-            "synaptic_memory_bytes": math.ceil(syn * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) / 8),
+            "synaptic_memory_bytes": math.ceil(stored * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) / 8),
             "cores": max(by_neurons, by_memory), "bound_by": "memory" if by_memory > by_neurons else "neurons",
         })
     tot = {k: sum(r[k] for r in report.layers) for k in ("neurons", "synapses", "nonzero_synapses", "memory_bytes",

@@ -31,7 +31,7 @@ import torch
 
 from spikelib.hardware.loihi.network import LoihiLayer, LoihiNetwork
 
-__all__ = ["SimResult", "simulate", "simulate_layer", "synaptic_input", "check_spike_input"]
+__all__ = ["SimResult", "simulate", "simulate_layer", "synaptic_input", "conv_input", "check_spike_input"]
 
 _UV_MAX = 2 ** 23
 _DECAY_UNITY = 4096
@@ -87,15 +87,39 @@ def synaptic_input(spikes: torch.Tensor, weight: torch.Tensor, delays: Optional[
     return flat[: T * B * out].reshape(T, B, out)
 
 
+def conv_input(spikes: torch.Tensor, layer: LoihiLayer) -> torch.Tensor:
+    """Dendritic input of a conv layer: ``a[t] = wrap24(conv2d(s[t - 1], W))`` as int64 ``[T, B, out]``.
+
+    Lava's ``PyConvModelFixed`` (lava-nc/lava ``src/lava/proc/conv/models.py``, ``utils.conv``) computes torch's
+    ``conv2d`` (cross-correlation) on float32 and wraps the result to signed 24 bits (``utils.signed_clamp``); the
+    float64 convolution here equals it while the sums stay below ``2^24`` (exact in float32).
+    """
+    g = layer.conv
+    T, B, _ = spikes.shape
+    x = spikes.to(torch.float64).reshape((T * B,) + g.in_shape)
+    y = torch.nn.functional.conv2d(x, layer.weight.to(torch.float64), stride=g.stride, padding=g.padding,
+                                   dilation=g.dilation, groups=g.groups)
+    y = y.round().to(torch.int64).reshape(T, B, -1)
+    y = torch.remainder(y + _UV_MAX, 2 * _UV_MAX) - _UV_MAX
+    a = torch.zeros_like(y)
+    a[1:] = y[:-1]
+    return a
+
+
 def simulate_layer(layer: LoihiLayer, spikes: torch.Tensor, traces: bool = True):
     """Run one layer on float 0/1 ``spikes [T, B, in]``; returns ``(z, u, v)`` (``u``, ``v`` None without traces)."""
-    a = synaptic_input(spikes, layer.weight, layer.synapse_delays()) << _SHIFT
+    if layer.conv is not None:
+        a = conv_input(spikes, layer) << _SHIFT
+    else:
+        a = synaptic_input(spikes, layer.weight, layer.synapse_delays()) << _SHIFT
     T, B, n = a.shape
     u = torch.zeros(B, n, dtype=torch.int64)
     v = torch.zeros(B, n, dtype=torch.int64)
     u_fac = _DECAY_UNITY - layer.i_decay
     v_fac = _DECAY_UNITY - layer.v_decay
     bias = (layer.bias.to(torch.int64) << _SHIFT) if layer.bias is not None else torch.zeros(n, dtype=torch.int64)
+    if layer.conv is not None and layer.bias is not None:
+        bias = bias.repeat_interleave(n // bias.numel())  # per channel, flattened C, H, W
     vth = layer.vth << _SHIFT
     z_all = torch.empty(T, B, n, dtype=torch.float32)
     u_all = torch.empty(T, B, n, dtype=torch.int64) if traces else None
