@@ -173,7 +173,8 @@ def _read_conv(g, where: str, in_shape, weight: np.ndarray):
         raise NetxFormatError(f"{where}: a conv layer needs a (C, H, W) input: an input layer of 3-d shape or a "
                               f"conv layer before it")
     if weight.ndim != 4:
-        raise NetxFormatError(f"{where}: conv 'weight' must be [C_out, C_in / groups, kh, kw], got {list(weight.shape)}")
+        raise NetxFormatError(f"{where}: conv 'weight' must be [C_out, C_in / groups, kh, kw], "
+                              f"got {list(weight.shape)}")
     args = {}
     for key in ("stride", "padding", "dilation"):
         value = _read_int_array(g, key, where).reshape(-1)
