@@ -168,3 +168,28 @@ def test_out_of_range_needs_clip():
     assert "3 clipped" in report.summary()
     with pytest.raises(ValueError, match="weight_bits"):
         quantize(model, weight_bits=9)
+
+
+def test_conv_network_hidden_spikes_match_float():
+    """nn.Conv2d -> LIF -> Flatten -> Linear -> LIF (run time first by NIRSequential) quantises to a netx conv layer
+    whose spikes are the float ones, one step later; layer by layer."""
+    from spikelib.hardware.nir import NIRSequential
+
+    torch.manual_seed(5)
+    model = NIRSequential([nn.Conv2d(2, 4, 3, padding=1, stride=(1, 2)), LIF(tau=2.0, v_threshold=0.5),
+                           nn.Flatten(), nn.Linear(4 * 6 * 3, 5), LIF(tau=2.0, v_threshold=0.5)]).eval()
+    with torch.no_grad():
+        model.layers[0].weight.mul_(3.0)
+        model.layers[3].weight.mul_(4.0)
+    x = (torch.rand(20, 3, 2, 6, 5, generator=torch.Generator().manual_seed(6)) < 0.35).float()
+    net, _ = quantize(model, input_shape=(2, 6, 5))
+    assert net.layers[0].conv is not None and net.layers[0].bias.shape == (4,)
+    with torch.no_grad():
+        hidden = NIRSequential(list(model.layers)[:2])(x).reshape(20, 3, -1)
+        out = model(x)
+    fixed = simulate(net, torch.cat([x.reshape(20, 3, -1), torch.zeros(2, 3, 60)]))
+    assert hidden.sum() > 50 and out.sum() > 5
+    assert (fixed.spikes[0][1:21] == hidden).float().mean() >= 0.99
+    assert (fixed.spikes[1][2:22] == out).float().mean() >= 0.97
+    with pytest.raises(UnsupportedLayerError, match="needs a \\(C, H, W\\) input shape"):
+        quantize(model)

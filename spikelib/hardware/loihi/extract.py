@@ -9,11 +9,13 @@ equations). Supported networks:
 - :class:`~spikelib.models.SNNDelays` in eval mode: ``DelayedLinear`` (its rounded integer delays, as the layer uses
   at inference) ``-> BatchNorm1d`` (folded into weight and bias with the running statistics) ``-> LIF``; dropout is the
   identity; the readout is the non-firing LIF (threshold 1e9). Its ``right_padding`` zero steps are recorded.
-- ``nn.Sequential`` of ``nn.Linear`` / ``DelayedLinear`` [``BatchNorm1d``] ``LIF`` [dropout / ``nn.Identity``] blocks.
+- ``nn.Sequential`` or :class:`~spikelib.hardware.nir.NIRSequential` of ``nn.Linear`` / ``DelayedLinear``
+  [``BatchNorm1d``] / ``nn.Conv2d`` (needs ``input_shape``) ``LIF`` [dropout / ``nn.Identity``] blocks, with
+  ``nn.Flatten`` between a conv block and a dense one (inputs flattened in ``C, H, W`` order).
 
-Anything else raises :class:`UnsupportedLayerError` naming the layer: convolutions and pooling (no netx conv export
-here), soft reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron ``tau``/threshold (netx neuron parameters
-are per layer). ``ParametricLIF`` maps with its current ``tau``.
+Anything else raises :class:`UnsupportedLayerError` naming the layer: pooling (lava-dl 0.6 netx does not implement
+``pool``), attention, recurrent layers, soft reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron
+``tau``/threshold (netx neuron parameters are per layer). ``ParametricLIF`` maps with its current ``tau``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FloatLayer:
     decay_input: bool
     bias: Optional[torch.Tensor] = None
     delay: Optional[torch.Tensor] = None
+    conv: Any = None  # a ConvGeometry for nn.Conv2d synapses (weight [C_out, C_in / groups, kh, kw])
 
 
 @dataclass
@@ -100,48 +103,67 @@ def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.BatchNor
     return weight * (gamma / s)[:, None], beta + gamma * (b - bn.running_mean.detach().double()) / s
 
 
-def _synapse(module: nn.Module, name: str):
+def _synapse(module: nn.Module, name: str, shape: Optional[Tuple[int, ...]]):
+    """``(weight, bias, delays, conv geometry, output shape)`` of a synapse module."""
+    from spikelib.hardware.loihi.network import ConvGeometry
     from spikelib.layers.delay import DelayedLinear
 
     if isinstance(module, DelayedLinear):
         w = module.weight.detach().double()
         b = module.bias.detach().double() if module.bias is not None else None
         d = None if module.delays == "none" else module.integer_delays().detach().to(torch.int64)
-        return w, b, d
+        return w, b, d, None, (module.out_features,)
     if isinstance(module, nn.Linear):
         b = module.bias.detach().double() if module.bias is not None else None
-        return module.weight.detach().double(), b, None
+        return module.weight.detach().double(), b, None, None, (module.out_features,)
+    if isinstance(module, nn.Conv2d):
+        if shape is None or len(shape) != 3:
+            raise UnsupportedLayerError(f"layer {name!r} (Conv2d): needs a (C, H, W) input shape (pass input_shape)")
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            raise UnsupportedLayerError(f"layer {name!r} (Conv2d): only numeric zero padding maps to netx")
+        geom = ConvGeometry(shape, module.stride, module.padding, module.dilation, module.groups)
+        w = module.weight.detach().double()
+        b = module.bias.detach().double() if module.bias is not None else None
+        return w, b, None, geom, geom.out_shape(w)
     raise UnsupportedLayerError(
-        f"layer {name!r} ({type(module).__name__}) cannot be mapped to Loihi: supported synapses are nn.Linear and "
-        f"DelayedLinear, followed by LIF (convolution, pooling, attention and recurrent layers are not supported)")
+        f"layer {name!r} ({type(module).__name__}) cannot be mapped to Loihi: supported synapses are nn.Linear, "
+        f"DelayedLinear and nn.Conv2d, followed by LIF (pooling, attention and recurrent layers are not supported)")
 
 
-def _from_modules(modules: List[Tuple[str, nn.Module]]) -> List[FloatLayer]:
-    """Group ``(name, module)`` pairs into ``synapse [BatchNorm1d] LIF`` blocks."""
+def _from_modules(modules: List[Tuple[str, nn.Module]],
+                  input_shape: Optional[Tuple[int, ...]] = None) -> List[FloatLayer]:
+    """Group ``(name, module)`` pairs into ``synapse [BatchNorm1d] LIF`` blocks (``nn.Flatten`` between them)."""
     from spikelib.models.snn_delays import TimeSharedDropout
 
     layers: List[FloatLayer] = []
     pending = None
+    shape = tuple(input_shape) if input_shape is not None else None
     for name, m in modules:
         if isinstance(m, _IGNORED + (TimeSharedDropout,)):
             continue
+        if isinstance(m, nn.Flatten):
+            if pending is not None:
+                raise UnsupportedLayerError(f"layer {name!r}: Flatten must come after a LIF layer")
+            shape = (int(math.prod(shape)),) if shape is not None else None
+            continue
         if isinstance(m, nn.BatchNorm1d):
-            if pending is None:
-                raise UnsupportedLayerError(f"layer {name!r}: BatchNorm1d must follow a synapse")
-            pending = (pending[0], *_fold_bn(pending[1], pending[2], m, name), pending[3])
+            if pending is None or pending[4] is not None:
+                raise UnsupportedLayerError(f"layer {name!r}: BatchNorm1d must follow a Linear/DelayedLinear synapse")
+            pending = (pending[0], *_fold_bn(pending[1], pending[2], m, name), *pending[3:])
             continue
         if hasattr(m, "config") and hasattr(m, "tau_value"):
             if pending is None:
                 raise UnsupportedLayerError(f"layer {name!r}: a LIF layer must follow a synapse (Linear)")
             tau, vth, decay_input = _lif_params(m, name)
-            layers.append(FloatLayer(pending[0], pending[1], tau, vth, decay_input, pending[2], pending[3]))
+            layers.append(FloatLayer(pending[0], pending[1], tau, vth, decay_input, pending[2], pending[3],
+                                     pending[4]))
             pending = None
             continue
         if pending is not None:
             raise UnsupportedLayerError(f"layer {name!r} ({type(m).__name__}): the synapse {pending[0]!r} must be "
                                         f"followed by a LIF layer")
-        w, b, d = _synapse(m, name)
-        pending = (name, w, b, d)
+        w, b, d, geom, shape = _synapse(m, name, shape)
+        pending = (name, w, b, d, geom)
     if pending is not None:
         raise UnsupportedLayerError(f"layer {pending[0]!r}: the last synapse has no LIF layer after it")
     if not layers:
@@ -149,8 +171,10 @@ def _from_modules(modules: List[Tuple[str, nn.Module]]) -> List[FloatLayer]:
     return layers
 
 
-def extract_float_network(model: nn.Module) -> FloatNetwork:
-    """The :class:`FloatNetwork` of a supported spikelib model (see the module docstring)."""
+def extract_float_network(model: nn.Module, input_shape: Optional[Tuple[int, ...]] = None) -> FloatNetwork:
+    """The :class:`FloatNetwork` of a supported spikelib model (see the module docstring); ``input_shape``
+    ``(C, H, W)`` is needed when the first synapse is an ``nn.Conv2d``."""
+    from spikelib.hardware.nir import NIRSequential
     from spikelib.models.mlp import SpikingMLP
     from spikelib.models.snn_delays import READOUT_THRESHOLD, SNNDelays
 
@@ -186,9 +210,12 @@ def extract_float_network(model: nn.Module) -> FloatNetwork:
                                  bool(lif["decay_input"]), b, d))
         pad = model.right_padding * (len(layers))
         return FloatNetwork(model.synapses[0].in_features, layers, "softmax_sum", pad, {"model": "SNNDelays"})
-    if isinstance(model, nn.Sequential):
-        layers = _from_modules(list(model.named_children()))
-        return FloatNetwork(layers[0].weight.shape[1], layers, "spikes", 0, {"model": "Sequential"})
+    if isinstance(model, (nn.Sequential, NIRSequential)):
+        mods = list(model.named_children()) if isinstance(model, nn.Sequential) else \
+            list(zip(model.names, model.layers))
+        layers = _from_modules(mods, input_shape)
+        n_in = layers[0].conv.in_shape if layers[0].conv is not None else (layers[0].weight.shape[1],)
+        return FloatNetwork(int(math.prod(n_in)), layers, "spikes", 0, {"model": type(model).__name__})
     raise UnsupportedLayerError(
         f"model {type(model).__name__} cannot be mapped to Loihi: supported are SpikingMLP, SNNDelays and "
         f"nn.Sequential of Linear/DelayedLinear [BatchNorm1d] LIF blocks")

@@ -100,6 +100,7 @@ def quantize(
     weight_bits: int = 8,
     scales: Optional[Sequence[float]] = None,
     clip: bool = False,
+    input_shape: Optional[Sequence[int]] = None,
 ) -> Tuple[LoihiNetwork, QuantReport]:
     """Map a trained network to a :class:`LoihiNetwork` (see the module docstring for the equations).
 
@@ -108,11 +109,12 @@ def quantize(
         weight_bits: signed weight mantissa bits, 2..8 (8: weights ``-256, -254, ..., 254``).
         scales: one ``lambda`` per layer instead of the default.
         clip: clip out-of-range weights, biases, thresholds and delays (recorded in the report) instead of raising.
+        input_shape: ``(C, H, W)`` of the input when the first synapse is an ``nn.Conv2d``.
 
     Returns:
         ``(network, report)``; ``network.meta`` holds the scales, the readout kind and the padding steps.
     """
-    fnet = model if isinstance(model, FloatNetwork) else extract_float_network(model)
+    fnet = model if isinstance(model, FloatNetwork) else extract_float_network(model, input_shape)
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
         raise ValueError(f"weight_bits must be an int in 2..8, got {weight_bits!r}")
     if scales is not None and len(scales) != len(fnet.layers):
@@ -168,7 +170,7 @@ def quantize(
         })
         if not problems:
             layers.append(LoihiLayer(weight=w, vth=vth, i_decay=4096, v_decay=v_decay, bias=bias, delay=delay,
-                                     name=fl.name))
+                                     name=fl.name, conv=fl.conv))
     if problems:
         raise QuantizationRangeError("values outside Loihi's ranges (pass clip=True to clip them):\n  " +
                                      "\n  ".join(problems))
