@@ -28,7 +28,7 @@ def test_stage_reports_agreement(tmp_path):
     assert res["file_round_trip"] and res["n"] == 40
     assert res["lava"]["installed"] and res["lava"]["bit_exact"] == {"spikes": True, "u": True, "v": True}
     assert res["input_bins_over_one_spike"] > 0.2
-    assert res["agreement"] >= 0.8 and res["passed"]
+    assert res["agreement"] >= 0.8 and res["passed"] and res["accuracy_within_tolerance"]
     assert model.synapses[0].mode == "gaussian"  # the stage restored the model's mode
     saved = json.loads((tmp_path / "loihi" / "report.json").read_text())
     assert saved["fixed_acc"] == res["fixed_acc"] and (tmp_path / "loihi" / "net.h5").is_file()

@@ -6,8 +6,9 @@ float model with the bit-accurate simulation on the first ``LOIHI_TEST_SAMPLES``
 agreement of their predictions), runs one sample in Lava (``fixed_pt``) when Lava is installed and checks spikes and
 ``u``/``v`` bit for bit, and adds the Loihi 2 resource estimate. Loihi's dense layers take unary spikes, so inputs are
 binarised (``x > 0``) for both the float and the fixed-point run; the share of input bins with more than one spike is
-reported. ``passed`` is False when Lava disagrees with the simulator or the fixed-point accuracy is more than
-``ACCURACY_TOLERANCE`` below the float accuracy on the same inputs.
+reported. ``passed`` is False when the netx file does not read back to the same network or Lava disagrees with the
+simulator; ``accuracy_within_tolerance`` says whether the fixed-point accuracy is at most ``ACCURACY_TOLERANCE`` below
+the float accuracy on the same inputs (reported, not a failure: the demo's test split can be a few dozen samples).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def stage(ctx) -> Dict[str, Any]:
     result["lava"] = lava
     result["resources"] = estimate_resources(back).to_dict()
     ok_lava = all(lava.get("bit_exact", {}).values()) if lava["installed"] else True
-    result["passed"] = bool(same_file and ok_lava and acc["fixed_acc"] >= acc["float_acc"] - ACCURACY_TOLERANCE)
+    result["accuracy_within_tolerance"] = bool(acc["fixed_acc"] >= acc["float_acc"] - ACCURACY_TOLERANCE)
+    result["passed"] = bool(same_file and ok_lava)
     result["seconds"] = time.perf_counter() - t0
     atomic_write_text(folder / "report.json", json.dumps(result, indent=2) + "\n")
     lava_text = (f"Lava bit-exact on spikes/u/v: {all(lava['bit_exact'].values())}" if lava["installed"]
