@@ -26,14 +26,15 @@ direction ``d_{y,k} in {+1, -1}``, a duration ``L_{y,k} ~ U(sweep_duration)`` an
     spike        u ~ U(0, 1);   t = o_k + u L_{y,k}
                  c = round(lo_g + (hi_g - lo_g) * (u if d = +1 else 1 - u) + sigma_s + w_s ridge_width N(0, 1))
                  where g = pi_y[k], lo_g = e_g + m, hi_g = e_{g+1} - 1 - m, m = 2 ridge_width
-    background   Poisson(background_rate * C * t_end) spikes, t ~ U(0, t_end), c ~ U{0..C-1}
+    background   Poisson(background_rate * C * t_bg) spikes, t ~ U(0, t_bg), c ~ U{0..C-1}, over the same
+                 window for every class: t_bg = onset_hi + (G-1) max(gaps) + sweep_duration_hi + 0.05 s
     time warp    t' = r_s r_n (t + kappa_n t^2 / 1 s),   r_n ~ U(tempo), kappa_n ~ U(-warp, warp)
     jitter       t'' = |t' + N(0, jitter^2)|;   spikes with c outside [0, C) are dropped;
                  times are stored as float16 and sorted (stable) by their float16 value.
 
 Why counts do not give the class away: a sweep spends the same time at every channel of its band whichever its
-direction, the number of spikes per sweep does not depend on its duration or position in the sequence, and every
-class sweeps every band once. So the per-channel count law is the same for all classes (up to the ridge's spill at
+direction, the number of spikes per sweep does not depend on its duration or position in the sequence, every
+class sweeps every band once, and the background covers the same window for every class. So the per-channel count law is the same for all classes (up to the ridge's spill at
 the outermost channels); the class is only visible in *when* and in *which direction* bands are swept (a logistic
 regression on counts stays near chance, see ``tests/test_synthetic_shd.py``; one on time-binned inputs or a small SNN
 learns it). Samples are balanced over classes; train and test use disjoint speakers (the last ``n_test_speakers``
@@ -188,9 +189,9 @@ def _one_sample(rng: np.random.Generator, tpl: Dict[str, np.ndarray], spk: Dict[
         pos = lo + (hi - lo) * frac + spk["shift"] + spk["width"] * config.ridge_width * rng.standard_normal(counts[k])
         times.append(onsets[k] + u * tpl["duration"][k])
         units.append(np.rint(pos))
-    t_end = float(np.max(onsets + tpl["duration"])) + 0.05
-    n_bg = rng.poisson(config.background_rate * C * t_end)
-    times.append(rng.uniform(0.0, t_end, size=n_bg))
+    t_bg = config.onset[1] + (G - 1) * max(config.gaps) + config.sweep_duration[1] + 0.05  # same for all classes
+    n_bg = rng.poisson(config.background_rate * C * t_bg)
+    times.append(rng.uniform(0.0, t_bg, size=n_bg))
     units.append(rng.integers(0, C, size=n_bg).astype(np.float64))
     t = np.concatenate(times)
     c = np.concatenate(units)
