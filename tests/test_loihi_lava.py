@@ -201,3 +201,16 @@ def test_conv_then_dense_is_refused_instead_of_hanging(tmp_path):
     path = export_netx(LoihiNetwork(9, [c1, d]), tmp_path / "cd.h5")
     with pytest.raises(NotImplementedError, match="conv layer followed by a dense layer"):
         run_lava(path, torch.zeros(4, 1, 9))
+
+
+@pytest.mark.parametrize("delays", [False, True])
+def test_graded_input_spikes(tmp_path, delays):
+    """Event counts as graded input spikes (netx input_message_bits=8): the first synapse multiplies by the payload."""
+    g = torch.Generator().manual_seed(14)
+    d = torch.randint(0, 5, (7, 12), generator=g) if delays else None
+    l1 = LoihiLayer(weight=torch.randint(-100, 200, (7, 12), generator=g), vth=2000, i_decay=800, v_decay=300,
+                    delay=d, bias=torch.randint(-5, 5, (7,), generator=g), name="graded")
+    l2 = LoihiLayer(weight=torch.randint(-50, 255, (3, 7), generator=g), vth=150, v_decay=600, name="out")
+    x = _rand_spikes(25, 1, 12, 0.4, 15) * torch.randint(1, 256, (25, 1, 12), generator=g)
+    assert x.max() > 100
+    _assert_same(LoihiNetwork(12, [l1, l2]), x, tmp_path)

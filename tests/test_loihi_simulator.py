@@ -28,10 +28,10 @@ def _brute_force(net: LoihiNetwork, x: torch.Tensor):
             arrivals = {}
             for t in range(T):
                 for i in range(n_in):
-                    if spikes_in[t][b][i]:
+                    if spikes_in[t][b][i]:  # graded input: the weight times the payload
                         for o in range(n_out):
                             key = (t + 1 + d[o][i], o)
-                            arrivals[key] = arrivals.get(key, 0) + w[o][i]
+                            arrivals[key] = arrivals.get(key, 0) + w[o][i] * spikes_in[t][b][i]
             for o in range(n_out):
                 u = v = 0
                 for t in range(T):
@@ -77,8 +77,9 @@ def test_hand_worked_spike_reset_bias_and_delay():
     assert r.v[0][:, 0, 0].tolist() == [64, 64, 64, 0, 64]  # 320 + 64 = 384 > 256: spike, reset to 0
 
 
+@pytest.mark.parametrize("graded", [False, True])
 @pytest.mark.parametrize("delays", ["none", "synapse", "neuron"])
-def test_matches_brute_force(delays):
+def test_matches_brute_force(delays, graded):
     g = torch.Generator().manual_seed(11)
     sizes = [9, 7, 5]
     layers = []
@@ -93,6 +94,8 @@ def test_matches_brute_force(delays):
                                  bias=torch.randint(-20, 21, (b,), generator=g), delay=d))
     net = LoihiNetwork(9, layers)
     x = (torch.rand(30, 3, 9, generator=g) < 0.35).float()
+    if graded:  # graded input spikes (event counts 0..255) into the first layer
+        x = x * torch.randint(1, 256, x.shape, generator=g).float()
     r = simulate(net, x)
     ref = _brute_force(net, x)
     for i in range(2):
@@ -155,8 +158,12 @@ def test_bad_network_and_input():
     net = LoihiNetwork(4, [layer])
     with pytest.raises(ValueError, match=r"shape \[T, B, 4\]"):
         simulate(net, torch.zeros(5, 4))
-    with pytest.raises(ValueError, match="binary"):
+    with pytest.raises(ValueError, match=r"integers in 0..255"):
         simulate(net, torch.full((5, 1, 4), 0.5))
+    with pytest.raises(ValueError, match=r"integers in 0..255"):
+        simulate(net, torch.full((5, 1, 4), 256.0))
+    with pytest.raises(ValueError, match=r"integers in 0..255"):
+        simulate(net, torch.full((5, 1, 4), -1.0))
     with pytest.raises(TypeError, match="LoihiNetwork"):
         simulate(layer, torch.zeros(5, 1, 4))
 

@@ -5,7 +5,8 @@ Lava), estimate Loihi 2 resources, and export a checkpoint to NIR.
     rebuilds the model of a ``spikelib train`` checkpoint, quantises it (:mod:`spikelib.hardware.loihi.quantize`),
     writes the netx file and ``<out>.report.json`` (what was rounded/clipped, resources), and prints a summary.
 ``spikelib loihi simulate NETX (--input spikes.npy | --random T) [--lava]``
-    runs the bit-accurate simulator on binary input ``[T, C]`` or ``[T, B, C]`` (``.npy`` or ``.pt``); ``--lava`` also
+    runs the bit-accurate simulator on input spikes ``[T, C]`` or ``[T, B, C]`` (0/1, or graded counts 0..255; ``.npy``
+    or ``.pt``); ``--lava`` also
     runs Lava and reports whether spikes and ``u``/``v`` agree bit for bit. Prints JSON.
 ``spikelib loihi resources NETX``
     prints the Loihi 2 resource estimate as JSON.
@@ -171,7 +172,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     sim = sub.add_parser("simulate", help="bit-accurate simulation of a netx file (optionally also in Lava)")
     sim.add_argument("netx", help="netx HDF5 file")
     src = sim.add_mutually_exclusive_group(required=True)
-    src.add_argument("--input", help="binary spikes [T, C] or [T, B, C] (.npy or torch .pt)")
+    src.add_argument("--input", help="spikes or counts 0..255 [T, C] or [T, B, C] (.npy or torch .pt)")
     src.add_argument("--random", type=positive_int, metavar="T", help="T steps of random input spikes")
     sim.add_argument("--rate", type=positive_float, default=0.1, help="spike probability of --random (default 0.1)")
     sim.add_argument("--seed", type=int, default=0, help="seed of --random")

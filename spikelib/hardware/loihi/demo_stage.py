@@ -4,9 +4,9 @@
 writes ``<run>/loihi/net.h5`` and ``report.json``, checks that the file reads back to the same integers, compares the
 float model with the bit-accurate simulation on the first ``LOIHI_TEST_SAMPLES`` test samples (accuracy of each and
 agreement of their predictions), runs one sample in Lava (``fixed_pt``) when Lava is installed and checks spikes and
-``u``/``v`` bit for bit, and adds the Loihi 2 resource estimate. Loihi's dense layers take unary spikes, so inputs are
-binarised (``x > 0``) for both the float and the fixed-point run; the share of input bins with more than one spike is
-reported. ``passed`` is False when the netx file does not read back to the same network or Lava disagrees with the
+``u``/``v`` bit for bit, and adds the Loihi 2 resource estimate. Binned inputs can hold several events per bin: they
+enter the network as graded input spikes (payload = count, netx ``input_message_bits=8``), so float and fixed point see
+the same input; the share of bins with more than one event is reported. ``passed`` is False when the netx file does not read back to the same network or Lava disagrees with the
 simulator; ``accuracy_within_tolerance`` says whether the fixed-point accuracy is at most ``ACCURACY_TOLERANCE`` below
 the float accuracy on the same inputs (reported, not a failure: the demo's test split can be a few dozen samples).
 """
@@ -41,7 +41,7 @@ def stage(ctx) -> Dict[str, Any]:
     from spikelib.hardware.loihi.netx import export_netx, load_netx
     from spikelib.hardware.loihi.quantize import compare_float_fixed, quantize
     from spikelib.hardware.loihi.resources import estimate_resources
-    from spikelib.hardware.loihi.simulator import simulate
+    from spikelib.hardware.loihi.simulator import MAX_GRADED_INPUT, simulate
     from spikelib.training.atomic import atomic_write_text
 
     t0 = time.perf_counter()
@@ -54,9 +54,11 @@ def stage(ctx) -> Dict[str, Any]:
     same_file = all(torch.equal(a.weight, b.weight) and a.vth == b.vth for a, b in zip(net.layers, back.layers))
     x, y = _test_batch(ctx, LOIHI_TEST_SAMPLES)
     multi = float((x > 1).float().mean())
-    xb = (x > 0).to(torch.get_default_dtype())
+    if float(x.max()) > MAX_GRADED_INPUT or bool((x != x.round()).any()) or float(x.min()) < 0:
+        raise ValueError(f"demo inputs must be event counts in 0..{MAX_GRADED_INPUT} for Loihi's graded input spikes")
+    xb = x.to(torch.get_default_dtype())
     acc = compare_float_fixed(model, back, [(xb, y)])
-    result: Dict[str, Any] = {"netx": str(path), "file_round_trip": same_file, "input_bins_over_one_spike": multi,
+    result: Dict[str, Any] = {"netx": str(path), "file_round_trip": same_file, "input_bins_over_one_spike": multi, "input_max_count": float(x.max()),
                               **acc, "accuracy_tolerance": ACCURACY_TOLERANCE, "quantization": report.to_dict()}
     lava: Dict[str, Any] = {"installed": lava_available()}
     if lava["installed"]:

@@ -92,10 +92,10 @@ def lava_available() -> bool:
     return True
 
 
-def _run_one(lava: types.SimpleNamespace, path: str, x: np.ndarray):
+def _run_one(lava: types.SimpleNamespace, path: str, x: np.ndarray, message_bits: int):
     """One sample ``x [n_in, T]`` (int); returns per-layer lists of ``[T, n]`` arrays (spikes, u, v)."""
     T = x.shape[1]
-    net = lava.netx.hdf5.Network(net_config=path)
+    net = lava.netx.hdf5.Network(net_config=path, input_message_bits=message_bits)
     in_shape = tuple(net.inp.shape)
     if len(in_shape) == 3:  # Lava's (x, y, z) = (W, H, C); spikelib flattens C, H, W
         x = x.reshape(in_shape[::-1] + (T,)).transpose(2, 1, 0, 3)
@@ -127,7 +127,9 @@ def _run_one(lava: types.SimpleNamespace, path: str, x: np.ndarray):
 
 
 def run_lava(path: Union[str, os.PathLike], spikes: torch.Tensor) -> SimResult:
-    """Run the netx file at ``path`` in Lava (fixed point) on binary ``spikes [T, B, n_in]`` for ``T`` steps.
+    """Run the netx file at ``path`` in Lava (fixed point) on ``spikes [T, B, n_in]`` for ``T`` steps.
+
+    Inputs above 1 are graded spikes: the network is built with netx ``input_message_bits=8``.
 
     Returns a :class:`~spikelib.hardware.loihi.simulator.SimResult` laid out like the simulator's (per layer
     ``[T, B, n]``: spikes float32, ``u``/``v`` int64), so the two compare with ``torch.equal``.
@@ -147,7 +149,8 @@ def run_lava(path: Union[str, os.PathLike], spikes: torch.Tensor) -> SimResult:
         raise NotImplementedError("a conv layer followed by a dense layer (netx 'flatten'): Lava 0.10 / lava-dl 0.6 "
                                   "did not finish such runs here (Loihi2SimCfg, fixed_pt); conv-only and dense-only "
                                   "networks run")
-    per_sample = [_run_one(lava, str(path), x[:, b].t().numpy().astype(np.int32)) for b in range(x.shape[1])]
+    bits = 8 if float(x.max()) > 1 else 0  # graded input spikes: netx input_message_bits
+    per_sample = [_run_one(lava, str(path), x[:, b].t().numpy().astype(np.int32), bits) for b in range(x.shape[1])]
     n_layers = len(per_sample[0])
     out = SimResult([], [], [])
     for layer in range(n_layers):

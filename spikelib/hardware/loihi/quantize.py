@@ -180,7 +180,7 @@ def quantize(
 
 
 def fixed_point_logits(net: LoihiNetwork, x: torch.Tensor) -> torch.Tensor:
-    """Class scores of the quantised network for float-model input ``x [T, B, C]`` (binary spikes).
+    """Class scores of the quantised network for float-model input ``x [T, B, C]`` (spikes or event counts 0..255).
 
     Runs ``T + pad + L`` steps and reads the last layer at Loihi steps ``L .. L + T + pad - 1`` (see the module
     docstring) as the float model reads its output: spike counts, the mean membrane ``v / (64 lambda)``, or the sum of

@@ -47,25 +47,33 @@ class SimResult(NamedTuple):
     v: List[torch.Tensor]
 
 
+MAX_GRADED_INPUT = 255  # 8-bit graded input spikes (netx ``input_message_bits=8``)
+
+
 def check_spike_input(spikes: torch.Tensor, n_in: int, name: str = "spikes") -> torch.Tensor:
-    """Validate binary input spikes ``[T, B, n_in]`` and return them as float32 (0/1)."""
+    """Validate input spikes ``[T, B, n_in]`` and return them as float32.
+
+    Values must be integers in ``0..255``: 0/1 are unary spikes, larger values graded input spikes (event counts),
+    which Lava runs with netx ``input_message_bits=8`` (the first synapse then multiplies the weight by the payload).
+    """
     if not isinstance(spikes, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor [T, B, {n_in}], got {type(spikes).__name__}")
     if spikes.dim() != 3 or spikes.shape[2] != n_in or spikes.shape[0] < 1 or spikes.shape[1] < 1:
         raise ValueError(f"{name} must have shape [T, B, {n_in}] (time first), got {tuple(spikes.shape)}")
     if spikes.is_complex():
-        raise TypeError(f"{name} must be real 0/1 spikes, got dtype {spikes.dtype}")
+        raise TypeError(f"{name} must be real spike counts, got dtype {spikes.dtype}")
     x = spikes.to(torch.float32)
-    if not bool(((x == 0) | (x == 1)).all()):
-        raise ValueError(f"{name} must be binary spikes (0 or 1); Loihi dense layers here take unary spikes")
+    if not bool(((x == x.round()) & (x >= 0) & (x <= MAX_GRADED_INPUT)).all()):
+        raise ValueError(f"{name} must hold integers in 0..{MAX_GRADED_INPUT} (0/1 spikes, or graded input spike "
+                         f"payloads)")
     return x
 
 
 def synaptic_input(spikes: torch.Tensor, weight: torch.Tensor, delays: Optional[torch.Tensor]) -> torch.Tensor:
-    """Dendritic input ``a[t] = sum_d W_d s[t - 1 - d]``, int64 ``[T, B, out]``, for 0/1 ``spikes [T, B, in]``."""
+    """Dendritic input ``a[t] = sum_d W_d s[t - 1 - d]``, int64 ``[T, B, out]``, for ``spikes [T, B, in]``."""
     T, B, n_in = spikes.shape
     out = weight.shape[0]
-    dtype = torch.float32 if n_in * 256 < 2 ** 24 else torch.float64
+    dtype = torch.float32 if n_in * 256 * max(1, int(spikes.max())) < 2 ** 24 else torch.float64
     x = spikes.to(dtype).reshape(T * B, n_in)
     a = torch.zeros(T, B, out, dtype=torch.int64)
     if T < 2:
@@ -75,15 +83,17 @@ def synaptic_input(spikes: torch.Tensor, weight: torch.Tensor, delays: Optional[
         a[1:] = y[:-1].round().to(torch.int64)
         return a
     # Event-driven: each input spike (t, b, i) adds W[o, i] to a[t + 1 + D[o, i], b, o] for every output o.
-    t_idx, b_idx, i_idx = x.reshape(T, B, n_in).nonzero(as_tuple=True)
+    xs = x.reshape(T, B, n_in)
+    t_idx, b_idx, i_idx = xs.nonzero(as_tuple=True)
+    counts = xs[t_idx, b_idx, i_idx].round().to(torch.int64)  # 1 for unary spikes, the payload for graded ones
     flat = torch.zeros((T + int(delays.max()) + 1) * B * out, dtype=torch.int64)
     w_t = weight.t().contiguous()  # [in, out]
     base = (1 + delays.t()) * (B * out) + torch.arange(out)  # [in, out]: flat offset of input i's column at t = 0
     per_chunk = max(1, _CHUNK_ELEMENTS // out)
     for start in range(0, len(t_idx), per_chunk):
-        t_c, b_c, i_c = (v[start:start + per_chunk] for v in (t_idx, b_idx, i_idx))
+        t_c, b_c, i_c, n_c = (v[start:start + per_chunk] for v in (t_idx, b_idx, i_idx, counts))
         index = base[i_c] + ((t_c * B + b_c) * out)[:, None]  # [spikes, out]
-        flat.index_add_(0, index.reshape(-1), w_t[i_c].reshape(-1))
+        flat.index_add_(0, index.reshape(-1), (w_t[i_c] * n_c[:, None]).reshape(-1))
     return flat[: T * B * out].reshape(T, B, out)
 
 
@@ -140,11 +150,11 @@ def simulate_layer(layer: LoihiLayer, spikes: torch.Tensor, traces: bool = True)
 
 
 def simulate(net: LoihiNetwork, spikes: torch.Tensor, traces: bool = True) -> SimResult:
-    """Run ``net`` on binary input ``spikes [T, B, input_size]`` for ``T`` steps (see the module docstring).
+    """Run ``net`` on input ``spikes [T, B, input_size]`` for ``T`` steps (see the module docstring).
 
     Args:
         net: the integer network.
-        spikes: input spikes, time first; the values must be 0 or 1.
+        spikes: input spikes, time first: 0/1, or graded payloads 0..255 (see :func:`check_spike_input`).
         traces: also return the ``u``/``v`` traces (``SimResult.u``/``v`` hold None per layer otherwise).
 
     Returns:
