@@ -6,8 +6,7 @@ Lava), estimate Loihi 2 resources, and export a checkpoint to NIR.
     writes the netx file and ``<out>.report.json`` (what was rounded/clipped, resources), and prints a summary.
 ``spikelib loihi simulate NETX (--input spikes.npy | --random T) [--lava]``
     runs the bit-accurate simulator on input spikes ``[T, C]`` or ``[T, B, C]`` (0/1, or graded counts 0..255; ``.npy``
-    or ``.pt``); ``--lava`` also
-    runs Lava and reports whether spikes and ``u``/``v`` agree bit for bit. Prints JSON.
+    or ``.pt``); ``--lava`` also runs Lava and reports whether spikes and ``u``/``v`` agree bit for bit. Prints JSON.
 ``spikelib loihi resources NETX``
     prints the Loihi 2 resource estimate as JSON.
 ``spikelib loihi nir CHECKPOINT --out model.nir``

@@ -6,7 +6,8 @@ float model with the bit-accurate simulation on the first ``LOIHI_TEST_SAMPLES``
 agreement of their predictions), runs one sample in Lava (``fixed_pt``) when Lava is installed and checks spikes and
 ``u``/``v`` bit for bit, and adds the Loihi 2 resource estimate. Binned inputs can hold several events per bin: they
 enter the network as graded input spikes (payload = count, netx ``input_message_bits=8``), so float and fixed point see
-the same input; the share of bins with more than one event is reported. ``passed`` is False when the netx file does not read back to the same network or Lava disagrees with the
+the same input; the share of bins with more than one event is reported. ``passed`` is False when the netx file does
+not read back to the same network or Lava disagrees with the
 simulator; ``accuracy_within_tolerance`` says whether the fixed-point accuracy is at most ``ACCURACY_TOLERANCE`` below
 the float accuracy on the same inputs (reported, not a failure: the demo's test split can be a few dozen samples).
 """
@@ -58,7 +59,8 @@ def stage(ctx) -> Dict[str, Any]:
         raise ValueError(f"demo inputs must be event counts in 0..{MAX_GRADED_INPUT} for Loihi's graded input spikes")
     xb = x.to(torch.get_default_dtype())
     acc = compare_float_fixed(model, back, [(xb, y)])
-    result: Dict[str, Any] = {"netx": str(path), "file_round_trip": same_file, "input_bins_over_one_spike": multi, "input_max_count": float(x.max()),
+    result: Dict[str, Any] = {"netx": str(path), "file_round_trip": same_file, "input_bins_over_one_spike": multi,
+                              "input_max_count": float(x.max()),
                               **acc, "accuracy_tolerance": ACCURACY_TOLERANCE, "quantization": report.to_dict()}
     lava: Dict[str, Any] = {"installed": lava_available()}
     if lava["installed"]:
