@@ -1,4 +1,4 @@
-"""Cochlea model that turns audio into 700-channel spike trains, the pipeline the Spiking Heidelberg Digits were made with.
+"""Cochlea model turning audio into 700-channel spike trains: the pipeline the Spiking Heidelberg Digits were made with.
 
 Sources (our implementation of their equations; the parameter values are those of the SHD pipeline):
 
@@ -69,8 +69,8 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["CochleaParams", "Cochlea", "basilar_membrane", "hair_cell", "bushy_cells", "bushy_lif", "fibre_counts", "folded_transfer", "preprocess",
-           "transfer_function"]
+__all__ = ["CochleaParams", "Cochlea", "basilar_membrane", "hair_cell", "bushy_cells", "bushy_lif", "fibre_counts",
+           "folded_transfer", "preprocess", "transfer_function"]
 
 log = logging.getLogger(__name__)
 

@@ -231,8 +231,8 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
     attrs = {"generator": "spikelib synth-heidelberg", "format_version": FORMAT_VERSION, "seed": seed,
              "speakers": speakers, "repeats": repeats, "channels": channels, "languages": ",".join(languages)}
     files = {}
-    for split, keep in (("train", lambda s: s.speaker.index not in test_ids), ("test", lambda s: s.speaker.index in test_ids)):
-        idx = [i for i, s in enumerate(samples) if keep(s)]
+    for split, held_out in (("train", False), ("test", True)):
+        idx = [i for i, s in enumerate(samples) if (s.speaker.index in test_ids) == held_out]
         files[split] = out / f"shd_{split}.h5"
         _write_h5(files[split], [samples[i] for i in idx], [spikes[i] for i in idx], people, attrs)
     summary = {"train": str(files["train"]), "test": str(files["test"]), "samples": len(samples),
