@@ -10,8 +10,9 @@ Sources (our implementation of their equations; the parameter values are those o
 - Inner hair cell: R. Meddis, JASA 79(3), 702, 1986 and JASA 83(3), 1056, 1988 (transmitter reservoir model).
 - Bushy cells: LIF neurons each driven by 40 refractory auditory-nerve fibres, as described in Cramer et al. 2020.
 
-Reference implementation, used only as a test-time comparison: PyPI ``lauscher`` 1.0.1 (electronicvisions/lauscher, ``lauscher/transformations/*.py``, LGPL-2.1). No code is taken from it; tests check stage-by-stage
-agreement (tests/test_heidelberg_cochlea.py).
+Reference implementation, used only as a test-time comparison: PyPI ``lauscher`` 1.0.1 (electronicvisions/lauscher,
+``lauscher/transformations/*.py``, LGPL-2.1). No code is taken from it; tests check stage-by-stage agreement
+(tests/test_heidelberg_cochlea.py).
 
 Equations (x = place in [0, L], L = 3.5, channel k at x_k = k L / (K - 1); omega = angular frequency)::
 
