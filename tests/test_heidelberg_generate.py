@@ -148,6 +148,14 @@ def test_cli_register_runs_the_generator(tmp_path, capsys):
     bad = parser.parse_args(["synth-heidelberg", "--out", str(tmp_path / "p"), "--speakers", "1"])
     assert bad.func(bad) == 2
     assert "speakers must be >= 2" in capsys.readouterr().err
+    from spikelib.cli import main  # the `spikelib data synth-heidelberg` entry point
+
+    assert main(["data", "synth-heidelberg", "--out", str(tmp_path / "m"), "--speakers", "2", "--repeats", "1",
+                 "--languages", "de", "--channels", "8", "--no-progress", "--plot"]) == 0
+    assert (tmp_path / "m" / "shd_raster.png").stat().st_size > 1000
+    assert main(["data", "synth-heidelberg", "--out", str(tmp_path / "q"), "--speakers", "2",
+                 "--languages", "fr"]) == 2
+    assert "unknown language(s) ['fr']" in capsys.readouterr().err
 
 
 def test_bad_input_is_reported(tmp_path, monkeypatch):
