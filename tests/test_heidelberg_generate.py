@@ -156,6 +156,9 @@ def test_cli_register_runs_the_generator(tmp_path, capsys):
     assert main(["data", "synth-heidelberg", "--out", str(tmp_path / "q"), "--speakers", "2",
                  "--languages", "fr"]) == 2
     assert "unknown language(s) ['fr']" in capsys.readouterr().err
+    assert main(["data", "synth-heidelberg", "--out", str(tmp_path / "r"), "--speakers", "2", "--channels", "8",
+                 "--variants", "m3,nobody", "--no-progress"]) == 2
+    assert "does not know voice(s)" in capsys.readouterr().err
 
 
 def test_bad_input_is_reported(tmp_path, monkeypatch):

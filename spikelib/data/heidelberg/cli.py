@@ -15,11 +15,12 @@ def _run(args: argparse.Namespace) -> int:
     from spikelib.data.heidelberg.tts import EspeakNotFoundError
 
     languages = tuple(x.strip() for x in args.languages.split(",") if x.strip())
+    variants = tuple(x.strip() for x in args.variants.split(",") if x.strip()) if args.variants else None
     try:
         summary = generate_heidelberg(args.out, speakers=args.speakers, repeats=args.repeats, seed=args.seed,
                                       test_speakers=args.test_speakers, languages=languages,
                                       channels=args.channels, cache_dir=args.cache, plot=args.plot,
-                                      progress=not args.no_progress, overwrite=args.force)
+                                      progress=not args.no_progress, overwrite=args.force, variants=variants)
     except (ValueError, TypeError, PermissionError, FileExistsError, EspeakNotFoundError) as err:
         print(f"spikelib data synth-heidelberg: error: {err}", file=sys.stderr)
         return 2
@@ -46,6 +47,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--test-speakers", type=positive_int, default=None,
                    help="speakers held out for shd_test.h5 (default a quarter, at least 1)")
     p.add_argument("--languages", default="en,de", help="comma-separated subset of en,de (default en,de)")
+    p.add_argument("--variants", default=None,
+                   help="comma-separated eSpeak NG voice variants speakers are drawn from (e.g. m1,m3,f2; default: "
+                        "44 human-sounding variants)")
     p.add_argument("--channels", type=positive_int, default=700, help="cochlea channels (default 700, as SHD)")
     p.add_argument("--cache", type=Path, default=None, help="audio/spike cache folder (default DIR/.cache)")
     p.add_argument("--plot", action="store_true", help="also write DIR/shd_raster.png (one sample per class)")
