@@ -8,7 +8,7 @@ Protocol: one JSON object on stdin::
 
     {"check_voices": ["en-us+m3", ...],            # optional: report which of these eSpeak rejects
      "jobs": [{"text": "seven", "voice": "en-us+m3", "rate": 160, "pitch": 50, "range": 50,
-               "volume": 60, "out": "/abs/path/file.wav"}, ...]}
+               "volume": 60, "seed": 123, "out": "/abs/path/file.wav"}, ...]}
 
 It writes each job's WAV atomically (temporary file in the same folder, fsync, os.replace) and prints one JSON object
 on stdout: ``{"sample_rate": 22050, "bad_voices": [...], "written": N}``. Exit status 3 means the eSpeak library or its
@@ -52,20 +52,28 @@ class Engine:
     """A loaded eSpeak NG in synchronous mode; :meth:`say` returns raw int16 little-endian bytes."""
 
     def __init__(self) -> None:
-        lib_path, data_root = locate()
+        lib_path, self.data_root = locate()
         self.lib = ctypes.CDLL(str(lib_path))
         self.lib.espeak_Initialize.restype = ctypes.c_int
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(data_root).encode(), 0)
-        if self.sample_rate <= 0:
-            raise FileNotFoundError(f"espeak_Initialize failed ({self.sample_rate}) with data in {data_root}")
-        self.variants = data_root / "espeak-ng-data" / "voices" / "!v"
+        self.variants = self.data_root / "espeak-ng-data" / "voices" / "!v"
         self.chunks: list[bytes] = []
         callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
         self._callback = callback_type(self._collect)  # kept alive as long as the engine
+        self.sample_rate = 0
+        self.reset(terminate=False)
+
+    def reset(self, terminate: bool = True) -> None:
+        """(Re)initialise eSpeak NG: a fresh state, so a word's audio does not depend on the words before it."""
+        if terminate:
+            self.lib.espeak_Terminate()
+        self.sample_rate = self.lib.espeak_Initialize(AUDIO_OUTPUT_SYNCHRONOUS, 0, str(self.data_root).encode(), 0)
+        if self.sample_rate <= 0:
+            raise FileNotFoundError(f"espeak_Initialize failed ({self.sample_rate}) with data in {self.data_root}")
         self.lib.espeak_SetSynthCallback(self._callback)
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self.lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                           ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
 
@@ -81,7 +89,10 @@ class Engine:
             return False
         return self.lib.espeak_SetVoiceByName(name.encode()) == 0
 
-    def say(self, text: str, voice: str, **params: int) -> bytes:
+    def say(self, text: str, voice: str, seed: int = 0, **params: int) -> bytes:
+        # eSpeak NG adds noise (e.g. aspiration) from its own generator, seeded from the clock unless set: seeding it
+        # per word makes every word's audio independent of time and of the words synthesised before it
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(int(seed)))
         if not self.set_voice(voice):
             raise ValueError(f"eSpeak NG rejected voice {voice!r}")
         for key, value in params.items():
@@ -115,6 +126,41 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
         raise
 
 
+def _synthesize_one(engine: Engine, job: dict) -> None:
+    params = {k: job[k] for k in PARAMS if k in job}
+    pcm = engine.say(job["text"], job["voice"], seed=int(job.get("seed", 0)), **params)
+    if not pcm:
+        raise RuntimeError(f"eSpeak NG produced no audio for {job['text']!r} in voice {job['voice']!r}")
+    write_wav(Path(job["out"]), pcm, engine.sample_rate)
+
+
+def _run_job(engine: Engine, job: dict) -> None:
+    """Synthesise one word from eSpeak's freshly initialised state.
+
+    eSpeak NG keeps state between utterances that neither its random seed nor espeak_Terminate/espeak_Initialize
+    reset, so a word's samples depend on the words synthesised before it. Where fork() exists each word is made in a
+    forked child of the initialised engine (~1 ms), so its audio depends only on the job.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows: order-dependent (documented)
+        _synthesize_one(engine, job)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            _synthesize_one(engine, job)
+        except BaseException as err:  # noqa: BLE001 - reported through the exit status and stderr
+            sys.stderr.write(f"{err}\n")
+            sys.stderr.flush()
+            code = EXIT_FAILED
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"synthesising {job['text']!r} in voice {job['voice']!r} failed")
+
+
 def main() -> int:
     request = json.load(sys.stdin)
     try:
@@ -126,11 +172,7 @@ def main() -> int:
     written = 0
     try:
         for job in request.get("jobs", []):
-            params = {k: job[k] for k in PARAMS if k in job}
-            pcm = engine.say(job["text"], job["voice"], **params)
-            if not pcm:
-                raise RuntimeError(f"eSpeak NG produced no audio for {job['text']!r} in voice {job['voice']!r}")
-            write_wav(Path(job["out"]), pcm, engine.sample_rate)
+            _run_job(engine, job)
             written += 1
     except (ValueError, RuntimeError) as err:
         sys.stderr.write(f"{err}\n")

@@ -95,7 +95,7 @@ class TTSRequest:
     volume: int = 60
 
     def key(self) -> str:
-        blob = json.dumps([asdict(self), _espeak_version()], sort_keys=True, ensure_ascii=False)
+        blob = json.dumps([asdict(self), _espeak_version(), "seeded"], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -193,7 +193,7 @@ def synthesize(requests: Sequence[TTSRequest], cache_dir: Path, timeout: float =
     if todo:
         log.info("synthesising %d words with eSpeak NG", len(todo))
         jobs = [{"text": r.text, "voice": r.voice, "rate": r.rate, "pitch": r.pitch, "range": r.pitch_range,
-                 "volume": r.volume, "out": out} for out, r in todo.items()]
+                 "volume": r.volume, "seed": int(r.key()[:8], 16), "out": out} for out, r in todo.items()]
         _run_worker({"jobs": jobs}, timeout)
     out = []
     for path in paths:
