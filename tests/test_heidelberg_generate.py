@@ -118,10 +118,10 @@ def test_second_run_is_instant_and_identical(full):
         np.testing.assert_array_equal(a, b)
 
 
-def test_seed_determines_the_data(tmp_path):
+def test_seed_determines_the_data_whatever_the_worker_count(tmp_path):
     kw = dict(speakers=2, repeats=1, languages=("en",), channels=16, progress=False)
-    a = generate_heidelberg(tmp_path / "a", seed=3, **kw)
-    b = generate_heidelberg(tmp_path / "b", seed=3, **kw)
+    a = generate_heidelberg(tmp_path / "a", seed=3, workers=2, **kw)  # two spawned cochlea processes
+    b = generate_heidelberg(tmp_path / "b", seed=3, workers=1, **kw)  # in this process
     c = generate_heidelberg(tmp_path / "c", seed=4, **kw)
     ra, rb, rc = (_read(Path(s["train"])) for s in (a, b, c))
     assert sorted(ra["labels"].tolist()) == list(range(10))

@@ -20,7 +20,8 @@ def _run(args: argparse.Namespace) -> int:
         summary = generate_heidelberg(args.out, speakers=args.speakers, repeats=args.repeats, seed=args.seed,
                                       test_speakers=args.test_speakers, languages=languages,
                                       channels=args.channels, cache_dir=args.cache, plot=args.plot,
-                                      progress=not args.no_progress, overwrite=args.force, variants=variants)
+                                      progress=not args.no_progress, overwrite=args.force, variants=variants,
+                                      workers=args.workers)
     except (ValueError, TypeError, PermissionError, FileExistsError, EspeakNotFoundError) as err:
         print(f"spikelib data synth-heidelberg: error: {err}", file=sys.stderr)
         return 2
@@ -52,6 +53,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
                         "44 human-sounding variants)")
     p.add_argument("--channels", type=positive_int, default=700, help="cochlea channels (default 700, as SHD)")
     p.add_argument("--cache", type=Path, default=None, help="audio/spike cache folder (default DIR/.cache)")
+    p.add_argument("--workers", type=positive_int, default=None,
+                   help="cochlea processes (default: the number of CPUs); the output does not depend on it")
     p.add_argument("--plot", action="store_true", help="also write DIR/shd_raster.png (one sample per class)")
     p.add_argument("--force", action="store_true", help="replace shd_*.h5 files that this command did not write")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -125,10 +125,15 @@ def _spike_key(request: tts.TTSRequest, render_seed: Tuple[int, ...], channels: 
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
+def _spike_path(sample: _Sample, request: tts.TTSRequest, seed: int, cochlea: Cochlea, cache: Path) -> Path:
+    ids = (int(seed), sample.speaker.index, sample.label, sample.repeat)
+    return cache / f"{_spike_key(request, ids, cochlea.channels, cochlea.params)}.npz"
+
+
 def _sample_spikes(sample: _Sample, request: tts.TTSRequest, pcm: np.ndarray, seed: int, cochlea: Cochlea,
                    cache: Path) -> Tuple[np.ndarray, np.ndarray]:
     ids = (int(seed), sample.speaker.index, sample.label, sample.repeat)
-    path = cache / f"{_spike_key(request, ids, cochlea.channels, cochlea.params)}.npz"
+    path = _spike_path(sample, request, seed, cochlea, cache)
     if path.is_file():
         with np.load(path) as data:
             return data["times"], data["units"]
@@ -144,6 +149,49 @@ def _sample_spikes(sample: _Sample, request: tts.TTSRequest, pcm: np.ndarray, se
 
     _atomic_write(path, write)
     return times, units
+
+
+_WORKER: Dict[str, object] = {}
+
+
+def _worker_init(channels: int, params: CochleaParams, transfer_dir: str) -> None:
+    import numba
+
+    numba.set_num_threads(1)
+    _WORKER["cochlea"] = Cochlea(channels, params, cache_dir=transfer_dir, workers=1)
+
+
+def _worker_task(task: tuple) -> Tuple[np.ndarray, np.ndarray]:
+    sample, request, pcm, seed, cache = task
+    return _sample_spikes(sample, request, pcm, seed, _WORKER["cochlea"], cache)
+
+
+def _all_spikes(samples: List[_Sample], requests: List[tts.TTSRequest], audio: List[np.ndarray], seed: int,
+                cochlea: Cochlea, cache: Path, workers: int, progress: bool) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Spikes of every sample, in order; uncached ones in ``workers`` single-threaded processes (spawned) when
+    there are enough of them, else in this process (numba threads). Results do not depend on ``workers``."""
+    from tqdm import tqdm
+
+    tasks = [(s, r, pcm, seed, cache) for s, r, pcm in zip(samples, requests, audio)]
+    todo = [i for i, (s, r, *_rest) in enumerate(tasks) if not _spike_path(s, r, seed, cochlea, cache).is_file()]
+    bar = tqdm(total=len(tasks), desc="synth-heidelberg", unit="sample", disable=not progress)
+    if workers > 1 and len(todo) >= 4 * workers:
+        import multiprocessing
+
+        for n in sorted({_clip_length(tts.trim_silence(tasks[i][2]).size, tts.SAMPLE_RATE) for i in todo}):
+            cochlea.transfer(n, tts.SAMPLE_RATE)  # computed once here and saved for the workers
+        ctx = multiprocessing.get_context("spawn")  # fork is unsafe after numba/torch threads have started
+        with ctx.Pool(workers, initializer=_worker_init,
+                      initargs=(cochlea.channels, cochlea.params, str(cochlea.cache_dir))) as pool:
+            for _ in pool.imap_unordered(_worker_task, [tasks[i] for i in todo], chunksize=2):
+                bar.update()
+    out = []
+    for task in tasks:  # cached ones (all of them after the pool) are read back
+        out.append(_sample_spikes(*task[:4], cochlea, task[4]))
+        if workers <= 1 or len(todo) < 4 * workers:
+            bar.update()
+    bar.close()
+    return out
 
 
 def _write_h5(path: Path, samples: List[_Sample], spikes: List[Tuple[np.ndarray, np.ndarray]],
@@ -177,7 +225,7 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
                         channels: int = 700, cache_dir: Optional[os.PathLike | str] = None, plot: bool = False,
                         progress: bool = True, variants: Optional[Sequence[str]] = None,
                         accents: Optional[Dict[str, Sequence[str]]] = None,
-                        overwrite: bool = False) -> Dict[str, object]:
+                        overwrite: bool = False, workers: Optional[int] = None) -> Dict[str, object]:
     """Write ``shd_train.h5``/``shd_test.h5`` (SHD layout) into ``out_dir``; returns a summary dict.
 
     Args:
@@ -194,11 +242,13 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
         variants, accents: override the eSpeak voice variants / accents per language speakers are drawn from.
         overwrite: replace ``shd_*.h5`` files in ``out_dir`` that were not written by this generator (e.g. the
             real SHD); files it wrote itself are always replaced.
+        workers: processes for the cochlea (default: the number of CPUs); the output does not depend on it.
     """
     speakers = _check_int(speakers, "speakers", 2, " (train and test are split by speaker, so at least 2)")
     repeats = _check_int(repeats, "repeats", 1)
     seed = _check_int(seed, "seed", 0)
     channels = _check_int(channels, "channels", 2)
+    workers = (os.cpu_count() or 1) if workers is None else _check_int(workers, "workers", 1)
     n_test = max(1, speakers // 4) if test_speakers is None else _check_int(test_speakers, "test_speakers", 1)
     if n_test >= speakers:
         raise ValueError(f"test_speakers ({n_test}) must be smaller than speakers ({speakers})")
@@ -219,13 +269,8 @@ def generate_heidelberg(out_dir: os.PathLike | str, speakers: int = 12, repeats:
     audio = tts.synthesize(requests, cache)
     t_tts = time.perf_counter() - t0
     cochlea = Cochlea(channels, cache_dir=cache / "transfer")
-    spikes = []
     t0 = time.perf_counter()
-    from tqdm import tqdm
-
-    for s, req, pcm in tqdm(list(zip(samples, requests, audio)), desc="synth-heidelberg", unit="sample",
-                            disable=not progress):
-        spikes.append(_sample_spikes(s, req, pcm, seed, cochlea, spike_cache))
+    spikes = _all_spikes(samples, requests, audio, seed, cochlea, spike_cache, workers, progress)
     t_cochlea = time.perf_counter() - t0
     test_ids = {p.index for p in people[speakers - n_test:]}
     attrs = {"generator": "spikelib synth-heidelberg", "format_version": FORMAT_VERSION, "seed": seed,
