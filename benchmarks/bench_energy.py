@@ -6,7 +6,9 @@ Models, each in eval mode under ``torch.no_grad()``:
 * ``snn_delays``: SNN-delays at SHD size (140 -> 256 -> 256 -> 20, max delay 24, integer delays as at inference),
   ``T_delays`` steps, batch ``B``, spikes at 5% density.
 * ``meta_spikeformer_tiny_test``, ``maxformer_tiny_test``: the tiny spiking transformers (T = 2), batch ``B_img``,
-  ``img`` x ``img`` images.
+  at ``img_small`` and ``img`` pixels square (``<model>@<pixels>``). The counting cost has a fixed part per counted
+  layer (a forward hook and a few small reductions, tens of microseconds), so these many-small-layer networks on
+  small images are the worst case; the overhead ratio falls as the layers grow.
 
 Cases per model: ``plain`` (``model(x)``) and ``counted`` (``with EnergyCounter(model): model(x)``: hooks attached,
 every layer counted exactly, hooks removed), timed interleaved as in every spikelib benchmark (disturbed rounds
@@ -31,8 +33,8 @@ from spikelib.hardware.energy.counting import EnergyCounter  # noqa: E402
 from spikelib.models import SNNDelays, SpikingMLP, get_model  # noqa: E402
 
 NAME = "energy_cpu"
-FULL = {"B": 64, "T_mlp": 80, "T_delays": 100, "B_img": 8, "img": 32, "warmup": 2, "repeats": 11}
-QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_img": 2, "img": 32, "warmup": 1, "repeats": 2}
+FULL = {"B": 64, "T_mlp": 80, "T_delays": 100, "B_img": 8, "img_small": 32, "img": 64, "warmup": 2, "repeats": 11}
+QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_img": 2, "img_small": 16, "img": 32, "warmup": 1, "repeats": 2}
 
 
 def _models(args: argparse.Namespace) -> Dict[str, Tuple[torch.nn.Module, torch.Tensor]]:
@@ -47,7 +49,8 @@ def _models(args: argparse.Namespace) -> Dict[str, Tuple[torch.nn.Module, torch.
     out = {"spiking_mlp": (mlp, x_mlp), "snn_delays": (delays, x_del)}
     for name in ("meta_spikeformer_tiny_test", "maxformer_tiny_test"):
         net = get_model(name)
-        out[name] = (net, torch.rand(args.B_img, net.in_channels, args.img, args.img, generator=g))
+        for px in (args.img_small, args.img):
+            out[f"{name}@{px}"] = (net, torch.rand(args.B_img, net.in_channels, px, px, generator=g))
     return out
 
 

@@ -187,12 +187,17 @@ def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.
 def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
     """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``dense``
     MACs (real-valued input)."""
-    counts.add(calls=1, in_elements=numel, in_spikes=nnz if binary else 0, binary_calls=int(binary),
-               dense_macs=dense)
+    counts.calls += 1
+    counts.in_elements += numel
+    counts.dense_macs += dense
     if binary:
-        counts.add(sops=reached, weight_reads=reached)
+        counts.binary_calls += 1
+        counts.in_spikes += nnz
+        counts.sops += reached
+        counts.weight_reads += reached
     else:
-        counts.add(macs=dense, weight_reads=dense)
+        counts.macs += dense
+        counts.weight_reads += dense
 
 
 # ------------------------------------------------------------------------------------------------------ dense
@@ -311,8 +316,12 @@ def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
         stats = (True, _count(spikes))
     remember_spikes(captured, spikes, stats)
     n_spikes = stats[1]
-    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n, out_elements=spikes.numel(),
-               out_spikes=n_spikes)
+    counts.calls += 1
+    counts.neuron_updates += n
+    counts.state_reads += n
+    counts.state_writes += n
+    counts.out_elements += spikes.numel()
+    counts.out_spikes += n_spikes
     if spikes.dim() >= 2 and isinstance(m, _sequence_types()):
         _record_raster(counts, spikes, captured)
 
@@ -396,7 +405,9 @@ def _count_delays_readout(m: nn.Module, args, out, counts: LayerCounts, captured
 # ------------------------------------------------------------------------------------------------ norm / pooling
 def _count_batchnorm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
-    counts.add(calls=1, in_elements=x.numel(), norm_macs=x.numel())
+    counts.calls += 1
+    counts.in_elements += x.numel()
+    counts.norm_macs += x.numel()
 
 
 def _count_pool(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:

@@ -9,9 +9,9 @@
 On entry the model is checked: every layer must have a counter (:mod:`.counters`), move data only, or be a plain
 container; otherwise :class:`~spikelib.hardware.energy.counters.UnsupportedLayerError` names it before anything
 runs. Forward hooks then add exact counts per layer (:mod:`.stats`); they are removed on exit, also on errors.
-The counting reductions run on one torch thread (they are small and memory-bound; on a loaded machine every
-parallel region waits for its threads to be scheduled, measured at 72 ms vs 1 ms for one layer's statistics),
-and a layer fed by a neuron layer reuses that layer's spike count within the pass.
+A layer fed by a neuron layer reuses that layer's spike count within the pass. Cost: a few reductions over each
+counted layer's input plus a fixed Python cost per counted layer (tens of microseconds), so the relative
+overhead is largest for networks of many tiny layers (see benchmarks/bench_energy.py).
 """
 
 from __future__ import annotations
@@ -100,15 +100,8 @@ class EnergyCounter:
             if counts is None:
                 counts = self._layers[name] = LayerCounts(name=name, kind=kind)
                 self._order.append(name)
-            threads = torch.get_num_threads()
-            if threads > 1:  # the counts are small reductions: one thread avoids a parallel region per reduction
-                torch.set_num_threads(1)
-            try:
-                with torch.no_grad():
-                    fn(module, args, output, counts, captured)
-            finally:
-                if threads > 1:
-                    torch.set_num_threads(threads)
+            with torch.no_grad():
+                fn(module, args, output, counts, captured)
             for key in [k for k in captured if not k.startswith("_")]:
                 del captured[key]  # captured child outputs belong to this call only
 
