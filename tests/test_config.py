@@ -64,7 +64,7 @@ def test_defaults_and_open_sections():
     (_with("optim", grad_clip=0), "optim.grad_clip: expected a number > 0, got 0"),
     (_with("data", val_fraction=1.0), "data.val_fraction: expected a number >= 0 and < 1, got 1.0"),
     (_with("data", batch_size="64"), "data.batch_size: expected an integer >= 1, got '64'"),
-    (_with("schedule", name="linear"), "schedule.name: expected one of constant, cosine, step, onecycle"),
+    (_with("schedule", name="linear"), "schedule.name: expected one of constant, cosine, step, multistep, onecycle"),
     (_with("train", device="gpu"), "train.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     (_with("train", amp="yes"), "train.amp: expected auto, true or false, got 'yes'"),
     (_with("train", progress=1), "train.progress: expected true or false, got 1"),

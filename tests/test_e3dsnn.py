@@ -156,6 +156,7 @@ def test_recipe_config_loads_through_the_run_schema():
     cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "modelnet_e3dsnn.yaml")
     assert cfg.data.dataset == "modelnet40" and cfg.data.batch_size == 16
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum, cfg.optim.weight_decay) == ("sgd", 0.1, 0.9, 0.001)
+    assert cfg.optim.nesterov and (cfg.schedule.name, cfg.schedule.milestones) == ("multistep", [180.0, 240.0])
     assert cfg.train.epochs == 300 and cfg.train.label_smoothing == 0.2
     model = build_model(cfg, {"n_classes": 40})
     assert isinstance(model, E3DSNN)

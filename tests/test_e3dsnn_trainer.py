@@ -15,17 +15,16 @@ def one_thread():
 
 def test_trains_through_the_spikelib_trainer(tmp_path):
     """The recipe file with CI-sized overrides runs end to end in spikelib's Trainer: the synthetic_shapes data set
-    (10 classes, chance 0.1; its builder gives xyz only, so the model runs without normals), points-first batches."""
+    (10 classes, chance 0.1; xyz only: normals off in data and model), points-first batches."""
     from pathlib import Path
 
     from spikelib.training.config import apply_overrides, parse_config, read_yaml
     from spikelib.training.trainer import Trainer
 
     raw = read_yaml(Path(__file__).resolve().parents[1] / "configs" / "modelnet_e3dsnn.yaml")
-    del raw["data"]["use_normals"]                         # not an option of the synthetic_shapes builder
     overrides = [
         "data.dataset=synthetic_shapes", f"data.root={tmp_path / 'data'}", "data.n_train=160", "data.n_test=60",
-        "data.n_points=256", "data.batch_size=8", "data.eval_batch_size=32", "data.val_fraction=0.2",
+        "data.n_points=256", "data.use_normals=false", "optim.nesterov=false", "data.batch_size=8", "data.eval_batch_size=32", "data.val_fraction=0.2",
         "model.name=e3dsnn_tiny", "model.in_channels=3", "model.use_normals=false", "model.num_classes=10",
         "model.embed_channels=8", "model.enc_channels=[8, 16]", "model.enc_depth=[1, 1]", "model.grid_size=0.1",
         "model.bn_momentum=0.1", "optim.name=adam", "optim.lr=0.01", "optim.weight_decay=0", "schedule.name=cosine",

@@ -28,6 +28,7 @@ def _config(**sections):
 @pytest.mark.parametrize("name, make", [
     ("cosine", lambda o, E, n: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=E * n, eta_min=0.01)),
     ("step", lambda o, E, n: torch.optim.lr_scheduler.StepLR(o, step_size=E * 2, gamma=0.3)),
+    ("multistep", lambda o, E, n: torch.optim.lr_scheduler.MultiStepLR(o, milestones=[E * 2, E * 5], gamma=0.3)),
     ("onecycle", lambda o, E, n: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=E * n,
                                                                      pct_start=0.25)),
 ])
@@ -35,12 +36,27 @@ def test_schedules_match_torch(name, make):
     steps_per_epoch, epochs = 7, 6
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     ref = make(opt, steps_per_epoch, epochs)
-    f = lr_factor(ScheduleConfig(name=name, min_lr=0.01, step_epochs=2, gamma=0.3, pct_start=0.25), 0.1,
+    f = lr_factor(ScheduleConfig(name=name, min_lr=0.01, step_epochs=2, milestones=[2.0, 5.0], gamma=0.3,
+                                 pct_start=0.25), 0.1,
                   steps_per_epoch, epochs)
     for step in range(steps_per_epoch * epochs):
         assert 0.1 * f(step) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15), step
         opt.step()
         ref.step()
+
+
+def test_nesterov_and_multistep_options(tmp_path):
+    trainer = Trainer(_config(optim={"name": "sgd", "nesterov": True, "momentum": 0.5}), tmp_path / "a")
+    trainer._setup()
+    assert trainer.optimizer.param_groups[0]["nesterov"] is True
+    with pytest.raises(ConfigError, match="optim.nesterov"):
+        Trainer(_config(optim={"name": "sgd", "nesterov": True, "momentum": 0.0}), tmp_path / "b")._setup()
+    with pytest.raises(ConfigError, match="optim.nesterov"):
+        Trainer(_config(optim={"name": "adam", "nesterov": True}), tmp_path / "c")._setup()
+    with pytest.raises(ConfigError, match="schedule.milestones"):
+        _config(schedule={"name": "multistep", "milestones": [3, 2]})
+    with pytest.raises(ConfigError, match="schedule.milestones"):
+        Trainer(_config(schedule={"name": "multistep"}), tmp_path / "d")._setup()
 
 
 def test_warmup_is_linear_then_the_schedule():

@@ -6,9 +6,9 @@ A run configuration has five sections (every key optional unless marked required
                num_workers, plus the dataset's own options (validated against the dataset builder's signature)
     model:     name (required, a name of spikelib.models.get_model), plus the constructor's arguments (validated
                against its signature)
-    optim:     name (adam | adamw | adamax | sgd), lr, weight_decay, momentum, betas, grad_clip
-    schedule:  name (constant | cosine | step | onecycle), warmup_epochs, min_lr, step_epochs, gamma, max_lr,
-               pct_start
+    optim:     name (adam | adamw | adamax | sgd), lr, weight_decay, momentum, nesterov, betas, grad_clip
+    schedule:  name (constant | cosine | step | multistep | onecycle), warmup_epochs, min_lr, step_epochs,
+               milestones, gamma, max_lr, pct_start
     train:     epochs, seed, device, amp, amp_dtype, label_smoothing, select, checkpoint_every, progress, tensorboard,
                evaluate_test
     delays:    (optional; models with learnable delay layers, the SNN-delays recipe) lr, schedule, sig_init,
@@ -78,6 +78,7 @@ class OptimConfig:
     lr: float = _spec(1e-3, "float", "(peak) learning rate", minimum=0.0, open_min=True)
     weight_decay: float = _spec(0.0, "float", "weight decay", minimum=0.0)
     momentum: float = _spec(0.9, "float", "SGD momentum", minimum=0.0, maximum=1.0, open_max=True)
+    nesterov: bool = _spec(False, "bool", "SGD: Nesterov momentum (needs momentum > 0)")
     betas: List[float] = _spec([0.9, 0.999], "pair01", "Adam betas (two numbers in [0, 1))")
     grad_clip: Optional[float] = _spec(None, "float", "clip the global gradient norm to this (null: off)",
                                        minimum=0.0, open_min=True, optional=True)
@@ -87,11 +88,13 @@ class OptimConfig:
 class ScheduleConfig:
     """``schedule`` section: the learning rate per optimiser step (after a linear warm-up)."""
 
-    name: str = _spec("constant", "str", "schedule", choices=("constant", "cosine", "step", "onecycle"))
+    name: str = _spec("constant", "str", "schedule",
+                      choices=("constant", "cosine", "step", "multistep", "onecycle"))
     warmup_epochs: float = _spec(0.0, "float", "linear warm-up from 0 over this many epochs", minimum=0.0)
     min_lr: float = _spec(0.0, "float", "cosine: final learning rate", minimum=0.0)
     step_epochs: int = _spec(30, "int", "step: multiply by gamma every this many epochs", minimum=1)
-    gamma: float = _spec(0.1, "float", "step: factor", minimum=0.0, maximum=1.0, open_min=True)
+    milestones: List[float] = _spec([], "increasing", "multistep: epochs at which the rate is multiplied by gamma")
+    gamma: float = _spec(0.1, "float", "step/multistep: factor", minimum=0.0, maximum=1.0, open_min=True)
     max_lr: Optional[float] = _spec(None, "float", "onecycle: peak (null: optim.lr)", minimum=0.0, open_min=True,
                                     optional=True)
     pct_start: float = _spec(0.3, "float", "onecycle: share of the steps rising", minimum=0.0, maximum=1.0,
@@ -203,6 +206,12 @@ def _check_value(path: str, value: Any, meta: Mapping[str, Any]) -> Any:
         if (not isinstance(value, (list, tuple)) or len(value) != 2 or any(
                 isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 <= v < 1 for v in value)):
             raise ConfigError(f"{path}: expected two numbers in [0, 1), got {value!r}")
+        return [float(v) for v in value]
+    elif kind == "increasing":
+        if (not isinstance(value, (list, tuple)) or any(
+                isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v) or v <= 0
+                for v in value) or any(b <= a for a, b in zip(value, value[1:]))):
+            raise ConfigError(f"{path}: expected a list of strictly increasing positive numbers, got {value!r}")
         return [float(v) for v in value]
     elif kind == "amp":
         if not (isinstance(value, bool) or value == "auto"):

@@ -203,7 +203,7 @@ def _modelnet40(seed: int, root: str = "data/modelnet40", n_points: int = 1024, 
 @register_dataset("synthetic_shapes")
 def _synthetic_shapes(seed: int, root: str = "runs/data", n_train: int = 800, n_test: int = 200,
                       data_seed: Optional[int] = None, n_points: int = 1024, noise: float = 0.01,
-                      augment: bool = False) -> DatasetBundle:
+                      use_normals: bool = False, augment: bool = False) -> DatasetBundle:
     """Synthetic 3D shapes (:func:`spikelib.data.write_synthetic_shapes`) in the ModelNet40 HDF5 layout, generated
     once into ``root/synthetic_shapes-<hash>/`` and read with :class:`spikelib.data.ModelNet40Dataset`."""
     from spikelib.data import write_synthetic_shapes
@@ -211,6 +211,7 @@ def _synthetic_shapes(seed: int, root: str = "runs/data", n_train: int = 800, n_
     gen = dict(n_train=n_train, n_test=n_test, seed=seed if data_seed is None else data_seed, noise=noise)
     folder = _cache_folder(root, "synthetic_shapes", gen)
     _generate_once(folder, ["shape_names.txt"], lambda: write_synthetic_shapes(folder, **gen))
-    bundle = _modelnet40(seed, str(folder), n_points=n_points, format="hdf5", augment=augment)
+    bundle = _modelnet40(seed, str(folder), n_points=n_points, use_normals=use_normals, format="hdf5",
+                         augment=augment)
     bundle.info["generated"] = str(folder)
     return bundle

@@ -6,6 +6,8 @@ With ``W`` warm-up steps, ``S`` total steps, ``E`` steps per epoch and ``p = (s 
 * ``constant``: ``f = 1``;
 * ``cosine``: ``f = r + (1 - r) (1 + cos(pi p)) / 2`` with ``r = min_lr / lr`` (CosineAnnealingLR's curve);
 * ``step``: ``f = gamma ** floor(s / (E * step_epochs))``;
+* ``multistep``: ``f = gamma ** #{m in milestones : s >= m * E}`` (torch's ``MultiStepLR`` with milestones given in
+  epochs, which may be fractional);
 * ``onecycle``: the base rate is ``max_lr``; with ``a = pct_start * S - 1`` and ``b = S - 1``, ``f`` rises on a half
   cosine from ``1/25`` to ``1`` over steps ``[0, a]`` and falls on a half cosine to ``1/(25 * 1e4)`` over ``[a, b]``
   (torch's ``OneCycleLR`` with its defaults ``div_factor=25``, ``final_div_factor=1e4``, ``anneal_strategy="cos"``;
@@ -58,6 +60,8 @@ def lr_factor(schedule: ScheduleConfig, lr: float, steps_per_epoch: int, epochs:
             return _cos(1.0, ratio, p)
         if schedule.name == "step":
             return schedule.gamma ** (step // (steps_per_epoch * schedule.step_epochs))
+        if schedule.name == "multistep":
+            return schedule.gamma ** sum(step >= m * steps_per_epoch for m in schedule.milestones)
         # onecycle (torch.optim.lr_scheduler.OneCycleLR's phase boundaries)
         start, final = 1.0 / 25.0, 1.0 / (25.0 * 1e4)
         rise_end = float(schedule.pct_start * total) - 1.0
@@ -74,6 +78,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleConfig, 
     """A ``LambdaLR`` with :func:`lr_factor` (per parameter group when ``delays`` is given)."""
     if schedule.name == "onecycle" and schedule.warmup_epochs:
         raise ConfigError("schedule.warmup_epochs: must be 0 with schedule.name=onecycle (its rise is the warm-up)")
+    if schedule.name == "multistep" and not schedule.milestones:
+        raise ConfigError("schedule.milestones: schedule.name=multistep needs at least one milestone (in epochs)")
     main = lr_factor(schedule, lr, steps_per_epoch, epochs)
     if delays is None:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, main)

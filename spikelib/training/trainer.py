@@ -258,8 +258,13 @@ class Trainer:
             params = [{"params": groups.weights, "weight_decay": o.weight_decay},
                       {"params": groups.no_decay, "weight_decay": 0.0},
                       {"params": groups.delays, "weight_decay": 0.0, "lr": d.lr}]
+        if o.nesterov and o.name != "sgd":
+            raise ConfigError(f"optim.nesterov: Nesterov momentum is an SGD option; optim.name is {o.name!r}")
         if o.name == "sgd":
-            return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
+            if o.nesterov and o.momentum <= 0:
+                raise ConfigError("optim.nesterov: Nesterov momentum needs optim.momentum > 0")
+            return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                                   nesterov=o.nesterov)
         cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "adamax": torch.optim.Adamax}[o.name]
         return cls(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
 
