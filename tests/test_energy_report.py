@@ -78,3 +78,22 @@ def test_demo_stage_writes_into_the_run_folder(tmp_path):
     assert (tmp_path / "energy" / "energy.html").is_file() and lines and "per sample" in lines[0]
     assert any(k.startswith("SNN (loihi/default, memory)") for k in res["estimates"]) and not res["skipped"]
     json.dumps(res)
+
+
+def test_run_energy_counts_learnable_delays_in_their_integer_form(tmp_path):
+    from spikelib.hardware.energy.cli import run_energy
+    from spikelib.hardware.energy.counting import measure
+    from spikelib.layers.delay_schedule import rounded_delays
+    from spikelib.models import SNNDelays
+
+    torch.manual_seed(0)
+    net = SNNDelays(8, (6,), 3, max_delay=4, delays="learn")
+    data = [((torch.rand(2, 12, 8) < 0.4).float(), torch.zeros(2, dtype=torch.long))]  # batch first [B, T, C]
+    res = run_energy(net, data, tmp_path, plots=False)
+    assert net.synapses[0].mode == "gaussian"  # restored afterwards
+    x = data[0][0].transpose(0, 1)
+    with rounded_delays(net):
+        expected = measure(net, [x]).total("sops")
+    assert res["sops"] == expected < measure(net, [x]).total("sops")  # the Gaussian form reaches every tap
+    rep = json.loads((tmp_path / "energy.json").read_text())
+    assert "integer (rounded) delays" in rep["meta"]["delays"]

@@ -53,11 +53,13 @@ def model_input(batch: Any) -> Tuple[torch.Tensor, int]:
 def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energy_model: str = "horowitz45",
                profile: Optional[str] = None, method: str = "common", max_batches: Optional[int] = None,
                fold_batchnorm: bool = True, plots: bool = True, compare: Sequence[Tuple[str, str]] = (),
-               meta: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+               meta: Optional[Dict[str, Any]] = None, integer_delays: bool = True) -> Dict[str, Any]:
     """Count an evaluation pass and write the report into ``out_dir``; returns a summary dict.
 
     ``compare``: extra SNN estimates ``(model, method)``; one that cannot be computed (e.g. Loihi with real-valued
     MACs) is listed in the summary's ``skipped`` with the reason (and in the report's notes), not dropped silently.
+    ``integer_delays``: evaluate delay layers in their inference form (integer delays, ``rounded_delays``) rather
+    than the Gaussian training kernel, which spreads every synapse over all taps (recorded in the report).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -68,7 +70,14 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
         static["static"] = x.dim() == 4
         return x, n
 
-    counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
+    from spikelib.layers.delay_schedule import delay_layers, rounded_delays
+
+    rounding = [layer for layer in delay_layers(model) if layer.mode == "gaussian"] if integer_delays else []
+    if rounding:  # the inference form: each synapse one integer delay (what a chip runs)
+        with rounded_delays(model):
+            counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
+    else:
+        counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
     em = load_energy_model(energy_model)
     h45 = load_energy_model("horowitz45")
     other = METHODS[1 - METHODS.index(method)]
@@ -90,6 +99,8 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
     models = [em] + [m for m in [h45] + [load_energy_model(n) for n, _ in compare] if m.name != em.name]
     unique = list({m.name: m for m in models}.values())
     info = dict(meta or {})
+    if rounding:
+        info["delays"] = f"{len(rounding)} delay layer(s) evaluated with integer (rounded) delays"
     if skipped:
         info["skipped estimates"] = "; ".join(skipped)
     files = write_report(out_dir, counts, estimates, unique, meta=info, plots=plots)
@@ -153,6 +164,7 @@ def _handler(args: argparse.Namespace) -> int:
         loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
         summary = run_energy(model, loader, out, energy_model=args.model, profile=args.profile, method=args.method,
                              max_batches=args.batches, fold_batchnorm=not args.no_fold_bn, plots=not args.no_plots,
+                             integer_delays=not args.gaussian_delays,
                              meta={"checkpoint": str(args.checkpoint), "model": ckpt["model_name"],
                                    "data": args.data, "split": args.split})
     except (CheckpointError, ConfigError, EnergyModelError, UnsupportedLayerError, ValueError, ImportError) as exc:
@@ -186,6 +198,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size (default 64)")
     p.add_argument("--no-fold-bn", action="store_true", help="charge BatchNorm as MACs instead of folding it")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    p.add_argument("--gaussian-delays", action="store_true",
+                   help="count learnable delays in their Gaussian training form (default: rounded integer delays)")
     p.add_argument("--out", default=None, help="output folder (default runs/energy-<timestamp>)")
     p.set_defaults(func=_handler)
 

@@ -406,20 +406,19 @@ def _count_delays_readout(m: nn.Module, args, out, counts: LayerCounts, captured
 def _count_batchnorm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
     counts.calls += 1
-    counts.in_elements += x.numel()
     counts.norm_macs += x.numel()
 
 
 def _count_pool(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
-    x = _first_tensor(args, "input", m)
+    _first_tensor(args, "input", m)  # checks the input
     nd = 1 if "1d" in type(m).__name__ else 2 if "2d" in type(m).__name__ else 3
     ks = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * nd
-    counts.add(calls=1, in_elements=x.numel(), adds=out.numel() * math.prod(ks))
+    counts.add(calls=1, adds=out.numel() * math.prod(ks))
 
 
 def _count_adaptive_pool(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input", m)
-    counts.add(calls=1, in_elements=x.numel(), adds=x.numel())
+    counts.add(calls=1, adds=x.numel())
 
 
 def _register_builtin() -> None:
