@@ -277,6 +277,16 @@ def test_model_readout_integrators_are_counted():
     assert run(net, x).layer("").neuron_updates == steps * 2 * 3
 
 
+def test_pooling_and_batchnorm_counts():
+    net = nn.Sequential(nn.BatchNorm2d(2), nn.MaxPool2d(3, 2, 1), nn.AdaptiveAvgPool2d(1)).eval()
+    x = torch.rand(1, 2, 5, 5)
+    counts = run(net, x)
+    assert counts.layer("0").norm_macs == 50  # one a x + b per element
+    assert counts.layer("1").adds == (2 * 3 * 3) * 9  # every output compares its 3 x 3 window
+    assert counts.layer("2").adds == 2 * 3 * 3  # every input added once
+    assert counts.total("sops") == counts.total("macs") == 0
+
+
 # ----------------------------------------------------------------------------------------------------- network
 def test_doubling_the_spikes_doubles_the_sops():
     net = nn.Sequential(nn.Linear(6, 5), LIF(v_threshold=0.3), nn.Linear(5, 4))
