@@ -21,6 +21,7 @@ figures are pessimistic. Run ``python benchmarks/bench_cochlea.py`` (or ``--quic
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main(argv=None) -> int:
         "full_size_estimate": {"samples": FULL_SIZE_SAMPLES, "minutes": FULL_SIZE_SAMPLES / samples_per_s / 60},
     }
     path = common.write_json(NAME, payload)
+    shutil.rmtree(work, ignore_errors=True)
     print(f"cochlea per 0.74 s clip ({channels} channels): " +
           ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in per_clip.items()))
     print(f"transfer function (once per clip length): {transfer_s:.1f} s; eSpeak: {tts_s * 1e3:.1f} ms/word")
