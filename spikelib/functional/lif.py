@@ -15,8 +15,8 @@ These are spikingjelly's ``LIFNode`` equations (spikingjelly/activation_based/ne
 is ``V`` (after reset), the final state is ``V[T-1]``.
 
 :func:`lif_step` is one step in plain torch (used by ``LIFCell`` and by the reference backend). :func:`lif` checks the
-arguments and dispatches the whole sequence to a backend from the registry (``backend="auto"``: the fast CPU kernels
-for float32/float64 CPU tensors, the torch reference otherwise).
+arguments and dispatches the whole sequence to a backend from the registry (``backend="auto"``: the CuPy kernels for CUDA
+tensors when CuPy imports, the fast CPU kernels for float32/float64 CPU tensors, the torch reference otherwise).
 """
 
 from __future__ import annotations
