@@ -15,7 +15,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -180,6 +180,28 @@ def _synthetic_shd(seed: int, root: str = "runs/data", n_train: int = 2000, n_te
                n_speakers=n_speakers, n_test_speakers=n_test_speakers)
     folder = _cache_folder(root, "synthetic_shd", gen)
     _generate_once(folder, ["shd_train.h5", "shd_test.h5"], lambda: write_synthetic_shd(folder, **gen))
+    bundle = _shd_like("shd", folder, bin_ms, n_bins, max_time, channels_out, cache, False, augment)
+    bundle.info["generated"] = str(folder)
+    return bundle
+
+
+@register_dataset("synthetic_heidelberg")
+def _synthetic_heidelberg(seed: int, root: str = "runs/data", speakers: int = 12, test_speakers: Optional[int] = None,
+                          repeats: int = 4, data_seed: Optional[int] = None, languages: Sequence[str] = ("en", "de"),
+                          workers: Optional[int] = None, bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
+                          max_time: Optional[float] = 1.5, channels_out: int = 140, cache: Optional[str] = "memory",
+                          augment: Optional[str] = None) -> DatasetBundle:
+    """Synthetic Heidelberg Digits (:func:`spikelib.data.heidelberg.generate_heidelberg`: eSpeak NG speech through
+    spikelib's cochlea model, needs ``scripts/install_speech.sh``), generated once into
+    ``root/synthetic_heidelberg-<hash of the generator options>/`` and read with :class:`spikelib.data.SHDDataset`;
+    train and test are split by speaker."""
+    from spikelib.data.heidelberg import generate_heidelberg
+
+    gen = dict(speakers=speakers, test_speakers=test_speakers, repeats=repeats,
+               seed=seed if data_seed is None else data_seed, languages=list(languages))
+    folder = _cache_folder(root, "synthetic_heidelberg", gen)
+    _generate_once(folder, ["shd_train.h5", "shd_test.h5"],
+                   lambda: generate_heidelberg(folder, progress=False, workers=workers, **gen))
     bundle = _shd_like("shd", folder, bin_ms, n_bins, max_time, channels_out, cache, False, augment)
     bundle.info["generated"] = str(folder)
     return bundle
