@@ -211,7 +211,7 @@ DEMO_STAGES: List[Tuple[str, Union[str, Callable[[DemoContext], Dict[str, Any]]]
     ("checkpoint", "spikelib.demo:stage_checkpoint"),
     ("energy", "spikelib.hardware.energy.cli:demo_stage"),
     ("loihi", "spikelib.hardware.loihi.demo_stage:stage"),
-    # later stages (energy report, Loihi quantise/export/simulate) are appended here
+    # append further stages here
 ]
 
 
