@@ -292,8 +292,8 @@ def run_demo(ctx: DemoContext, stages: Optional[List[Tuple[str, Any]]] = None) -
     ctx.echo(f"demo {'PASSED' if passed else 'FAILED'} in {summary['seconds']:.1f} s; wrote "
              f"{ctx.run_dir / 'summary.json'}")
     if not passed:
-        print(f"FAILED: {error or ', '.join(n for n, r in ctx.results.items() if r.get('passed') is False)}",
-              file=sys.stderr)
+        failed = error or ", ".join(n for n, r in ctx.results.items() if r.get("passed") is False)
+        sys.stderr.write(f"FAILED: {failed}\n")
     return 0 if passed else 1
 
 

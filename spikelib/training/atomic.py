@@ -42,6 +42,7 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], Any]) -> P
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist (writing {path.name})")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    replaced = False
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as fh:
@@ -49,12 +50,10 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], Any]) -> P
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        replaced = True
+    finally:
+        if not replaced:  # any failure, including KeyboardInterrupt: never leave the temporary behind
+            Path(tmp).unlink(missing_ok=True)
     _fsync_dir(path.parent)
     return path
 

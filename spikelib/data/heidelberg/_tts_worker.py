@@ -111,6 +111,7 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
     """Write int16 mono PCM to ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    replaced = False
     try:
         with os.fdopen(fd, "wb") as handle:
             with wave.open(handle, "wb") as out:
@@ -121,9 +122,10 @@ def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        replaced = True
+    finally:
+        if not replaced:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _synthesize_one(engine: Engine, job: dict) -> None:
@@ -148,14 +150,15 @@ def _run_job(engine: Engine, job: dict) -> None:
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:  # child
-        code = 0
+        code = EXIT_FAILED  # the child must always end in os._exit, whatever happens
         try:
             _synthesize_one(engine, job)
-        except BaseException as err:  # noqa: BLE001 - reported through the exit status and stderr
+            code = 0
+        except Exception as err:  # noqa: BLE001 - reported through the exit status and stderr
             sys.stderr.write(f"{err}\n")
             sys.stderr.flush()
-            code = EXIT_FAILED
-        os._exit(code)
+        finally:
+            os._exit(code)
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"synthesising {job['text']!r} in voice {job['voice']!r} failed")

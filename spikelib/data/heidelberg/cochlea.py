@@ -326,15 +326,17 @@ class Cochlea:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+                replaced = False
                 try:
                     with os.fdopen(fd, "wb") as handle:
                         np.savez(handle, low=pair[0], high=pair[1])
                         handle.flush()
                         os.fsync(handle.fileno())
                     os.replace(tmp, path)
-                except BaseException:
-                    Path(tmp).unlink(missing_ok=True)
-                    raise
+                    replaced = True
+                finally:
+                    if not replaced:
+                        Path(tmp).unlink(missing_ok=True)
         self._transfer[key] = pair
         return pair
 

@@ -84,15 +84,17 @@ def _writable_dir(path: Path, name: str) -> Path:
 def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - callable(tmp_path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    replaced = False
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        replaced = True
+    finally:
+        if not replaced:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def _refuse_foreign(out: Path) -> None:
