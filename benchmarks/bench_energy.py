@@ -10,9 +10,12 @@ Models, each in eval mode under ``torch.no_grad()``:
   layer (a forward hook and a few small reductions, tens of microseconds), so these many-small-layer networks on
   small images are the worst case; the overhead ratio falls as the layers grow.
 
-Cases per model: ``plain`` (``model(x)``) and ``counted`` (``with EnergyCounter(model): model(x)``: hooks attached,
-every layer counted exactly, hooks removed), timed interleaved as in every spikelib benchmark (disturbed rounds
-dropped); ``overhead = counted median / plain median - 1``. Run ``python benchmarks/bench_energy.py`` (``--quick``
+An evaluation pass is ``batches`` forward passes. Cases per model: ``plain`` (the pass: ``model(x)`` per batch),
+``counted`` (the same pass inside one ``EnergyCounter``, as :func:`spikelib.hardware.energy.measure` runs it: the model
+is checked and hooks attached once, every layer of every batch counted exactly, hooks removed) and
+``counted_per_batch`` (a new ``EnergyCounter`` around every batch: the worst case, paying the model check and the hook
+registration per batch), timed interleaved as in every spikelib benchmark (disturbed rounds dropped);
+``overhead = counted median / plain median - 1`` (and ``overhead_per_batch`` likewise). Run ``python benchmarks/bench_energy.py`` (``--quick``
 for a smoke test); writes ``results/energy_cpu.json``.
 """
 
@@ -33,8 +36,10 @@ from spikelib.hardware.energy.counting import EnergyCounter  # noqa: E402
 from spikelib.models import SNNDelays, SpikingMLP, get_model  # noqa: E402
 
 NAME = "energy_cpu"
-FULL = {"B": 64, "T_mlp": 80, "T_delays": 100, "B_img": 8, "img_small": 32, "img": 64, "warmup": 2, "repeats": 11}
-QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_img": 2, "img_small": 16, "img": 32, "warmup": 1, "repeats": 2}
+FULL = {"B": 64, "T_mlp": 80, "T_delays": 100, "B_img": 8, "img_small": 32, "img": 64, "batches": 8, "warmup": 2,
+        "repeats": 11}
+QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_img": 2, "img_small": 16, "img": 32, "batches": 2, "warmup": 1,
+         "repeats": 2}
 
 
 def _models(args: argparse.Namespace) -> Dict[str, Tuple[torch.nn.Module, torch.Tensor]]:
@@ -54,31 +59,46 @@ def _models(args: argparse.Namespace) -> Dict[str, Tuple[torch.nn.Module, torch.
     return out
 
 
-def _calls(model: torch.nn.Module, x: torch.Tensor) -> Dict[str, Callable[[], Any]]:
+def _calls(model: torch.nn.Module, x: torch.Tensor, batches: int) -> Dict[str, Callable[[], Any]]:
     model.eval()
 
     def plain() -> None:
         with torch.no_grad():
-            model(x)
+            for _ in range(batches):
+                model(x)
 
     def counted() -> None:
         with EnergyCounter(model, raster_neurons=0), torch.no_grad():
-            model(x)
+            for _ in range(batches):
+                model(x)
 
-    return {"plain": plain, "counted": counted}
+    def counted_per_batch() -> None:
+        with torch.no_grad():
+            for _ in range(batches):
+                with EnergyCounter(model, raster_neurons=0):
+                    model(x)
+
+    return {"plain": plain, "counted": counted, "counted_per_batch": counted_per_batch}
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
     monitor = common.Monitor()
     cases: Dict[str, Any] = {}
     for name, (model, x) in _models(args).items():
-        series = common.measure_interleaved(_calls(model, x), monitor, args.warmup, args.repeats, label=f"{name}: ")
+        series = common.measure_interleaved(_calls(model, x, args.batches), monitor, args.warmup, args.repeats, label=f"{name}: ")
         rows = {impl: common.summarize(s) for impl, s in series.items()}
-        plain, counted = rows["plain"].get("median_s"), rows["counted"].get("median_s")
-        overhead = (counted / plain - 1.0) if plain and counted else None
-        cases[name] = {"rows": rows, "overhead": overhead, "input_shape": list(x.shape)}
+        plain = rows["plain"].get("median_s")
+
+        def ratio(key: str) -> Optional[float]:
+            other = rows[key].get("median_s")
+            return (other / plain - 1.0) if plain and other else None
+
+        overhead, per_batch = ratio("counted"), ratio("counted_per_batch")
+        cases[name] = {"rows": rows, "overhead": overhead, "overhead_per_batch": per_batch,
+                       "input_shape": list(x.shape), "batches": args.batches}
+        pct = (lambda v: "-" if v is None else f"{100 * v:+.1f}%")
         print(f"{name:32s} plain {common.fmt_median(rows['plain'])} ms  counted {common.fmt_median(rows['counted'])}"
-              f" ms  overhead {'-' if overhead is None else f'{100 * overhead:+.1f}%'}", flush=True)
+              f" ms  overhead {pct(overhead)}  (new counter per batch: {pct(per_batch)})", flush=True)
     return cases
 
 

@@ -104,6 +104,8 @@ _TITLES = {
     "delays_cpu": "Delayed synapses (DCLS) layer, SHD-sized (CPU): spikelib vs DCLS and vs the dense rounded conv",
     "elm_cpu": "ELM layer, SHD-sized (CPU): spikelib's fast path vs its reference loop",
     "transformers_cpu": "Spiking transformers (CPU): forward and training-step throughput",
+    "cochlea_cpu": "Synthetic Heidelberg Digits generation (CPU): eSpeak NG + the 700-channel cochlea model",
+    "heidelberg_learn": "Synthetic SHD learnability: SNN vs logistic regression on unheard speakers",
 }
 
 
@@ -182,7 +184,64 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
     impls = p.get("implementations") or {}
     if impls:
         lines += ["Configurations:", ""] + [f"- **{n}**: {c}" for n, c in impls.items()] + [""]
+    summary = _SUMMARIES.get(p.get("benchmark", ""))
+    if summary is not None:
+        lines += summary(p) + [""]
     return lines
+
+
+def _energy_summary(p: Mapping[str, Any]) -> List[str]:
+    out = [f"Counting overhead (target {p.get('target', '')}; an evaluation pass of "
+           f"{p.get('sizes', {}).get('batches', 1)} batches, one counter; in brackets a new counter per batch):", ""]
+    for case, block in p.get("cases", {}).items():
+        ov, pb = block.get("overhead"), block.get("overhead_per_batch")
+        out.append(f"- {case}: {'n/a' if ov is None else f'{100 * ov:+.1f}%'}"
+                   + ("" if pb is None else f" ({100 * pb:+.1f}%)"))
+    return out
+
+
+def _cochlea_summary(p: Mapping[str, Any]) -> List[str]:
+    st, g, full = p.get("per_clip_s", {}), p.get("generate", {}), p.get("full_size_estimate", {})
+    stages = ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in st.items())
+    return [f"- Cochlea per {p.get('clip_seconds', 0):.2f} s clip, 700 channels: {stages}",
+            f"- Transfer function (once per clip length): {p.get('transfer_s', 0):.1f} s; eSpeak "
+            f"{1e3 * p.get('tts_s_per_word', 0):.1f} ms per word",
+            f"- generate_heidelberg end to end: {g.get('samples')} samples in {g.get('seconds', 0):.1f} s = "
+            f"**{g.get('samples_per_s', 0):.2f} samples/s** (target >= 5), {g.get('cpu_s_per_sample', 0):.2f} CPU-s "
+            f"per sample; second run (cached) {g.get('second_run_s', 0):.2f} s",
+            f"- Full-size estimate: {full.get('samples')} samples in about {full.get('minutes', 0):.0f} min"]
+
+
+def _heidelberg_summary(p: Mapping[str, Any]) -> List[str]:
+    d, snn = p.get("data", {}), p.get("snn", {})
+    lr = ", ".join(f"C={c}: {a:.3f}" for c, a in p.get("logistic_regression_pooled_counts", {}).items())
+    return [f"- Data: {d.get('train_samples')} train / {d.get('test_samples')} test samples, unheard test speakers "
+            f"{d.get('test_speakers')}; chance {p.get('chance')}",
+            f"- Logistic regression on time-pooled counts (test accuracy per regularisation): {lr}",
+            f"- SpikingMLP: test accuracy {snn.get('last', 0):.3f} at the last epoch, mean of the last 3 epochs "
+            f"{snn.get('last3_mean', 0):.3f} (train {snn.get('train_acc_last_epoch', 0):.3f}; "
+            f"{snn.get('train_seconds', 0):.0f} s of training)"]
+
+
+def _loihi_summary(p: Mapping[str, Any]) -> List[str]:
+    r = p.get("results", {})
+    lava = r.get("lava", {})
+    out = [f"- Bit-exact with Lava on spikes and u/v of both layers: {r.get('bit_exact_spikes_u_v')}",
+           f"- Lava (Loihi2SimCfg fixed_pt): median {lava.get('median_s', 0):.2f} s per 100-step run "
+           f"(first run with monitors {lava.get('first_run_with_monitors_s', 0):.2f} s)"]
+    batch = (r.get("config") or {}).get("batch", 1)
+    for name, row in (r.get("spikelib") or {}).items():
+        if row.get("median_s"):
+            n = batch if "batch" in name else 1
+            per = f" ({n} samples at once; per sample {1e3 * row['median_s'] / n:.1f} ms)" if n > 1 else ""
+            out.append(f"- {name}: median {1e3 * row['median_s']:.1f} ms{per}, "
+                       f"{lava.get('median_s', 0) * n / row['median_s']:.0f}x faster than Lava per sample "
+                       f"(target >= 50x)")
+    return out
+
+
+_SUMMARIES = {"energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
+              "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary}
 
 
 def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:
