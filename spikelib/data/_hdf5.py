@@ -1,8 +1,8 @@
 """Small HDF5/file helpers shared by the data readers and generators: atomic writes, per-process handles, checks.
 
-Atomic write: the file is written under a temporary name in the destination folder, flushed and ``fsync``-ed, then
-``os.replace``-d onto the final name (and the folder is ``fsync``-ed), so a reader never sees a half-written file and
-a crash leaves at most a ``.tmp`` file behind, never a truncated result under the final name.
+Atomic write: :func:`spikelib._atomic.atomic_path` (re-exported here): the file is written under a temporary name in
+the destination folder, flushed and ``fsync``-ed, then ``os.replace``-d onto the final name (and the folder is
+``fsync``-ed), so a reader never sees a half-written file.
 
 Per-process handle: an ``h5py.File`` must not be shared across ``fork`` (DataLoader workers). :class:`LazyH5` opens
 the file on first use in each process (keyed by ``os.getpid()``), drops the handle when pickled, and closes it in
@@ -11,72 +11,18 @@ the file on first use in each process (keyed by ``os.getpid()``), drops the hand
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
+
+from spikelib._atomic import atomic_path  # re-exported: the data writers use it from here
 
 __all__ = ["atomic_path", "atomic_save_npy", "LazyH5", "file_sha256", "open_h5", "require_dataset"]
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. a platform without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _file_mode() -> int:
-    """``0o666`` minus the process umask (what ``open`` would give), read without changing the umask."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    return 0o644
-
-
-@contextlib.contextmanager
-def atomic_path(path: PathLike, fsync: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and ``os.replace`` it onto ``path``.
-
-    The caller writes the whole file to the yielded path (and closes it). On any exception the temporary file is
-    removed and ``path`` is left untouched. ``fsync=False`` skips the fsyncs (for caches that can be rebuilt: the
-    rename still keeps readers from seeing partial files while the system stays up).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    done = False
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, _file_mode())  # mkstemp creates 0600 files; give the usual permissions
-        if fsync:
-            with open(tmp_path, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
-        done = True
-        if fsync:
-            _fsync_dir(path.parent)
-    finally:
-        if not done and tmp_path.exists():
-            tmp_path.unlink()
 
 
 def atomic_save_npy(path: PathLike, array: np.ndarray, fsync: bool = True) -> None:

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
+
+from spikelib._atomic import atomic_path
 
 __all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "NIRSequential", "LeakyIntegrator", "CubaLIF",
            "ChannelDelay", "NIRConversionError"]
@@ -328,18 +329,8 @@ def write_nir(graph, path: Union[str, os.PathLike]) -> Path:
     """``nir.write`` to a temporary file in the same folder, fsync, then ``os.replace`` (never a partial file)."""
     nir = _nir()
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    done = False
-    try:
-        nir.write(tmp, graph)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done and os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, create_parent=False) as tmp:
+        nir.write(str(tmp), graph)
     return path
 
 

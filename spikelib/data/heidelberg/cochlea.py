@@ -62,13 +62,14 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from spikelib._atomic import atomic_write
 
 __all__ = ["CochleaParams", "Cochlea", "basilar_membrane", "hair_cell", "bushy_cells", "bushy_lif", "fibre_counts",
            "folded_transfer", "preprocess", "transfer_function"]
@@ -324,19 +325,7 @@ class Cochlea:
             log.info("computing the basilar-membrane transfer function for %d samples at %d Hz", *key)
             pair = folded_transfer(key[0], key[1], self.channels, self.params)
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-                replaced = False
-                try:
-                    with os.fdopen(fd, "wb") as handle:
-                        np.savez(handle, low=pair[0], high=pair[1])
-                        handle.flush()
-                        os.fsync(handle.fileno())
-                    os.replace(tmp, path)
-                    replaced = True
-                finally:
-                    if not replaced:
-                        Path(tmp).unlink(missing_ok=True)
+                atomic_write(path, lambda handle: np.savez(handle, low=pair[0], high=pair[1]), create_parent=True)
         self._transfer[key] = pair
         return pair
 

@@ -34,6 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from spikelib._atomic import atomic_path
 from spikelib.data.heidelberg import tts
 from spikelib.data.heidelberg.cochlea import Cochlea, CochleaParams
 
@@ -46,8 +47,6 @@ CLIP_LENGTHS = (16382, 20478, 24574, 32766)
 LANGUAGE_OFFSET = {"en": 0, "de": 10}
 LABEL_KEYS = tuple(f"{tts.LANGUAGE_NAMES[lang]}-{word}" for lang in ("en", "de") for word in tts.DIGITS[lang])
 FORMAT_VERSION = 1
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @dataclass(frozen=True)
@@ -82,19 +81,8 @@ def _writable_dir(path: Path, name: str) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:  # noqa: ANN001 - callable(tmp_path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    replaced = False
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-        replaced = True
-    finally:
-        if not replaced:
-            Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path, create_parent=False) as tmp:
+        write(str(tmp))
 
 
 def _refuse_foreign(out: Path) -> None:

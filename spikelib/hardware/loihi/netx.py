@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
 import numpy as np
 import torch
 
+from spikelib._atomic import atomic_path
 from spikelib.hardware.loihi.network import LoihiLayer, LoihiNetwork
 
 __all__ = ["export_netx", "load_netx", "NetxFormatError"]
@@ -101,34 +101,23 @@ def export_netx(net: LoihiNetwork, path: PathLike) -> Path:
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"path: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    done = False
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["spikelib_meta"] = json.dumps(_jsonable(net.meta))
-            layers = f.create_group("layer")
-            g = layers.create_group("0")
-            _write_type(g, "input")
-            first = net.layers[0]
-            in_shape = list(first.conv.in_shape) if first.conv is not None else [net.input_size]
-            g.create_dataset("shape", data=np.array(in_shape, dtype=np.int64))
-            index, previous_conv = 1, False
-            for layer in net.layers:
-                if previous_conv and layer.conv is None:
-                    _write_type(layers.create_group(str(index)), "flatten")
-                    index += 1
-                g = layers.create_group(str(index))
+    with atomic_path(path, create_parent=False) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["spikelib_meta"] = json.dumps(_jsonable(net.meta))
+        layers = f.create_group("layer")
+        g = layers.create_group("0")
+        _write_type(g, "input")
+        first = net.layers[0]
+        in_shape = list(first.conv.in_shape) if first.conv is not None else [net.input_size]
+        g.create_dataset("shape", data=np.array(in_shape, dtype=np.int64))
+        index, previous_conv = 1, False
+        for layer in net.layers:
+            if previous_conv and layer.conv is None:
+                _write_type(layers.create_group(str(index)), "flatten")
                 index += 1
-                previous_conv = layer.conv is not None
-                _write_layer(g, layer)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done and os.path.exists(tmp):
-            os.unlink(tmp)
+            g = layers.create_group(str(index))
+            index += 1
+            previous_conv = layer.conv is not None
+            _write_layer(g, layer)
     return path
 
 
