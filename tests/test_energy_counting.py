@@ -143,11 +143,35 @@ def test_fanout_map_of_unpadded_stride_one_conv():
     assert f.tolist() == [1, 2, 3, 2, 1]
 
 
+@pytest.mark.parametrize("case", ["1x1", "stride_equals_kernel", "3x3_float32", "3x3_float64", "large_counts"])
+def test_conv_count_paths_equal_a_ones_kernel_convolution(case):
+    """Every way the conv counter sums ``x F`` (uniform fan-out, float32 product, float64 fallback past 2^24) gives
+    the number of (spike, synapse) pairs, i.e. the sum of a float64 convolution with an all-ones kernel."""
+    conv = {"1x1": nn.Conv2d(4, 6, 1), "stride_equals_kernel": nn.Conv2d(4, 6, 2, stride=2)}.get(
+        case, nn.Conv2d(4, 6, 3, padding=1))
+    x = spikes((3, 4, 8, 8), p=0.4, seed=7)
+    if case == "3x3_float64":
+        x = x.double()
+        conv = conv.double()
+    if case == "large_counts":  # integer spike counts: 100000 spikes per active entry, past float32's exact range
+        x = x * 100000
+    ones = nn.Conv2d(4, 6, conv.kernel_size, stride=conv.stride, padding=conv.padding, bias=False).double()
+    nn.init.ones_(ones.weight)
+    with torch.no_grad():
+        expected = int(ones(x.double()).sum())
+    c = run(conv, x).layer("")
+    assert c.sops == expected and c.in_spikes == int(x.double().sum())
+    if case == "large_counts":
+        assert c.in_spikes * 9 >= 2 ** 24  # the float64 path was needed
+
+
 # ------------------------------------------------------------------------------------------------------ delays
-def test_delayed_linear_exact_and_matches_event_simulation():
-    T, B, cin, cout, dmax = 7, 2, 4, 3, 4
-    layer = DelayedLinear(cin, cout, dmax, delays="random", generator=torch.Generator().manual_seed(1))
-    d = layer.integer_delays()
+@pytest.mark.parametrize("T,dmax,delays", [(7, 4, "random"), (3, 6, "random"), (16, 4, "random"), (6, 3, "none")])
+def test_delayed_linear_exact_and_matches_event_simulation(T, dmax, delays):
+    """Also a sequence shorter than the largest delay (no step reaches every synapse) and one much longer."""
+    B, cin, cout = 2, 4, 3
+    layer = DelayedLinear(cin, cout, dmax, delays=delays, generator=torch.Generator().manual_seed(1))
+    d = layer.integer_delays() if delays != "none" else torch.zeros(cout, cin, dtype=torch.long)
     x = spikes((T, B, cin), p=0.4, seed=2)
     out = torch.zeros(T, B, cout)
     expected = 0
@@ -168,12 +192,13 @@ def test_delayed_linear_exact_and_matches_event_simulation():
 
 
 def test_delayed_linear_gaussian_counts_every_tap():
-    T, cin, cout, dmax = 5, 3, 2, 3
+    cin, cout, dmax = 3, 2, 3
     layer = DelayedLinear(cin, cout, dmax, delays="learn", generator=torch.Generator().manual_seed(0))
-    x = spikes((T, 1, cin), p=0.5, seed=5)
-    expected = sum(cout * sum(1 for k in range(dmax + 1) if t + k <= T - 1)
-                   for t in range(T) for i in range(cin) if x[t, 0, i] != 0)
-    assert run(layer, x).layer("").sops == expected
+    for T in (5, 2, 11):
+        x = spikes((T, 1, cin), p=0.5, seed=5)
+        expected = sum(cout * sum(1 for k in range(dmax + 1) if t + k <= T - 1)
+                       for t in range(T) for i in range(cin) if x[t, 0, i] != 0)
+        assert run(layer, x).layer("").sops == expected
 
 
 # ----------------------------------------------------------------------------------------------------- neurons
@@ -454,3 +479,72 @@ def test_every_registered_model_family_is_counted(name):
         assert c.sops <= c.dense_macs or c.kind in ("lif", "integer_spike", "readout", "batchnorm", "pool")
         if c.spike_input and c.dense_macs:
             assert c.macs == 0 or c.kind == "elm"  # the ELM's MLP is real-valued whatever its input
+
+
+def test_time_padding_hands_spike_statistics_on_without_changing_counts(monkeypatch):
+    """SNN-delays pads every hidden layer's spikes with zero steps (``TimePad``); the padded tensor is a new tensor,
+    but it keeps the spikes, so the next delayed layer reuses the neuron layer's count instead of scanning again."""
+    import spikelib.hardware.energy.counters as counters
+    from spikelib.models.snn_delays import SNNDelays
+
+    net = SNNDelays(6, (5, 4), 3, max_delay=4, delays="random").eval()
+    x = spikes((10, 2, 6), p=0.5, seed=5)
+    scans = []
+    real_stats = counters.spike_stats
+    monkeypatch.setattr(counters, "spike_stats", lambda t: scans.append(tuple(t.shape)) or real_stats(t))
+    with_pass_on = run(net, x)
+    scanned_with = list(scans)
+    scans.clear()
+    monkeypatch.setattr(counters, "_KEEPS_SPIKES", [])
+    without = run(net, x)
+    assert with_pass_on.to_dict()["layers"] == without.to_dict()["layers"]
+    assert with_pass_on.layer("synapses.1").in_spikes == with_pass_on.layer("neurons.0").out_spikes > 0
+    assert len(scanned_with) == 1  # only the raw input; each padded hidden spike tensor reused its neuron's count
+    assert len(scans) == 3
+
+
+def test_remembered_statistics_die_with_their_tensor():
+    """The memo holds weak references: once a neuron output is freed, a new tensor at the same address (same key)
+    is measured, not given the old statistics."""
+    import gc
+
+    from spikelib.hardware.energy.counters import _memo_key, known_spike_stats, remember_spikes
+
+    memo = {}
+    a = torch.ones(4096)
+    remember_spikes({"_memo": memo}, a, (True, 4096))
+    assert known_spike_stats(a.view(64, 64), memo) == (True, 4096)
+    key = _memo_key(a)
+    del a
+    gc.collect()
+    b = torch.full((4096,), 0.5)  # often allocated where `a` was
+    assert known_spike_stats(b, memo) is None
+    assert key not in memo or _memo_key(b) != key
+
+
+def test_one_pass_binary_scan_is_exact_and_defers_everything_else():
+    """The numba scan counts binary float32 spikes and returns None for anything else (which the portable test then
+    judges); spike_stats gives the same answer with or without it."""
+    pytest.importorskip("numba")
+    import spikelib.hardware.energy.counters as counters
+    from spikelib.hardware.energy._binary_scan import binary_spike_count
+
+    x = spikes((50, 700), p=0.2, seed=9)
+    assert binary_spike_count(x) == int(x.sum())
+    assert binary_spike_count(torch.zeros(10000)) == 0
+    assert binary_spike_count(x.requires_grad_()) == int(x.sum())
+    x = x.detach()
+    for value in (0.5, -0.0, 2.0, 1.0000001, float("nan"), -1.0, 1e-45):
+        y = x.clone().reshape(-1)
+        y[-1] = value  # in the last block: the scan reads to the end before it can tell
+        assert binary_spike_count(y) is None, value
+    assert binary_spike_count(x.double()) is None  # other dtypes, small or strided tensors: the portable test
+    assert binary_spike_count(x[:4]) is None
+    assert binary_spike_count(x.t()) is None
+    for t in (x, x * 3, torch.where(x > 0, x, torch.tensor(-0.0)), x + 0.25, torch.ones(8)):
+        fast = counters.spike_stats(t)
+        counters._BINARY_SCAN = lambda _t: None
+        try:
+            assert counters.spike_stats(t) == fast
+        finally:
+            counters._BINARY_SCAN = None

@@ -29,7 +29,7 @@ from spikelib.layers.delay import DelayedLinear
 from spikelib.neurons import LIF
 from spikelib.surrogate import ATan, Surrogate
 
-__all__ = ["SNNDelays", "TimeSharedDropout"]
+__all__ = ["SNNDelays", "TimePad", "TimeSharedDropout"]
 
 READOUT_THRESHOLD = 1e9  # best_config_SHD.py: output_v_threshold = 1e9 for loss 'sum' (non-firing readout)
 
@@ -54,10 +54,23 @@ class TimeSharedDropout(nn.Module):
         return f"p={self.p:g}"
 
 
-def _pad_time(x: torch.Tensor, steps: int) -> torch.Tensor:
-    if steps == 0:
-        return x
-    return torch.cat([x, x.new_zeros((steps,) + tuple(x.shape[1:]))], 0)
+class TimePad(nn.Module):
+    """Append ``steps`` zero time steps to ``x: [T, B, ...]`` (a module, so that tools walking the model, such as the
+    energy counter, see it: it moves data only and adds no spikes)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
+        self.steps = int(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.steps == 0:
+            return x
+        return torch.cat([x, x.new_zeros((self.steps,) + tuple(x.shape[1:]))], 0)
+
+    def extra_repr(self) -> str:
+        return f"steps={self.steps}"
 
 
 class SNNDelays(nn.Module):
@@ -107,6 +120,7 @@ class SNNDelays(nn.Module):
         if isinstance(right_padding, bool) or not isinstance(right_padding, numbers.Integral) or right_padding < 0:
             raise ValueError(f"right_padding must be an int >= 0, got {right_padding!r}")
         self.right_padding = int(right_padding)
+        self.time_pad = TimePad(self.right_padding)
         self.tau = float(tau)
         self.backend = backend
         sizes = (in_features,) + tuple(hidden)
@@ -135,11 +149,11 @@ class SNNDelays(nn.Module):
         """Readout membrane ``U`` of shape ``[T + (L + 1) right_padding, B, out_features]`` for ``x: [T, B, C]``."""
         h = x
         for syn, norm, neuron, drop in zip(self.synapses, self.norms, self.neurons, self.dropouts):
-            current = syn(_pad_time(h, self.right_padding))
+            current = syn(self.time_pad(h))
             T, B, H = current.shape
             current = norm(current.reshape(T * B, H)).reshape(T, B, H)
             h = drop(neuron(current))
-        current = self.readout(_pad_time(h, self.right_padding))
+        current = self.readout(self.time_pad(h))
         return lif(current, return_membrane=True, **self._readout_lif).membrane
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -36,14 +36,17 @@ pooling                     ``adds = numel(out) prod(kernel)`` (max: comparisons
                             ``numel(x)``.
 bias                        ``adds = numel(out)``.
 
-Layers that only move data (Identity, Dropout in eval, Flatten, time-shared/input dropout) cost nothing. Any other
-layer is an error (:class:`UnsupportedLayerError`), never a silent zero; :func:`register_counter` adds one.
+Layers that only move data (Identity, Dropout in eval, Flatten, time-shared/input dropout, SNN-delays' zero time
+padding) cost nothing; those registered with ``register_free(cls, keeps_spikes=True)`` (zero padding) also hand the
+spike count of their input on to their output. Any other layer is an error (:class:`UnsupportedLayerError`), never a
+silent zero; :func:`register_counter` adds one.
 Arithmetic written directly in a model's ``forward`` (residual additions, means over tokens, a functional readout)
 is outside every layer and is not counted.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type
@@ -54,18 +57,23 @@ from torch import nn
 from spikelib.hardware.energy.stats import LayerCounts
 
 __all__ = ["UnsupportedLayerError", "register_counter", "register_free", "find_counter", "spike_stats",
-           "conv_fanout_map", "delay_reach", "FREE_LAYERS"]
+           "conv_fanout_map", "delay_reach", "keeps_spikes", "FREE_LAYERS"]
 
 
 class UnsupportedLayerError(TypeError):
     """A layer has no energy counter (its operations would otherwise be silently missing)."""
 
 
+logger = logging.getLogger(__name__)
+
 CounterFn = Callable[[nn.Module, Tuple[Any, ...], Any, LayerCounts, Dict[str, Any]], None]
 # (kind, counter function, claims the whole subtree, child hooks: names of children whose outputs are captured)
 _COUNTERS: Dict[Type[nn.Module], Tuple[str, CounterFn, bool, Tuple[str, ...]]] = {}
 FREE_LAYERS: List[Type[nn.Module]] = [nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
                                       nn.AlphaDropout, nn.Flatten, nn.Unflatten]
+# Free layers whose output holds exactly the values of their input plus zeros (zero padding, copies): the spike
+# statistics of a neuron output they pass on are handed to the next layer instead of being measured again.
+_KEEPS_SPIKES: List[Type[nn.Module]] = []
 
 
 # Per-module caches of geometry-only results (conv fan-out maps, delay reach tables), kept across counters and passes.
@@ -89,10 +97,21 @@ def register_counter(cls: Type[nn.Module], kind: str, fn: CounterFn, *, claims_s
     _COUNTERS[cls] = (kind, fn, claims_subtree, capture)
 
 
-def register_free(cls: Type[nn.Module]) -> None:
-    """Declare a layer type that moves data only (no operations)."""
+def register_free(cls: Type[nn.Module], *, keeps_spikes: bool = False) -> None:
+    """Declare a layer type that moves data only (no operations).
+
+    ``keeps_spikes``: its output always holds its input's values plus zeros only (zero padding, a copy), so the
+    spike count of its input is the spike count of its output (never true of a training-mode dropout, which scales).
+    """
     if cls not in FREE_LAYERS:
         FREE_LAYERS.append(cls)
+    if keeps_spikes and cls not in _KEEPS_SPIKES:
+        _KEEPS_SPIKES.append(cls)
+
+
+def keeps_spikes(module: nn.Module) -> bool:
+    """Whether ``module`` was registered with ``register_free(..., keeps_spikes=True)``."""
+    return isinstance(module, tuple(_KEEPS_SPIKES))
 
 
 def find_counter(module: nn.Module) -> Optional[Tuple[str, CounterFn, bool, Tuple[str, ...]]]:
@@ -132,43 +151,87 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
         return True, int(torch.count_nonzero(x))
     if x.numel() == 0:
         return True, 0
+    count = _binary_spike_count(x)
+    if count is not None:  # binary float32 spikes: one read-only pass (numba), else the portable test below
+        return True, count
     if not x.is_floating_point():
         return (False, 0) if int(x.min()) < 0 else (True, int(x.sum(dtype=torch.int64)))
     lo, hi = torch.aminmax(x)
-    if not float(lo) >= 0 or float(x.frac().sum()) != 0:
+    if not float(lo) >= 0:
+        return False, 0
+    if float(hi) == 0:
+        return True, 0  # all zeros (a silent layer)
+    if float(x.frac().sum()) != 0:
         return False, 0
     if x.dtype == torch.float32 and x.numel() * float(hi) < 2 ** 24:
         return True, int(round(float(x.sum())))
     return True, int(round(float(x.sum(dtype=torch.float64))))  # integer counts: exact in float64 below 2^53
 
 
-def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, int, torch.dtype, torch.device]]:
+def _binary_spike_count(x: torch.Tensor) -> Optional[int]:
+    """:func:`~spikelib.hardware.energy._binary_scan.binary_spike_count` when numba is installed, else None."""
+    global _BINARY_SCAN
+    if _BINARY_SCAN is None:
+        try:
+            from spikelib.hardware.energy._binary_scan import binary_spike_count
+        except ImportError:  # numba is optional (the "fast" extra): the portable test alone
+            logger.debug("numba is not installed: energy counting tests spike inputs with torch reductions")
+            binary_spike_count = (lambda t: None)
+        _BINARY_SCAN = binary_spike_count
+    return _BINARY_SCAN(x)
+
+
+_BINARY_SCAN: Optional[Callable[[torch.Tensor], Optional[int]]] = None
+
+
+def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, torch.dtype, torch.device]]:
+    """Identifies the memory a contiguous tensor covers (its first element's address, length, dtype, device): a
+    contiguous view of the same elements gets the same key."""
     if not x.is_contiguous():
         return None
-    return (x.untyped_storage().data_ptr(), x.storage_offset(), x.numel(), x.dtype, x.device)
+    return (x.data_ptr(), x.numel(), x.dtype, x.device)
 
 
 def remember_spikes(captured: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int]) -> None:
     """Record the spike statistics of a neuron layer's output for the layers that read it in this forward pass.
 
-    The tensor itself is kept (so its storage cannot be reused while the entry exists); the memo is emptied when
-    the model's next forward pass starts.
+    The entry holds a weak reference to ``x``: it is valid while ``x`` is alive (its memory then belongs to ``x`` and
+    its views, so no other data can sit at that address) and unchanged (views share its version counter). Holding
+    no strong reference lets the model free its activations as it would without counting. The memo is emptied
+    when the model's next forward pass starts.
     """
     memo = captured.get("_memo")
     key = _memo_key(x)
     if memo is not None and key is not None:
-        memo[key] = (x, x._version, stats)
+        memo[key] = (weakref.ref(x), x._version, stats)
+
+
+def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Optional[Tuple[bool, int]]:
+    """The remembered statistics of ``x`` (a contiguous view of a recorded, unchanged tensor), else None."""
+    key = _memo_key(x) if memo else None
+    entry = memo.get(key) if key is not None else None
+    if entry is not None:
+        ref, version, stats = entry
+        kept = ref()
+        if kept is not None and kept._version == version and x._version == version:
+            return stats
+        del memo[key]  # freed or changed in place
+    return None
 
 
 def cached_spike_stats(x: torch.Tensor, captured: Dict[str, Any]) -> Tuple[bool, int]:
     """:func:`spike_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
-    memo = captured.get("_memo")
-    key = _memo_key(x)
-    if memo is not None and key is not None and key in memo:
-        kept, version, stats = memo[key]
-        if kept._version == version and x._version == version:
-            return stats
-    return spike_stats(x)
+    stats = known_spike_stats(x, captured.get("_memo"))
+    return spike_stats(x) if stats is None else stats
+
+
+def pass_on_spike_stats(args: Tuple[Any, ...], output: Any, memo: Dict[Any, Any]) -> None:
+    """Hand the remembered statistics of a ``keeps_spikes`` layer's input on to its output (nothing is measured)."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and isinstance(output, torch.Tensor) and output is not x:
+        stats = known_spike_stats(x, memo)
+        if stats is not None:
+            remember_spikes({"_memo": memo}, output, stats)
 
 
 def _features(value: Any) -> Any:
@@ -178,10 +241,15 @@ def _features(value: Any) -> Any:
 
 
 def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.Tensor:
-    args = tuple(_features(a) for a in args[:1])
-    if not args or not isinstance(args[0], torch.Tensor):
-        raise TypeError(f"energy counter for {type(module).__name__}: expected a tensor {what} as the first argument")
-    return args[0].detach()
+    """The first argument of a layer call (the features of a sparse tensor); hooks run under ``no_grad``, so it is
+    only read, never detached (a hot path: one call per counted layer and call)."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor):
+        x = _features(x)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"energy counter for {type(module).__name__}: expected a tensor {what} as the first "
+                            "argument")
+    return x
 
 
 def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
@@ -233,16 +301,25 @@ def _count_conv(m: nn.modules.conv._ConvNd, args, out, counts: LayerCounts, capt
     key = ("fanout", tuple(x.shape[2:]), x.device, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
            m.padding_mode)
     cache = _cache(m)
-    if key not in cache:
+    entry = cache.get(key)
+    if entry is None:
         fan_map = conv_fanout_map(m, tuple(x.shape[2:]), x.device)
-        cache[key] = (fan_map, int(round(float(fan_map.sum()))))
-    fan, fan_total = cache[key]
+        lo, hi = (int(v) for v in torch.aminmax(fan_map))
+        entry = cache[key] = (fan_map, fan_map.reshape(-1).to(torch.float32), int(round(float(fan_map.sum()))),
+                              hi if lo == hi else None, hi)
+    fan, fan32, fan_total, fan_uniform, fan_max = entry
     per_out = m.out_channels // m.groups
     binary, nnz = cached_spike_stats(x, captured)
     dense = per_out * x.shape[0] * x.shape[1] * fan_total
     reached = 0
     if binary and nnz:
-        reached = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
+        if fan_uniform is not None:  # every input position reaches the same number of taps (e.g. a 1x1 conv)
+            reached = per_out * nnz * fan_uniform
+        elif x.dtype == torch.float32 and nnz * fan_max < 2 ** 24:
+            # every partial sum is an integer <= nnz * max(F) < 2^24: exact in float32, one product over positions
+            reached = per_out * int(round(float((x.reshape(-1, fan32.numel()) @ fan32).sum())))
+        else:
+            reached = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
     _synaptic(counts, binary, nnz, x.numel(), reached, dense)
     if m.bias is not None:
         counts.add(adds=out.numel())
@@ -268,13 +345,24 @@ def _count_delayed_linear(m: nn.Module, args, out, counts: LayerCounts, captured
     T, B = x.shape[0], x.shape[1]
     key = ("reach", T, m.mode, m.delays, m.max_delay, id(m.delay), m.delay._version, x.device)
     cache = _cache(m)
-    if key not in cache:
+    entry = cache.get(key)
+    if entry is None:
         cache.clear()
-        cache[key] = delay_reach(m, T).to(torch.float64)
-    reach = cache[key]
+        reach = delay_reach(m, T)
+        # Early spikes reach every synapse (the same r0 for every input); only the last steps, those a delay carries
+        # past the end, reach fewer: sum x R = r0 |x| - sum_{t >= t0} x[t] (r0 - R[t]).
+        r0 = int(reach[0, 0])
+        short = (reach != r0).any(dim=1).nonzero()
+        t0 = int(short[0]) if short.numel() else T
+        entry = cache[key] = (int(reach.sum()), r0, t0, (r0 - reach[t0:]).to(torch.float64))
+    reach_total, r0, t0, deficit = entry
     binary, nnz = cached_spike_stats(x, captured)
-    dense = B * int(reach.sum())
-    reached = int(round(float((spike_sum(x, (1,), nnz) * reach).sum()))) if binary and nnz else 0
+    dense = B * reach_total
+    reached = 0
+    if binary and nnz:
+        reached = r0 * nnz
+        if t0 < T:
+            reached -= int(round(float((spike_sum(x[t0:], (1,), nnz) * deficit).sum())))
     _synaptic(counts, binary, nnz, x.numel(), reached, dense)
     if m.bias is not None:
         counts.add(adds=out.numel())
@@ -286,9 +374,16 @@ def _count_sparse_conv(m: nn.Module, args, out, counts: LayerCounts, captured) -
         raise TypeError(f"energy counter for {type(m).__name__}: expected a SparseSpikeTensor input")
     x = args[0]
     kmap = m.kernel_map(x)  # cached on the tensor: the same map the layer used
-    f = x.features.detach()
+    f = x.features
     f3 = f if f.dim() == 3 else f.unsqueeze(0)  # [T, N, C]
-    pairs = torch.bincount(kmap.in_idx, minlength=x.num_sites).to(torch.float64)  # P_i
+    memo = captured.get("_memo")
+    key = ("pairs_per_site", id(kmap), x.num_sites)
+    entry = memo.get(key) if memo is not None else None
+    if entry is None or entry[0]() is not kmap:  # layers sharing a kernel map within a pass count its pairs once
+        entry = (weakref.ref(kmap), torch.bincount(kmap.in_idx, minlength=x.num_sites).to(torch.float64))  # P_i
+        if memo is not None:
+            memo[key] = entry
+    pairs = entry[1]
     binary, nnz = cached_spike_stats(f3, captured)
     dense = m.out_channels * m.in_channels * f3.shape[0] * int(kmap.in_idx.numel())
     reached = 0
@@ -308,7 +403,7 @@ def _record_raster(counts: LayerCounts, spikes: torch.Tensor, captured) -> None:
 
 def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
     x = _first_tensor(args, "input current", m)
-    spikes = _features(out).detach()
+    spikes = _features(out)
     n = x.numel()
     if counts.kind == "integer_spike":
         stats = spike_stats(spikes)
@@ -326,11 +421,17 @@ def _count_lif(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
         _record_raster(counts, spikes, captured)
 
 
+_SEQUENCE_TYPES: Optional[Tuple[type, ...]] = None
+
+
 def _sequence_types() -> Tuple[type, ...]:
     """Neuron modules whose output is ``[T, B, ...]`` (a raster of sample 0 is ``out[:, 0]``)."""
-    from spikelib.neurons.lif import LIF, ParametricLIF
+    global _SEQUENCE_TYPES
+    if _SEQUENCE_TYPES is None:
+        from spikelib.neurons.lif import LIF, ParametricLIF
 
-    return (LIF, ParametricLIF)
+        _SEQUENCE_TYPES = (LIF, ParametricLIF)
+    return _SEQUENCE_TYPES
 
 
 def _count_elm(m: nn.Module, args, out, counts: LayerCounts, captured) -> None:
@@ -426,7 +527,7 @@ def _register_builtin() -> None:
     from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2
     from spikelib.models.elm_net import InputDropout
     from spikelib.models.mlp import SpikingMLP
-    from spikelib.models.snn_delays import SNNDelays, TimeSharedDropout
+    from spikelib.models.snn_delays import SNNDelays, TimePad, TimeSharedDropout
     from spikelib.neurons.elm import ELM
     from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
     from spikelib.sparse.activation import IntegerSpike, SparseLIF
@@ -456,6 +557,7 @@ def _register_builtin() -> None:
                 nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d):
         register_counter(cls, "pool", _count_adaptive_pool)
     register_free(TimeSharedDropout)
+    register_free(TimePad, keeps_spikes=True)
     register_free(InputDropout)
 
 

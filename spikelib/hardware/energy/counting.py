@@ -9,9 +9,14 @@
 On entry the model is checked: every layer must have a counter (:mod:`.counters`), move data only, or be a plain
 container; otherwise :class:`~spikelib.hardware.energy.counters.UnsupportedLayerError` names it before anything
 runs. Forward hooks then add exact counts per layer (:mod:`.stats`); they are removed on exit, also on errors.
-A layer fed by a neuron layer reuses that layer's spike count within the pass. Cost: a few reductions over each
-counted layer's input plus a fixed Python cost per counted layer (tens of microseconds), so the relative
-overhead is largest for networks of many tiny layers (see benchmarks/bench_energy.py).
+
+Cost: a layer fed by a neuron layer (directly, through a view, or through a free layer registered with
+``keeps_spikes=True`` such as SNN-delays' zero time padding) reuses that neuron layer's spike count, remembered
+for the pass under a weak reference; other inputs are tested once (one to three reductions). A neuron layer's
+output is summed once; a convolution whose every input position reaches the same number of taps (1x1, stride =
+kernel) needs no further pass, other convolutions one product with the fan-out map. On top comes a fixed cost per
+counted layer and call (the hook, a few microseconds), so the relative overhead is largest for networks of many
+tiny layers (see benchmarks/bench_energy.py and benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from spikelib.hardware.energy.counters import FREE_LAYERS, UnsupportedLayerError, find_counter
+from spikelib.hardware.energy.counters import (FREE_LAYERS, UnsupportedLayerError, find_counter, keeps_spikes,
+                                               pass_on_spike_stats)
 from spikelib.hardware.energy.stats import LayerCounts, NetworkCounts
 
 logger = logging.getLogger(__name__)
@@ -42,9 +48,15 @@ def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, Tuple[Any, ...]]
     A module without one is accepted when it moves data only (``FREE_LAYERS``) or is a container without tensors of
     its own whose children are all accepted; anything else is an :class:`UnsupportedLayerError`.
     """
+    return _plan(model)[0]
+
+
+def _plan(model: nn.Module) -> Tuple[List[Tuple[str, nn.Module, Tuple[Any, ...]]], List[nn.Module]]:
+    """:func:`plan_layers` and the free layers that hand spike statistics on (``register_free(keeps_spikes=True)``)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     plan: List[Tuple[str, nn.Module, Tuple[Any, ...]]] = []
+    passing: List[nn.Module] = []
     unsupported: List[str] = []
 
     def visit(name: str, module: nn.Module) -> None:
@@ -54,6 +66,8 @@ def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, Tuple[Any, ...]]
             if counter[2]:
                 return
         elif isinstance(module, tuple(FREE_LAYERS)):
+            if keeps_spikes(module):
+                passing.append(module)
             return
         else:
             children = list(module.named_children())
@@ -69,7 +83,7 @@ def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, Tuple[Any, ...]]
             "no energy counter for layer(s) " + ", ".join(unsupported) + ": their operations would be missing from "
             "the estimate. Register one with spikelib.hardware.energy.counters.register_counter (or register_free "
             "for a layer that only moves data).")
-    return plan
+    return plan, passing
 
 
 class EnergyCounter:
@@ -86,7 +100,7 @@ class EnergyCounter:
             raise ValueError(f"raster_neurons must be an int >= 0, got {raster_neurons!r}")
         self.model = model
         self.raster_neurons = raster_neurons
-        self._plan = plan_layers(model)
+        self._plan, self._passing = _plan(model)
         self._handles: List[Any] = []
         self._layers: Dict[str, LayerCounts] = {}
         self._order: List[str] = []
@@ -94,23 +108,30 @@ class EnergyCounter:
         self._memo: Dict[Any, Any] = {}  # spike statistics of neuron outputs within one forward pass
 
     # ------------------------------------------------------------------------------------------------ hooks
-    def _hook(self, name: str, kind: str, fn: Callable, captured: Dict[str, Any]) -> Callable:
+    def _hook(self, name: str, kind: str, fn: Callable, captured: Dict[str, Any],
+              capture: Tuple[str, ...]) -> Callable:
+        # Kept lean: it runs once per counted layer and call, so its fixed cost is the overhead of tiny layers.
+        layers = self._layers
+
         def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
-            counts = self._layers.get(name)
+            counts = layers.get(name)
             if counts is None:
-                counts = self._layers[name] = LayerCounts(name=name, kind=kind)
+                counts = layers[name] = LayerCounts(name=name, kind=kind)
                 self._order.append(name)
-            with torch.no_grad():
+            if torch.is_grad_enabled():
+                with torch.no_grad():
+                    fn(module, args, output, counts, captured)
+            else:
                 fn(module, args, output, counts, captured)
-            for key in [k for k in captured if not k.startswith("_")]:
-                del captured[key]  # captured child outputs belong to this call only
+            for key in capture:
+                captured.pop(key, None)  # captured child outputs belong to this call only
 
         return hook
 
     @staticmethod
     def _capture(captured: Dict[str, Any], key: str) -> Callable:
         def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
-            captured[key] = output.detach() if isinstance(output, torch.Tensor) else output
+            captured[key] = output  # the object itself, so that its remembered spike statistics stay valid
 
         return hook
 
@@ -127,7 +148,11 @@ class EnergyCounter:
                         raise UnsupportedLayerError(f"layer '{name}' ({type(module).__name__}) has no child "
                                                     f"{child!r} that its energy counter reads")
                     self._handles.append(sub.register_forward_hook(self._capture(captured, child)))
-                self._handles.append(module.register_forward_hook(self._hook(name, kind, fn, captured)))
+                self._handles.append(module.register_forward_hook(self._hook(name, kind, fn, captured, capture)))
+            memo = self._memo
+            for module in self._passing:
+                self._handles.append(module.register_forward_hook(
+                    lambda module, args, output: pass_on_spike_stats(args, output, memo)))
         except Exception:
             self._remove()
             raise
