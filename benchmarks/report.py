@@ -136,7 +136,7 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
     cfg = p.get("config") or p.get("sizes") or {}
     lines += [f"- Command: `{p.get('command')}`",
               f"- Machine: {_machine_line(p.get('machine', {}))}",
-              f"- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())]
+              "- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())]
     if p.get("only"):
         lines.append(f"- Partial run: only {', '.join(p['only'])}")
     if p.get("bandwidth"):
@@ -191,12 +191,25 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
 
 
 def _energy_summary(p: Mapping[str, Any]) -> List[str]:
-    out = [f"Counting overhead (target {p.get('target', '')}; an evaluation pass of "
-           f"{p.get('sizes', {}).get('batches', 1)} batches, one counter; in brackets a new counter per batch):", ""]
+    pct = (lambda v: "n/a" if v is None else f"{100 * v:+.1f}%")
+    out = [f"Counting overhead (target {p.get('target', '')}). Headline: **alternating**, the median over rounds of "
+           "counted/plain - 1 with a hook-free copy and the counted model run on each batch back to back (A/A: the "
+           "same with neither counted, the method's noise floor). Whole passes, one counter: median over median "
+           "(`pass`) and min over min (`min`); `per batch`: a new counter around every batch:", ""]
+    groups: Dict[str, List[str]] = {}
     for case, block in p.get("cases", {}).items():
-        ov, pb = block.get("overhead"), block.get("overhead_per_batch")
-        out.append(f"- {case}: {'n/a' if ov is None else f'{100 * ov:+.1f}%'}"
-                   + ("" if pb is None else f" ({100 * pb:+.1f}%)"))
+        rows = block.get("rows", {})
+        lo_p, lo_c = rows.get("plain", {}).get("min_s"), rows.get("counted", {}).get("min_s")
+        mins = (lo_c / lo_p - 1.0) if lo_p and lo_c else None
+        alt, ctl = block.get("alternating") or {}, block.get("alternating_control") or {}
+        head = (f"alternating **{pct(alt.get('overhead'))}** (A/A {pct(ctl.get('overhead'))}, "
+                f"{1e3 * alt.get('plain_s_per_batch', 0):.1f} ms per plain batch); " if alt else "")
+        groups.setdefault(block.get("group", "cases"), []).append(
+            f"  - {case} (input {block.get('input_shape')}, {block.get('batches')} batches per pass): {head}pass "
+            f"{'**' if not alt else ''}{pct(block.get('overhead'))}{'**' if not alt else ''}, min {pct(mins)}, "
+            f"per batch {pct(block.get('overhead_per_batch'))}")
+    for group, lines in groups.items():
+        out += [f"- {group}:"] + lines
     return out
 
 
