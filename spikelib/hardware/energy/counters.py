@@ -145,7 +145,8 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
 
     The test is exact: ``min(x) >= 0`` and ``sum(frac(x)) == 0`` (``frac(x) = x - trunc(x)`` is computed without
     rounding and is > 0 for every non-integer value, so the sum of these non-negative terms is 0 only when every
-    entry is an integer; NaN and inf give NaN).
+    entry is an integer; NaN and inf give NaN). Binary float32 tensors are first tried with the one-pass numba scan
+    of :mod:`._binary_scan` (same answer, one read instead of three reductions; anything else falls through).
     """
     if x.dtype == torch.bool:
         return True, int(torch.count_nonzero(x))
