@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union
 
-__all__ = ["atomic_path", "atomic_write", "file_mode", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "file_mode", "fsync_dir"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -85,3 +85,13 @@ def atomic_write(path: PathLike, write: Callable[[io.BufferedWriter], Any], crea
         with open(tmp, "wb") as fh:
             write(fh)
     return Path(path)
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
+    """Atomically write ``data`` to ``path``."""
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> Path:
+    """Atomically write UTF-8 ``text`` to ``path``."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))

@@ -6,7 +6,7 @@ import torch
 
 from spikelib.data.modelnet import ModelNet40Dataset
 from spikelib.data.synthetic_shapes import synthetic_shape, write_synthetic_shapes
-from spikelib.layers.multistep import count_ops
+from spikelib.hardware.energy import EnergyCounter
 from spikelib.models import get_model, list_models
 from spikelib.models.e3dsnn import E3DSNN, e3dsnn_s, e3dsnn_t, e3dsnn_tiny
 from spikelib.sparse import SparseConv3d, SubMConv3d
@@ -57,7 +57,8 @@ def test_spike_driven_structure_and_op_counts():
     clouds = [make_shape(k, 200, g) for k in range(4)]
     m.train()
     x = m.voxelize(clouds, generator=g)
-    logits = m(x)
+    with EnergyCounter(m) as counter:
+        logits = m(x)
     assert logits.shape == (4, 4)
     real = [c for c in convs if not c.spike_input]
     assert real == [m.stem[0], m.final]
@@ -68,9 +69,11 @@ def test_spike_driven_structure_and_op_counts():
             assert f.max() > 0
         else:
             assert not torch.equal(f, f.round())
-    ops = count_ops(m)
-    assert ops.acs > 0 and ops.macs > 0
-    assert m.stem[0].last_ops.macs == m.stem[0].kernel_map(x).num_pairs * 6 * 8
+    counts = counter.counts(samples=4)
+    assert counts.total("sops") > 0 and counts.total("macs") > 0
+    # the stem is the only real-valued (MAC) sparse conv before the head: C_in 6 x C_out 8 per kernel-map pair
+    stem = counts.layer("stem.0")
+    assert stem.macs == m.stem[0].kernel_map(x).num_pairs * 6 * 8 and stem.sops == 0
     logits.sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
 

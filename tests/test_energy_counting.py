@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from spikelib.hardware.energy.counters import UnsupportedLayerError, conv_fanout_map
+from spikelib.graph import declare
 from spikelib.hardware.energy.counting import EnergyCounter, measure
 from spikelib.layers.delay import DelayedLinear
 from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2
@@ -139,7 +140,7 @@ def test_conv_circular_padding_and_same():
 
 def test_fanout_map_of_unpadded_stride_one_conv():
     conv = nn.Conv1d(1, 1, 3)
-    f = conv_fanout_map(conv, (5,), torch.device("cpu"))
+    f = conv_fanout_map(declare(conv), (5,), torch.device("cpu"))
     assert f.tolist() == [1, 2, 3, 2, 1]
 
 
@@ -255,7 +256,7 @@ def test_attention_v2_products_by_brute_force():
     attn = _strong(SpikeDrivenAttentionV2(8, num_heads=2, qkv="conv1x1").eval())
     x = torch.rand(2, 2, 8, 3, 3) * 4
     store, handles = _capture(attn, ("q_lif", "k_lif"))
-    counts = run(attn, x).layer("")
+    counts = run(attn, x).layer("product")  # the SpikeAttentionProduct module
     for h in handles:
         h.remove()
     q, k = store["q_lif"], store["k_lif"]
@@ -280,7 +281,7 @@ def test_attention_v1_column_sum_by_brute_force():
     attn = _strong(SpikeDrivenAttentionV1(4, num_heads=2).eval())
     x = torch.rand(2, 1, 4, 2, 3) * 4
     store, handles = _capture(attn, ("k_lif", "v_lif"))
-    counts = run(attn, x).layer("")
+    counts = run(attn, x).layer("column_sum")  # the SpikeColumnSum module
     for h in handles:
         h.remove()
     k, v = store["k_lif"], store["v_lif"]
@@ -289,17 +290,19 @@ def test_attention_v1_column_sum_by_brute_force():
 
 
 def test_model_readout_integrators_are_counted():
+    """Readouts are LeakyIntegrator modules: one state update per output and step, read from their declaration."""
     from spikelib.models.mlp import SpikingMLP
     from spikelib.models.snn_delays import SNNDelays
 
     mlp = SpikingMLP(6, (5,), 3)
     x = spikes((7, 2, 6))
-    assert run(mlp, x).layer("").neuron_updates == 7 * 2 * 3
+    counts = run(mlp, x)
+    assert counts.layer("readout_li").neuron_updates == 7 * 2 * 3 and counts.layer("readout_li").kind == "li"
     net = SNNDelays(6, (5, 4), 3, max_delay=4, delays="random").eval()
     with torch.no_grad():
         steps = net.membrane(x).shape[0]
     assert steps > 7
-    assert run(net, x).layer("").neuron_updates == steps * 2 * 3
+    assert run(net, x).layer("readout_li").neuron_updates == steps * 2 * 3
 
 
 def test_pooling_and_batchnorm_counts():
@@ -324,13 +327,15 @@ def test_doubling_the_spikes_doubles_the_sops():
 
 
 def test_reused_neuron_statistics_follow_in_place_changes():
-    from spikelib.hardware.energy.counters import register_free
+    from spikelib.graph import nodes
 
-    class Double(nn.Module):  # changes the spikes in place after the LIF layer counted them
+    class Double(nn.Module):  # changes the spikes in place after the LIF layer counted them (declared as free)
         def forward(self, x):
             return x.mul_(2)
 
-    register_free(Double)
+        def graph_node(self):
+            return nodes.Free("Double")
+
     lin = nn.Linear(5, 3)
     net = nn.Sequential(LIF(v_threshold=0.3), Double(), lin)
     x = torch.rand(6, 2, 5)
@@ -485,6 +490,7 @@ def test_time_padding_hands_spike_statistics_on_without_changing_counts(monkeypa
     """SNN-delays pads every hidden layer's spikes with zero steps (``TimePad``); the padded tensor is a new tensor,
     but it keeps the spikes, so the next delayed layer reuses the neuron layer's count instead of scanning again."""
     import spikelib.hardware.energy.counters as counters
+    import spikelib.hardware.energy.counting as counting
     from spikelib.models.snn_delays import SNNDelays
 
     net = SNNDelays(6, (5, 4), 3, max_delay=4, delays="random").eval()
@@ -495,7 +501,7 @@ def test_time_padding_hands_spike_statistics_on_without_changing_counts(monkeypa
     with_pass_on = run(net, x)
     scanned_with = list(scans)
     scans.clear()
-    monkeypatch.setattr(counters, "_KEEPS_SPIKES", [])
+    monkeypatch.setattr(counting, "keeps_spikes", lambda node: False)
     without = run(net, x)
     assert with_pass_on.to_dict()["layers"] == without.to_dict()["layers"]
     assert with_pass_on.layer("synapses.1").in_spikes == with_pass_on.layer("neurons.0").out_spikes > 0

@@ -12,15 +12,16 @@ from spikelib.hardware.loihi.extract import UnsupportedLayerError, extract_float
 from spikelib.hardware.loihi.quantize import (
     QuantizationRangeError,
     compare_float_fixed,
-    finetune_quantized,
     fixed_point_logits,
     quantize,
 )
+from spikelib.layers import Sequential
 from spikelib.layers.delay import DelayedLinear
 from spikelib.models import SpikingMLP
 from spikelib.models.snn_delays import SNNDelays
 from spikelib.neurons import LIF
 from spikelib.training import train_classifier
+from spikelib.training.finetune import finetune_quantized
 
 
 def rate_task(n, seed, T=30, C=16, K=4, low=0.05, high=0.11):
@@ -138,14 +139,16 @@ def test_snn_delays_hidden_spikes_match_float():
 
 
 def test_unsupported_layers_are_named():
-    with pytest.raises(UnsupportedLayerError, match=r"layer '0' \(Conv1d\)"):
-        extract_float_network(nn.Sequential(nn.Conv1d(2, 2, 3), LIF()))
+    with pytest.raises(UnsupportedLayerError, match=r"layer '0' \(conv, Conv1d\).*1-d/3-d convolution"):
+        extract_float_network(Sequential(nn.Conv1d(2, 2, 3), LIF()), input_shape=(2, 5))
+    with pytest.raises(UnsupportedLayerError, match="time first.*spikelib.layers.Sequential"):
+        extract_float_network(nn.Sequential(nn.Conv1d(2, 2, 3), LIF()), input_shape=(2, 5))
     with pytest.raises(UnsupportedLayerError, match=r"layer '1'.*reset='soft'"):
         extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(reset="soft")))
     with pytest.raises(UnsupportedLayerError, match="per-neuron tau"):
         extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(tau=torch.tensor([2.0, 3.0]))))
-    with pytest.raises(UnsupportedLayerError, match=r"layer '1' \(AvgPool1d\)"):
-        extract_float_network(nn.Sequential(nn.Linear(2, 2), nn.AvgPool1d(2), LIF()))
+    with pytest.raises(UnsupportedLayerError, match=r"layer '2' \(pool, AvgPool1d\).*pooling"):
+        extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(), nn.AvgPool1d(2), nn.Linear(1, 2), LIF()))
     with pytest.raises(UnsupportedLayerError, match="training mode"):
         extract_float_network(_snn_delays().train())
     with pytest.raises(UnsupportedLayerError, match="GRU"):
@@ -171,25 +174,23 @@ def test_out_of_range_needs_clip():
 
 
 def test_conv_network_hidden_spikes_match_float():
-    """nn.Conv2d -> LIF -> Flatten -> Linear -> LIF (run time first by NIRSequential) quantises to a netx conv layer
-    whose spikes are the float ones, one step later; layer by layer."""
-    from spikelib.hardware.nir import NIRSequential
-
+    """nn.Conv2d -> LIF -> Flatten -> Linear -> LIF (run time first by spikelib.layers.Sequential) quantises to a netx
+    conv layer whose spikes are the float ones, one step later; layer by layer."""
     torch.manual_seed(5)
-    model = NIRSequential([nn.Conv2d(2, 4, 3, padding=1, stride=(1, 2)), LIF(tau=2.0, v_threshold=0.5),
-                           nn.Flatten(), nn.Linear(4 * 6 * 3, 5), LIF(tau=2.0, v_threshold=0.5)]).eval()
+    model = Sequential(nn.Conv2d(2, 4, 3, padding=1, stride=(1, 2)), LIF(tau=2.0, v_threshold=0.5),
+                       nn.Flatten(), nn.Linear(4 * 6 * 3, 5), LIF(tau=2.0, v_threshold=0.5)).eval()
     with torch.no_grad():
-        model.layers[0].weight.mul_(3.0)
-        model.layers[3].weight.mul_(4.0)
+        model[0].weight.mul_(3.0)
+        model[3].weight.mul_(4.0)
     x = (torch.rand(20, 3, 2, 6, 5, generator=torch.Generator().manual_seed(6)) < 0.35).float()
     net, _ = quantize(model, input_shape=(2, 6, 5))
     assert net.layers[0].conv is not None and net.layers[0].bias.shape == (4,)
     with torch.no_grad():
-        hidden = NIRSequential(list(model.layers)[:2])(x).reshape(20, 3, -1)
+        hidden = model[:2](x).reshape(20, 3, -1)
         out = model(x)
     fixed = simulate(net, torch.cat([x.reshape(20, 3, -1), torch.zeros(2, 3, 60)]))
     assert hidden.sum() > 50 and out.sum() > 5
     assert (fixed.spikes[0][1:21] == hidden).float().mean() >= 0.99
     assert (fixed.spikes[1][2:22] == out).float().mean() >= 0.97
-    with pytest.raises(UnsupportedLayerError, match="needs a \\(C, H, W\\) input shape"):
+    with pytest.raises(UnsupportedLayerError, match="input_shape is needed: the first layer '0' \\(Conv2d\\)"):
         quantize(model)

@@ -39,6 +39,7 @@ from spikelib.functional.delay import (
     delayed_linear_int,
     round_delays,
 )
+from spikelib.graph import nodes
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,8 @@ class DelayedLinear(nn.Module):
             (``delay_gaussian_kernel``, ``delay_shifted_matmul``, ``delay_linear_int``); ``"auto"`` picks the fastest
             exact one (numba on CPU, the event path for sparse inputs).
     """
+
+    temporal = True
 
     def __init__(
         self,
@@ -154,6 +157,18 @@ class DelayedLinear(nn.Module):
     def integer_delays(self) -> torch.Tensor:
         """The delays of mode ``"integer"``: ``round(clamp(delay, 0, max_delay))`` as int64 ``[C_out, C_in]``."""
         return round_delays(self.delay, self.max_delay)
+
+    def graph_node(self) -> nodes.DelayedAffine:
+        """The synapses as they compute now: integer delays (mode ``"integer"``), the clamped real positions (mode
+        ``"gaussian"``: every tap carries weight) or no delays (``delays="none"``)."""
+        w = self.weight.detach()
+        b = None if self.bias is None else self.bias.detach()
+        if self.delays == "none":
+            return nodes.DelayedAffine(w, torch.zeros(w.shape, dtype=torch.int64, device=w.device), self.max_delay,
+                                       "none", b)
+        if self.mode == "integer":
+            return nodes.DelayedAffine(w, self.integer_delays().detach(), self.max_delay, "integer", b)
+        return nodes.DelayedAffine(w, self.delay.detach().clamp(0, self.max_delay), self.max_delay, "gaussian", b)
 
     # --------------------------------------------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

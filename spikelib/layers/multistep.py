@@ -4,20 +4,12 @@ The reference implementations (BICLab/Spike-Driven-Transformer ``module/ms_conv.
 ``classification/models.py``, bic-L/MaxFormer ``imagenet/mixer_hub.py``) apply every 2-d convolution and batch norm to
 the time steps folded into the batch, ``[T, B, ...] -> [T * B, ...]``; :class:`SeqConvBN` does the same.
 
-Operation counts (for the energy module). A layer whose input is a spike tensor (declared with ``spike_input=True``,
-and checked by the tests with hooks on real forward passes) is counted as spike-driven accumulates::
-
-    ACs  = dense_ops * (nonzero inputs / inputs)          (SOP of the Spikformer / SDT papers)
-    MACs = dense_ops                                      (real-valued input, e.g. the encoding layer)
-
-where ``dense_ops`` is the number of multiply-accumulates of the dense layer over all ``T * B`` samples. Each counting
-module stores the counts of its last forward pass in ``last_ops``; :func:`count_ops` adds them over a model.
+Operation counts are not kept here: the energy counter (:mod:`spikelib.hardware.energy`) counts every convolution,
+batch norm and neuron from their declarations during an evaluation pass. ``spike_input`` documents (and lets tests
+check) that a layer's input is spikes.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -25,7 +17,7 @@ from torch import nn
 from spikelib.neurons.lif import LIF
 from spikelib.surrogate import Sigmoid
 
-__all__ = ["OpCounts", "SeqConvBN", "count_ops", "reference_lif", "check_sequence_image", "fold", "unfold"]
+__all__ = ["SeqConvBN", "reference_lif", "check_sequence_image", "fold", "unfold"]
 
 
 def reference_lif(v_threshold: float = 1.0) -> LIF:
@@ -36,32 +28,6 @@ def reference_lif(v_threshold: float = 1.0) -> LIF:
     """
     return LIF(tau=2.0, v_threshold=float(v_threshold), v_reset=0.0, reset="hard", decay_input=True,
                detach_reset=True, surrogate=Sigmoid(alpha=4.0))
-
-
-@dataclass
-class OpCounts:
-    """Spike-driven accumulates (``acs``) and real-valued multiply-accumulates (``macs``) of one forward pass."""
-
-    acs: float = 0.0
-    macs: float = 0.0
-
-    def __add__(self, other: "OpCounts") -> "OpCounts":
-        return OpCounts(self.acs + other.acs, self.macs + other.macs)
-
-
-def count_ops(module: nn.Module) -> OpCounts:
-    """Sum of ``last_ops`` over ``module`` and its submodules (the counts of the last forward pass)."""
-    total = OpCounts()
-    for m in module.modules():
-        ops = getattr(m, "last_ops", None)
-        if isinstance(ops, OpCounts):
-            total = total + ops
-    return total
-
-
-def spike_rate(x: torch.Tensor) -> float:
-    """Fraction of nonzero entries (the firing rate of a spike tensor)."""
-    return float(torch.count_nonzero(x.detach())) / max(x.numel(), 1)
 
 
 def fold(x: torch.Tensor) -> torch.Tensor:
@@ -86,18 +52,12 @@ def check_sequence_image(x: torch.Tensor, channels: int, name: str = "x") -> Non
         raise ValueError(f"{name} has {x.shape[2]} channels (dim 2 of [T, B, C, H, W]); expected {channels}")
 
 
-def conv_dense_ops(conv: nn.Conv2d, out: torch.Tensor) -> float:
-    """Multiply-accumulates of ``conv`` producing ``out`` ([N, C_out, H, W]) as a dense layer."""
-    k = conv.kernel_size[0] * conv.kernel_size[1]
-    return float(out.numel()) * (conv.in_channels // conv.groups) * k
-
-
 class SeqConvBN(nn.Module):
-    """Conv2d + BatchNorm2d on ``[T, B, C, H, W]`` (time folded into the batch), counting its operations.
+    """Conv2d + BatchNorm2d on ``[T, B, C, H, W]`` (time folded into the batch).
 
     Args:
         in_channels, out_channels, kernel_size, stride, padding, groups, bias: as in ``nn.Conv2d``.
-        spike_input: the input is a spike tensor (counted as accumulates), else real-valued (MACs).
+        spike_input: the input is a spike tensor (documentation, checked by tests), else real-valued.
         bn: follow the convolution by ``BatchNorm2d`` (the references always do).
     """
 
@@ -107,11 +67,7 @@ class SeqConvBN(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
         self.spike_input = spike_input
-        self.last_ops: Optional[OpCounts] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
-        y = self.conv(fold(x))
-        dense = conv_dense_ops(self.conv, y)
-        self.last_ops = OpCounts(acs=dense * spike_rate(x)) if self.spike_input else OpCounts(macs=dense)
-        return unfold(self.bn(y), T)
+        return unfold(self.bn(self.conv(fold(x))), T)

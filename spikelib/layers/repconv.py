@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spikelib.layers.multistep import OpCounts, conv_dense_ops, fold, spike_rate, unfold
+from spikelib.layers.multistep import fold, unfold
 
 __all__ = ["RepConv"]
 
@@ -45,7 +45,7 @@ class RepConv(nn.Module):
         in_channels, out_channels: channel counts.
         post_bn: add the BatchNorm2d that follows RepConv in the reference's attention (``nn.Sequential(RepConv,
             BatchNorm2d)``); it is folded by :meth:`fuse` too.
-        spike_input: the input is a spike tensor (the first 1x1 and the fused 3x3 then count as accumulates).
+        spike_input: the input is a spike tensor (documentation, checked by tests).
     """
 
     def __init__(self, in_channels: int, out_channels: int, post_bn: bool = False, spike_input: bool = True) -> None:
@@ -59,7 +59,6 @@ class RepConv(nn.Module):
         self.bn3: Optional[nn.BatchNorm2d] = nn.BatchNorm2d(out_channels) if post_bn else None
         self.spike_input = spike_input
         self.fused: Optional[nn.Conv2d] = None
-        self.last_ops: Optional[OpCounts] = None
 
     def _pad_with_bn_zero(self, y: torch.Tensor) -> torch.Tensor:
         """Pad by one pixel with BN1's output for a zero input (its shift, computed from running statistics)."""
@@ -72,23 +71,13 @@ class RepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
         z = fold(x)
-        rate = spike_rate(x) if self.spike_input else 1.0
         if self.fused is not None:
-            y = self.fused(z)
-            dense = conv_dense_ops(self.fused, y)
-            self.last_ops = OpCounts(acs=dense * rate) if self.spike_input else OpCounts(macs=dense)
-            return unfold(y, T)
+            return unfold(self.fused(z), T)
         y1 = self.conv1(z)
-        first = conv_dense_ops(self.conv1, y1)
-        y2 = self.dwconv(self._pad_with_bn_zero(self.bn1(y1)))
-        rest = conv_dense_ops(self.dwconv, y2)
-        y = self.pwconv(y2)
-        rest += conv_dense_ops(self.pwconv, y)
+        y = self.pwconv(self.dwconv(self._pad_with_bn_zero(self.bn1(y1))))
         y = self.bn2(y)
         if self.bn3 is not None:
             y = self.bn3(y)
-        first_ops = OpCounts(acs=first * rate) if self.spike_input else OpCounts(macs=first)
-        self.last_ops = first_ops + OpCounts(macs=rest)
         return unfold(y, T)
 
     @torch.no_grad()

@@ -16,19 +16,18 @@ With ``N = H W`` tokens, ``h`` heads of width ``d = C / h``, spikes ``Q, K, V in
 ``mlp(x) = BN(conv(SN(BN(conv(SN(x))))))`` (1x1 convolutions; the "membrane shortcut": the residual stream is
 real-valued, every convolution and attention product takes spikes).
 
-Operation counts of the products (see :mod:`spikelib.layers.multistep`): ``K^T V`` costs ``nnz(K) d`` accumulates,
-``Q (K^T V)`` costs ``nnz(Q) d``, the v1 column sum ``nnz(K * V)``; masks and the scale (foldable into the
-threshold) are not counted.
+The products are modules (:mod:`spikelib.layers.attention_products`), so the energy counter sees them: ``K^T V``
+costs ``nnz(K) d`` accumulates, ``Q (K^T V)`` costs ``nnz(Q) d``, the v1 column sum ``nnz(K * V)``; masks and the
+scale (foldable into the threshold) are not counted.
 """
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
-from spikelib.layers.multistep import OpCounts, SeqConvBN, reference_lif
+from spikelib.layers.attention_products import SpikeAttentionProduct, SpikeColumnSum
+from spikelib.layers.multistep import SeqConvBN, reference_lif
 from spikelib.layers.repconv import RepConv
 
 __all__ = ["SpikeDrivenAttentionV1", "SpikeDrivenAttentionV2", "SpikingMLP2d", "MetaTransformerBlock"]
@@ -61,9 +60,9 @@ class SpikeDrivenAttentionV1(nn.Module):
         self.head_lif = reference_lif()
         self.q_conv, self.k_conv, self.v_conv = (SeqConvBN(dim, dim) for _ in range(3))
         self.q_lif, self.k_lif, self.v_lif = reference_lif(), reference_lif(), reference_lif()
+        self.column_sum = SpikeColumnSum()
         self.talking_heads_lif = reference_lif(0.5)
         self.proj_conv = SeqConvBN(dim, dim, bias=True)
-        self.last_ops: Optional[OpCounts] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
@@ -71,9 +70,7 @@ class SpikeDrivenAttentionV1(nn.Module):
         q = _heads(self.q_lif(self.q_conv(s)), self.num_heads)
         k = _heads(self.k_lif(self.k_conv(s)), self.num_heads)
         v = _heads(self.v_lif(self.v_conv(s)), self.num_heads)
-        kv = k * v  # AND of two spike tensors
-        self.last_ops = OpCounts(acs=float(torch.count_nonzero(kv.detach())))
-        kv = self.talking_heads_lif(kv.sum(dim=-2, keepdim=True))  # column sum over tokens, then SN_0.5
+        kv = self.talking_heads_lif(self.column_sum(k, v))  # column sum of K AND V over tokens, then SN_0.5
         out = _merge(q * kv, H, W)  # mask
         return self.proj_conv(out)
 
@@ -101,8 +98,8 @@ class SpikeDrivenAttentionV2(nn.Module):
             self.q_conv, self.k_conv, self.v_conv = (SeqConvBN(dim, dim) for _ in range(3))
             self.proj_conv = SeqConvBN(dim, dim, bias=True)
         self.q_lif, self.k_lif, self.v_lif = reference_lif(), reference_lif(), reference_lif()
+        self.product = SpikeAttentionProduct(num_heads, self.scale)
         self.attn_lif = reference_lif(0.5)
-        self.last_ops: Optional[OpCounts] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
@@ -110,10 +107,7 @@ class SpikeDrivenAttentionV2(nn.Module):
         q = _heads(self.q_lif(self.q_conv(s)), self.num_heads)
         k = _heads(self.k_lif(self.k_conv(s)), self.num_heads)
         v = _heads(self.v_lif(self.v_conv(s)), self.num_heads)
-        d = C // self.num_heads
-        self.last_ops = OpCounts(acs=float(torch.count_nonzero(k.detach()) + torch.count_nonzero(q.detach())) * d)
-        a = (q @ (k.transpose(-2, -1) @ v)) * self.scale
-        out = self.attn_lif(_merge(a, H, W))
+        out = self.attn_lif(_merge(self.product(q, k, v), H, W))
         return self.proj_conv(out)
 
 

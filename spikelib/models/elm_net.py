@@ -18,6 +18,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from spikelib.graph import nodes
+from spikelib.layers.readout import TimeReduce
 from spikelib.neurons.elm import ELM, ELMv2
 
 __all__ = ["InputDropout", "ELMClassifier"]
@@ -33,6 +35,9 @@ class InputDropout(nn.Module):
         if not isinstance(rescale, bool):
             raise TypeError(f"rescale must be a bool, got {type(rescale).__name__}")
         self.p, self.rescale = float(p), rescale
+
+    def graph_node(self) -> nodes.Free:
+        return nodes.Free("InputDropout" + (" (training)" if self.training and self.p else ""))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -61,6 +66,7 @@ class ELMClassifier(nn.Module):
             raise ValueError(f"version must be 1 or 2, got {version!r}")
         self.dropout = InputDropout(input_dropout, dropout_rescale)
         self.elm = (ELM if version == 1 else ELMv2)(num_input, num_classes, **elm_args)
+        self.reduce = TimeReduce("last")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "ELMClassifier":
@@ -70,4 +76,4 @@ class ELMClassifier(nn.Module):
         return cls(**args)
 
     def forward(self, x: torch.Tensor, state: Optional[Any] = None) -> torch.Tensor:
-        return self.elm(self.dropout(x), state)[-1]
+        return self.reduce(self.elm(self.dropout(x), state))

@@ -6,12 +6,16 @@ readout ``I[t] = W_o S_L[t] + b_o`` gives the logits in one of two ways:
 
 ``readout="membrane"`` (default)
     a non-firing leaky integrator ``U[t] = U[t-1] + (I[t] - U[t-1]) / tau_out`` (``U[-1] = 0``, the LIF charge
-    equation without threshold), averaged over time: ``logits = (1/T) sum_t U[t]``. Unrolled, this is
-    ``logits = sum_s w_s I[s]`` with ``w_s = (1 - (1 - 1/tau_out)^(T - s)) / T``, which is how it is computed. It
-    trains reliably: every output gets a gradient at every step, and logits are not quantised.
+    equation without threshold: :class:`~spikelib.neurons.LeakyIntegrator`), averaged over time:
+    ``logits = (1/T) sum_t U[t]`` (:class:`~spikelib.layers.TimeReduce` ``"mean"``). It trains reliably: every output
+    gets a gradient at every step, and logits are not quantised.
 ``readout="spikes"``
-    a LIF output layer; ``logits = sum_t S_out[t]`` (spike counts). Gradients reach the output only through the
-    surrogate, and logits are integers, so it needs more epochs; it is offered for fully spiking deployment.
+    a LIF output layer; ``logits = sum_t S_out[t]`` (spike counts, ``TimeReduce("sum")``). Gradients reach the output
+    only through the surrogate, and logits are integers, so it needs more epochs; it is offered for fully spiking
+    deployment.
+
+Every step is a module (``linears``, ``lifs``, ``out``, ``out_lif`` or ``readout_li``, ``reduce``), so energy
+counting, Loihi mapping and NIR export read the network from its layers' declarations.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from spikelib.neurons import LIF
+from spikelib.layers.readout import TimeReduce
+from spikelib.neurons import LIF, LeakyIntegrator
 from spikelib.surrogate import Surrogate
 
 __all__ = ["SpikingMLP"]
@@ -105,16 +110,13 @@ class SpikingMLP(nn.Module):
         self.lifs = nn.ModuleList(LIF(**lif_args) for _ in hidden)
         self.out = nn.Linear(sizes[-1], out_features)
         self.out_lif = LIF(**{**lif_args, "tau": self.tau_out}) if readout == "spikes" else None
+        self.readout_li = LeakyIntegrator(self.tau_out, backend=backend) if readout == "membrane" else None
+        self.reduce = TimeReduce("sum" if readout == "spikes" else "mean")
 
     @staticmethod
     def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
         T, B = x.shape[:2]
         return layer(x.reshape(T * B, -1)).reshape(T, B, -1)
-
-    def readout_weights(self, n_steps: int, like: torch.Tensor) -> torch.Tensor:
-        """Weights ``w_s`` (shape ``[T]``) of the time-averaged leaky-integrator readout."""
-        s = torch.arange(n_steps, dtype=like.dtype, device=like.device)
-        return (1.0 - (1.0 - 1.0 / self.tau_out) ** (n_steps - s)) / n_steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.dim() != 3 or not x.is_floating_point():
@@ -128,9 +130,7 @@ class SpikingMLP(nn.Module):
         for linear, lif in zip(self.linears, self.lifs):
             h = lif(self._linear(linear, h))
         current = self._linear(self.out, h)
-        if self.out_lif is not None:
-            return self.out_lif(current).sum(0)
-        return torch.einsum("t,tbk->bk", self.readout_weights(x.shape[0], current), current)
+        return self.reduce(self.out_lif(current) if self.out_lif is not None else self.readout_li(current))
 
     def extra_repr(self) -> str:
         return f"readout={self.readout!r}, tau_out={self.tau_out:g}"

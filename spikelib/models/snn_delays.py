@@ -11,9 +11,12 @@ pooling is a data transform, not part of the model). For each hidden layer ``l``
     S       = LIF(I): tau ~ 1.005 steps, decay_input=False, hard reset to 0, detach_reset, ATan(alpha=5), v_th 1
     x       = Dropout(S) with one mask per (sample, neuron) shared over time (p = 0.4)
 
-Readout: ``U = LIF(DelayedLinear(x_pad))`` with threshold 1e9 (never fires); its membrane ``U[t]`` ``[T', B, classes]``
-is the output. The reference loss (``loss='sum'``) is ``CrossEntropy(sum_t softmax(U[t]), y)``: the model returns
-``m = sum_t softmax(U[t])`` ``[B, classes]``, which is what cross-entropy is applied to (and argmax gives the class).
+Readout: ``U = LIF(DelayedLinear(x_pad))`` with threshold 1e9 (never fires), i.e. a non-firing leaky integrator
+(:class:`~spikelib.neurons.LeakyIntegrator`, same charge equation); its membrane ``U[t]`` ``[T', B, classes]`` is the
+output. The reference loss (``loss='sum'``) is ``CrossEntropy(sum_t softmax(U[t]), y)``: the model returns
+``m = sum_t softmax(U[t])`` ``[B, classes]`` (:class:`~spikelib.layers.TimeReduce` ``"softmax_sum"``), which is what
+cross-entropy is applied to (and argmax gives the class). Every step is a module, so energy counting, Loihi mapping
+and NIR export read the network from its layers' declarations.
 """
 
 from __future__ import annotations
@@ -24,25 +27,31 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from spikelib.functional.lif import lif
+from spikelib.graph import nodes
 from spikelib.layers.delay import DelayedLinear
-from spikelib.neurons import LIF
+from spikelib.layers.time_pad import TimePad
+from spikelib.layers.readout import TimeReduce
+from spikelib.neurons import LIF, LeakyIntegrator
 from spikelib.surrogate import ATan, Surrogate
 
 __all__ = ["SNNDelays", "TimePad", "TimeSharedDropout"]
 
-READOUT_THRESHOLD = 1e9  # best_config_SHD.py: output_v_threshold = 1e9 for loss 'sum' (non-firing readout)
 
 
 class TimeSharedDropout(nn.Module):
     """Dropout on ``[T, B, ...]`` with one mask per ``(b, ...)`` shared by all time steps (spikingjelly
     ``layer.Dropout`` in multi-step mode); identity in eval mode, ``1 / (1 - p)`` scaling in training."""
 
+    temporal = True
+
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= float(p) < 1.0:
             raise ValueError(f"p must be a number in [0, 1), got {p!r}")
         self.p = float(p)
+
+    def graph_node(self) -> nodes.Free:
+        return nodes.Free("TimeSharedDropout" + (" (training: scales)" if self.training and self.p else ""))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -52,25 +61,6 @@ class TimeSharedDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}"
-
-
-class TimePad(nn.Module):
-    """Append ``steps`` zero time steps to ``x: [T, B, ...]`` (a module, so that tools walking the model, such as the
-    energy counter, see it: it moves data only and adds no spikes)."""
-
-    def __init__(self, steps: int) -> None:
-        super().__init__()
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-            raise ValueError(f"steps must be an int >= 0, got {steps!r}")
-        self.steps = int(steps)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.steps == 0:
-            return x
-        return torch.cat([x, x.new_zeros((self.steps,) + tuple(x.shape[1:]))], 0)
-
-    def extra_repr(self) -> str:
-        return f"steps={self.steps}"
 
 
 class SNNDelays(nn.Module):
@@ -132,7 +122,8 @@ class SNNDelays(nn.Module):
         self.neurons = nn.ModuleList(LIF(**lif_args) for _ in hidden)
         self.dropouts = nn.ModuleList(TimeSharedDropout(dropout) for _ in hidden)
         self.readout = DelayedLinear(sizes[-1], out_features, **syn)
-        self._readout_lif = dict(lif_args, v_threshold=READOUT_THRESHOLD)
+        self.readout_li = LeakyIntegrator(self.tau, decay_input=False, backend=backend)
+        self.reduce = TimeReduce("softmax_sum")
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **overrides: Any) -> "SNNDelays":
@@ -153,9 +144,8 @@ class SNNDelays(nn.Module):
             T, B, H = current.shape
             current = norm(current.reshape(T * B, H)).reshape(T, B, H)
             h = drop(neuron(current))
-        current = self.readout(self.time_pad(h))
-        return lif(current, return_membrane=True, **self._readout_lif).membrane
+        return self.readout_li(self.readout(self.time_pad(h)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``m = sum_t softmax(U[t])`` of shape ``[B, out_features]`` (cross-entropy is applied to it)."""
-        return torch.softmax(self.membrane(x), dim=2).sum(0)
+        return self.reduce(self.membrane(x))

@@ -1,6 +1,8 @@
-"""Neuron modules: sequence layers (``LIF``, ``ParametricLIF``) and single-step cells (``LIFCell``)."""
+"""Neuron modules: sequence layers (``LIF``, ``ParametricLIF``, the non-firing ``LeakyIntegrator``) and single-step
+cells (``LIFCell``)."""
 
 from spikelib.neurons.base import StatefulModule, reset
+from spikelib.neurons.leaky import LeakyIntegrator
 from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
 
-__all__ = ["LIF", "LIFCell", "ParametricLIF", "StatefulModule", "reset"]
+__all__ = ["LIF", "LIFCell", "LeakyIntegrator", "ParametricLIF", "StatefulModule", "reset"]

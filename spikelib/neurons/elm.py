@@ -29,6 +29,7 @@ from spikelib.functional.elm import (
     tau_mem_from_proto,
 )
 from spikelib.kernels import elm_torch as _elm_backends  # noqa: F401  (registers the "elm" backends)
+from spikelib.graph import nodes
 from spikelib.neurons.base import StatefulModule
 
 __all__ = ["ELM", "ELMv2"]
@@ -71,6 +72,8 @@ class ELM(StatefulModule):
         stateful: keep the final state between calls.
         generator: random generator of the ``"random"`` routing.
     """
+
+    temporal = True
 
     def __init__(self, num_input: int, num_output: int, num_memory: int = 100, lambda_value: float = 5.0,
                  mlp_num_layers: int = 1, mlp_hidden_size: Optional[int] = None, mlp_activation: str = "relu",
@@ -152,6 +155,18 @@ class ELM(StatefulModule):
         if self.stateful:
             self.state = ELMState(out.state.trace.detach(), out.state.memory.detach())
         return (out.y, out.memory) if return_memory else out.y
+
+    def graph_node(self) -> nodes.ELM:
+        """Sizes and routing of the neuron (see :class:`spikelib.graph.nodes.ELM`)."""
+        if self.routing_index is None:
+            readers = torch.ones(self.num_input, dtype=torch.float64)
+        else:
+            keep = torch.ones(self.routing_index.shape, dtype=torch.float64) if self.routing_mask is None \
+                else self.routing_mask.detach().ne(0).to(torch.float64).cpu()
+            readers = torch.zeros(self.num_input, dtype=torch.float64).index_add_(0, self.routing_index.cpu(), keep)
+        return nodes.ELM(self.num_input, self.num_output, self.num_branch, self.num_memory, int(self.tau_syn.numel()),
+                         int(self.w_syn_raw.numel()), tuple((m.in_features, m.out_features) for m in self.mlp),
+                         readers, self.config.version)
 
     def extra_repr(self) -> str:
         c = self.config

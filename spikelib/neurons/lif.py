@@ -15,13 +15,20 @@ from torch import nn
 
 from spikelib.functional._checks import check_state
 from spikelib.functional.lif import LIFState, Param, lif, lif_step, resolve_lif_config
+from spikelib.graph import nodes
 from spikelib.neurons.base import StatefulModule
 from spikelib.surrogate import Surrogate
 
 __all__ = ["LIF", "ParametricLIF", "LIFCell"]
 
 
+def _detached(value: Param) -> Param:
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
 class _LIFBase(StatefulModule):
+    temporal = True
+
     def __init__(
         self,
         tau: Param,
@@ -43,6 +50,11 @@ class _LIFBase(StatefulModule):
     def tau_value(self) -> Param:
         """The membrane time constant used in the next forward pass."""
         return self._tau
+
+    def graph_node(self) -> nodes.LIF:
+        """The LIF this layer runs now (``tau`` in steps; tensors detached)."""
+        c = self.config
+        return nodes.LIF(_detached(self.tau_value()), _detached(self.v_threshold), c.v_reset, c.reset, c.decay_input)
 
     def forward(self, x: torch.Tensor, state: Optional[Union[LIFState, torch.Tensor]] = None) -> torch.Tensor:
         """Spikes ``[T, B, ...]`` for input ``x: [T, B, ...]``; the final membrane is kept in ``self.state``.
@@ -183,6 +195,11 @@ class LIFCell(StatefulModule):
         # The cell keeps the graph of its state across steps (BPTT through a step loop); reset() cuts it.
         self.state = v_next
         return s
+
+    def graph_node(self) -> nodes.LIF:
+        """One step of the LIF (a cell is called once per step: its input has no time axis)."""
+        c = self.config
+        return nodes.LIF(self.tau, self.v_threshold, c.v_reset, c.reset, c.decay_input)
 
     def extra_repr(self) -> str:
         c = self.config

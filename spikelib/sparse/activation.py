@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from spikelib.functional.lif import lif
+from spikelib.graph import nodes
 from spikelib.sparse.tensor import SparseSpikeTensor
 from spikelib.surrogate import Surrogate
 
@@ -74,6 +75,9 @@ class IntegerSpike(nn.Module):
     def forward(self, x: Features) -> Features:
         return _apply(x, lambda f: integer_spike(f, self.max_spikes))
 
+    def graph_node(self) -> nodes.IntegerSpike:
+        return nodes.IntegerSpike(self.max_spikes)
+
     def extra_repr(self) -> str:
         return f"max_spikes={self.max_spikes}"
 
@@ -100,3 +104,7 @@ class SparseLIF(nn.Module):
             return lif(f, **self.kw).spikes
 
         return _apply(x, run)
+
+    def graph_node(self) -> nodes.LIF:
+        kw = self.kw
+        return nodes.LIF(kw["tau"], kw["v_threshold"], kw["v_reset"], kw["reset"], kw["decay_input"])

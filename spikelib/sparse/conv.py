@@ -15,14 +15,8 @@ classify_seg/pointcept/models/sparse_unet/E_3DSNN.py) uses spconv's ``SubMConv3d
 build has no backward; these layers replace them (same geometry, weight layout ``[K, C_in, C_out]`` with taps in
 ``nn.Conv3d`` order; :func:`weight_from_dense` converts an ``nn.Conv3d`` weight).
 
-Operation counts (``last_ops``, an :class:`spikelib.layers.multistep.OpCounts` of the last forward pass, summed over
-a model by :func:`spikelib.layers.multistep.count_ops`), from the kernel map's pairs ``P`` (``M`` time steps)::
-
-    spike input (spike_input=True): ACs  = C_out sum_{(i, o) in P} sum_c x[i, c]    (an integer spike s = s spikes)
-    real input:                     MACs = C_out C_in M |P|
-
-For binary spikes the AC count is the number of nonzero input entries reaching a tap times ``C_out``, i.e. the
-Spikformer/SDT synaptic-operation count restricted to the active sites.
+Energy counting reads the layer's declaration (:class:`spikelib.graph.nodes.SparseConv`) and its kernel map
+(:meth:`kernel_map`); ``spike_input`` documents (and lets tests check) that a layer's input is spikes.
 """
 
 from __future__ import annotations
@@ -33,7 +27,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from spikelib.layers.multistep import OpCounts
+from spikelib.graph import nodes
 from spikelib.sparse.rulebook import IntOr3, KernelMap, as_triple, get_kernel_map
 from spikelib.sparse.tensor import SparseSpikeTensor
 
@@ -142,7 +136,6 @@ class _SparseConvBase(nn.Module):
                  dilation: IntOr3, bias: bool, subm: bool, spike_input: bool) -> None:
         super().__init__()
         self.spike_input = bool(spike_input)
-        self.last_ops: Optional[OpCounts] = None
         for name, v in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
@@ -172,21 +165,12 @@ class _SparseConvBase(nn.Module):
         return get_kernel_map(x, self.kernel_size, self.stride, self.padding, self.dilation, self.subm)
 
     def forward(self, x: SparseSpikeTensor) -> SparseSpikeTensor:
-        """Convolve the active sites of ``x`` (and record ``last_ops``)."""
-        kmap = self.kernel_map(x)
-        y = sparse_conv3d(x, self.weight, self.bias, kmap)
-        self.last_ops = self.count_ops(x, kmap)
-        return y
+        """Convolve the active sites of ``x``."""
+        return sparse_conv3d(x, self.weight, self.bias, self.kernel_map(x))
 
-    def count_ops(self, x: SparseSpikeTensor, kmap: KernelMap) -> OpCounts:
-        """Accumulates (spike input) or multiply-accumulates (real input) of this conv on ``x`` (module docstring)."""
-        with torch.no_grad():
-            if self.spike_input:
-                per_site = x.features.detach().abs().sum(-1)
-                per_site = per_site.sum(0) if per_site.dim() == 2 else per_site
-                return OpCounts(acs=float(per_site.index_select(0, kmap.in_idx).sum()) * self.out_channels)
-            steps = x.features.shape[0] if x.multistep else 1
-            return OpCounts(macs=float(kmap.num_pairs) * self.in_channels * self.out_channels * steps)
+    def graph_node(self) -> nodes.SparseConv:
+        return nodes.SparseConv(self.weight.detach(), None if self.bias is None else self.bias.detach(),
+                                self.in_channels, self.out_channels, self.kernel_size, self.stride, self.subm)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
@@ -204,7 +188,7 @@ class SubMConv3d(_SparseConvBase):
         kernel_size: odd int or 3 odd ints.
         dilation: int or 3 ints.
         bias: add a learnable bias.
-        spike_input: count ``last_ops`` as accumulates (spike input) rather than MACs.
+        spike_input: the input is spikes (documentation, checked by tests).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3 = 3, dilation: IntOr3 = 1,
@@ -223,7 +207,7 @@ class SparseConv3d(_SparseConvBase):
         in_channels, out_channels: channel counts.
         kernel_size, stride, padding, dilation: an int or 3 ints each.
         bias: add a learnable bias.
-        spike_input: count ``last_ops`` as accumulates (spike input) rather than MACs.
+        spike_input: the input is spikes (documentation, checked by tests).
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOr3 = 2, stride: IntOr3 = 2,

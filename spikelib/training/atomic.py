@@ -10,21 +10,11 @@ from typing import Any, Union
 
 import torch
 
-from spikelib._atomic import atomic_write
+from spikelib._atomic import atomic_write, atomic_write_bytes, atomic_write_text
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "atomic_torch_save"]
 
 PathLike = Union[str, os.PathLike]
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Atomically write ``data`` to ``path``."""
-    return atomic_write(path, lambda fh: fh.write(data))
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """Atomically write UTF-8 ``text`` to ``path``."""
-    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> Path:

@@ -15,7 +15,7 @@ Modules: :mod:`.counters` (per-layer exact counters), :mod:`.counting` (hooks: :
 """
 
 from spikelib.hardware.energy.accounting import EnergyEstimate, ann_baseline, estimate_energy
-from spikelib.hardware.energy.counters import UnsupportedLayerError, register_counter, register_free
+from spikelib.hardware.energy.counters import UnsupportedLayerError, register_counter
 from spikelib.hardware.energy.counting import EnergyCounter, measure
 from spikelib.hardware.energy.models import EnergyModel, EnergyModelError, builtin_models, load_energy_model
 from spikelib.hardware.energy.report import write_report
@@ -23,4 +23,4 @@ from spikelib.hardware.energy.stats import LayerCounts, NetworkCounts
 
 __all__ = ["EnergyCounter", "EnergyEstimate", "EnergyModel", "EnergyModelError", "LayerCounts", "NetworkCounts",
            "UnsupportedLayerError", "ann_baseline", "builtin_models", "estimate_energy", "load_energy_model",
-           "measure", "register_counter", "register_free", "write_report"]
+           "measure", "register_counter", "write_report"]

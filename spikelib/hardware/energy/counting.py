@@ -6,12 +6,14 @@
         model(x)                      # any number of forward passes
     counts = counter.counts(samples=x.shape[1])
 
-On entry the model is checked: every layer must have a counter (:mod:`.counters`), move data only, or be a plain
-container; otherwise :class:`~spikelib.hardware.energy.counters.UnsupportedLayerError` names it before anything
-runs. Forward hooks then add exact counts per layer (:mod:`.stats`); they are removed on exit, also on errors.
+On entry the model is checked: every layer must declare what it computes (:func:`spikelib.graph.declared_layers`;
+containers without tensors of their own are walked into) and its node type must have a counter (:mod:`.counters`) or
+move data only; otherwise :class:`~spikelib.graph.UndeclaredLayerError` or
+:class:`~spikelib.hardware.energy.counters.UnsupportedLayerError` names it before anything runs. Forward hooks then
+add exact counts per layer (:mod:`.stats`); they are removed on exit, also on errors.
 
-Cost: a layer fed by a neuron layer (directly, through a view, or through a free layer registered with
-``keeps_spikes=True`` such as SNN-delays' zero time padding) reuses that neuron layer's spike count, remembered
+Cost: a layer fed by a neuron layer (directly, through a view, or through a layer that hands spikes on unchanged,
+such as SNN-delays' zero time padding, :class:`~spikelib.graph.nodes.TimePad`) reuses that neuron layer's spike count, remembered
 for the pass under a weak reference; other inputs are tested once (one to three reductions). A neuron layer's
 output is summed once; a convolution whose every input position reaches the same number of taps (1x1, stride =
 kernel) needs no further pass, other convolutions one product with the fan-out map. On top comes a fixed cost per
@@ -27,8 +29,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 import torch
 from torch import nn
 
-from spikelib.hardware.energy.counters import (FREE_LAYERS, UnsupportedLayerError, find_counter, keeps_spikes,
-                                               pass_on_spike_stats)
+from spikelib.graph import UndeclaredLayerError, declare, declared_layers
+from spikelib.graph import nodes as N
+from spikelib.hardware.energy.counters import (FREE_NODES, Counter, UnsupportedLayerError, find_counter,
+                                               keeps_spikes, pass_on_spike_stats)
 from spikelib.hardware.energy.stats import LayerCounts, NetworkCounts
 
 logger = logging.getLogger(__name__)
@@ -36,54 +40,25 @@ logger = logging.getLogger(__name__)
 __all__ = ["EnergyCounter", "measure", "plan_layers"]
 
 
-def _own_tensors(module: nn.Module) -> bool:
-    return any(True for _ in module.parameters(recurse=False)) or any(
-        b is not None for b in module.buffers(recurse=False))
-
-
-def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, Tuple[Any, ...]]]:
-    """``(name, module, counter)`` for every counted layer of ``model``; raises for a layer without a counter.
-
-    A module with a counter is counted (and, when its counter claims the subtree, its children are not visited).
-    A module without one is accepted when it moves data only (``FREE_LAYERS``) or is a container without tensors of
-    its own whose children are all accepted; anything else is an :class:`UnsupportedLayerError`.
-    """
-    return _plan(model)[0]
-
-
-def _plan(model: nn.Module) -> Tuple[List[Tuple[str, nn.Module, Tuple[Any, ...]]], List[nn.Module]]:
-    """:func:`plan_layers` and the free layers that hand spike statistics on (``register_free(keeps_spikes=True)``)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    plan: List[Tuple[str, nn.Module, Tuple[Any, ...]]] = []
-    passing: List[nn.Module] = []
-    unsupported: List[str] = []
-
-    def visit(name: str, module: nn.Module) -> None:
-        counter = find_counter(module)
-        if counter is not None:
-            plan.append((name, module, counter))
-            if counter[2]:
-                return
-        elif isinstance(module, tuple(FREE_LAYERS)):
-            if keeps_spikes(module):
-                passing.append(module)
-            return
-        else:
-            children = list(module.named_children())
-            if not children or _own_tensors(module):
-                unsupported.append(f"'{name or '<model>'}' ({type(module).__module__}.{type(module).__qualname__})")
-                return
-        for child_name, child in module.named_children():
-            visit(f"{name}.{child_name}" if name else child_name, child)
-
-    visit("", model)
+def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, N.Node, Optional[Counter]]]:
+    """``(name, module, node, counter)`` for every declared layer of ``model`` (``counter`` None for layers that only
+    move data); raises for an undeclared layer or a node type without a counter, naming every such layer."""
+    plan = []
+    unsupported = []
+    try:
+        layers = declared_layers(model)
+    except UndeclaredLayerError as exc:
+        raise UnsupportedLayerError(f"{exc} Energy counting needs every layer declared.") from exc
+    for name, module, node in layers:
+        counter = find_counter(node)
+        if counter is None and not isinstance(node, FREE_NODES):
+            unsupported.append(f"'{name or '<model>'}' ({type(module).__qualname__}: {node.kind})")
+        plan.append((name, module, node, counter))
     if unsupported:
         raise UnsupportedLayerError(
             "no energy counter for layer(s) " + ", ".join(unsupported) + ": their operations would be missing from "
-            "the estimate. Register one with spikelib.hardware.energy.counters.register_counter (or register_free "
-            "for a layer that only moves data).")
-    return plan, passing
+            "the estimate. Register one for the node type with spikelib.hardware.energy.register_counter.")
+    return plan
 
 
 class EnergyCounter:
@@ -100,7 +75,7 @@ class EnergyCounter:
             raise ValueError(f"raster_neurons must be an int >= 0, got {raster_neurons!r}")
         self.model = model
         self.raster_neurons = raster_neurons
-        self._plan, self._passing = _plan(model)
+        self._plan = plan_layers(model)
         self._handles: List[Any] = []
         self._layers: Dict[str, LayerCounts] = {}
         self._order: List[str] = []
@@ -108,10 +83,10 @@ class EnergyCounter:
         self._memo: Dict[Any, Any] = {}  # spike statistics of neuron outputs within one forward pass
 
     # ------------------------------------------------------------------------------------------------ hooks
-    def _hook(self, name: str, kind: str, fn: Callable, captured: Dict[str, Any],
-              capture: Tuple[str, ...]) -> Callable:
+    def _hook(self, name: str, node: N.Node, counter: Counter, ctx: Dict[str, Any]) -> Callable:
         # Kept lean: it runs once per counted layer and call, so its fixed cost is the overhead of tiny layers.
         layers = self._layers
+        kind, fn, fresh = counter.kind(node), counter.fn, counter.fresh
 
         def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
             counts = layers.get(name)
@@ -120,18 +95,9 @@ class EnergyCounter:
                 self._order.append(name)
             if torch.is_grad_enabled():
                 with torch.no_grad():
-                    fn(module, args, output, counts, captured)
+                    fn(module, declare(module) if fresh else node, args, output, counts, ctx)
             else:
-                fn(module, args, output, counts, captured)
-            for key in capture:
-                captured.pop(key, None)  # captured child outputs belong to this call only
-
-        return hook
-
-    @staticmethod
-    def _capture(captured: Dict[str, Any], key: str) -> Callable:
-        def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
-            captured[key] = output  # the object itself, so that its remembered spike statistics stay valid
+                fn(module, declare(module) if fresh else node, args, output, counts, ctx)
 
         return hook
 
@@ -140,19 +106,14 @@ class EnergyCounter:
             raise RuntimeError("this EnergyCounter is already active")
         try:
             self._handles.append(self.model.register_forward_pre_hook(lambda module, args: self._memo.clear()))
-            for name, module, (kind, fn, _claims, capture) in self._plan:
-                captured: Dict[str, Any] = {"_raster_neurons": self.raster_neurons, "_memo": self._memo}
-                for child in capture:
-                    sub = getattr(module, child, None)
-                    if not isinstance(sub, nn.Module):
-                        raise UnsupportedLayerError(f"layer '{name}' ({type(module).__name__}) has no child "
-                                                    f"{child!r} that its energy counter reads")
-                    self._handles.append(sub.register_forward_hook(self._capture(captured, child)))
-                self._handles.append(module.register_forward_hook(self._hook(name, kind, fn, captured, capture)))
+            ctx: Dict[str, Any] = {"_raster_neurons": self.raster_neurons, "_memo": self._memo}
             memo = self._memo
-            for module in self._passing:
-                self._handles.append(module.register_forward_hook(
-                    lambda module, args, output: pass_on_spike_stats(args, output, memo)))
+            for name, module, node, counter in self._plan:
+                if counter is not None:
+                    self._handles.append(module.register_forward_hook(self._hook(name, node, counter, ctx)))
+                elif keeps_spikes(node):
+                    self._handles.append(module.register_forward_hook(
+                        lambda module, args, output: pass_on_spike_stats(args, output, memo)))
         except Exception:
             self._remove()
             raise

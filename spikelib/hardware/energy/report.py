@@ -23,7 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from spikelib.hardware.energy.accounting import EnergyEstimate
 from spikelib.hardware.energy.models import EnergyModel
 from spikelib.hardware.energy.stats import NetworkCounts
-from spikelib.training.atomic import atomic_write_bytes, atomic_write_text
+from spikelib._atomic import atomic_write_bytes, atomic_write_text
 
 __all__ = ["build_report", "write_report", "markdown_report", "html_report", "format_energy"]
 

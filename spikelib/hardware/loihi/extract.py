@@ -1,33 +1,53 @@
-"""Read a trained spikelib network as a chain of float layers ``synapse -> LIF`` that Loihi can run.
+"""Read a trained network as a chain of float layers ``synapse -> neuron`` that Loihi can run, from its declared layer
+graph (:func:`spikelib.graph.trace`): nothing here knows a model class.
 
-Each :class:`FloatLayer` is one dense synapse (weight, optional bias, optional integer delays) feeding one LIF layer,
-in spikelib's float units: the LIF input is ``X[t] = W s[t - D] + b`` (see :mod:`spikelib.functional.lif` for the LIF
-equations). Supported networks:
+Each :class:`FloatLayer` is one synapse (dense weight, optional bias, optional integer delays, or a 2-d convolution)
+feeding one LIF layer, in spikelib's float units: the LIF input is ``X[t] = W s[t - D] + b`` (see
+:mod:`spikelib.functional.lif` for the LIF equations). The graph, with the nodes that only move data (dropout,
+identity) bypassed, must be a chain of
 
-- :class:`~spikelib.models.SpikingMLP`: ``nn.Linear -> LIF`` blocks; readout ``"spikes"`` (an output LIF) or
-  ``"membrane"`` (the non-firing leaky integrator ``U = U + (I - U) / tau_out``: a LIF without threshold).
-- :class:`~spikelib.models.SNNDelays` in eval mode: ``DelayedLinear`` (its rounded integer delays, as the layer uses
-  at inference) ``-> BatchNorm1d`` (folded into weight and bias with the running statistics) ``-> LIF``; dropout is the
-  identity; the readout is the non-firing LIF (threshold 1e9). Its ``right_padding`` zero steps are recorded.
-- ``nn.Sequential`` or :class:`~spikelib.hardware.nir.NIRSequential` of ``nn.Linear`` / ``DelayedLinear``
-  [``BatchNorm1d``] / ``nn.Conv2d`` (needs ``input_shape``) ``LIF`` [dropout / ``nn.Identity``] blocks, with
-  ``nn.Flatten`` between a conv block and a dense one (inputs flattened in ``C, H, W`` order).
+    [TimePad] synapse [BatchNorm] neuron [Flatten] ... [Reduce]
 
-Anything else raises :class:`UnsupportedLayerError` naming the layer: pooling (lava-dl 0.6 netx does not implement
-``pool``), attention, recurrent layers, soft reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron
-``tau``/threshold (netx neuron parameters are per layer). ``ParametricLIF`` maps with its current ``tau``.
+- synapse: ``Affine`` (``nn.Linear``), ``DelayedAffine`` with integer delays (learnable delays are read in their
+  inference form, rounded: the graph is traced under :func:`spikelib.layers.delay_schedule.rounded_delays`) or no
+  delays, ``Conv`` in 2-d (``nn.Conv2d``,
+  numeric zero padding; the input shape ``(C, H, W)`` comes from the trace);
+- ``BatchNorm`` right after a synapse is folded into its weight and bias with the running statistics (eval mode);
+- neuron: ``LIF`` (hard reset to 0, one ``tau`` and threshold per layer) or ``LI`` (a non-firing leaky integrator:
+  a LIF whose threshold is never reached, ``v_threshold = inf``);
+- ``Flatten`` between a conv block and a dense one (spikes flattened in ``C, H, W`` order);
+- a neuron that reads the neuron before it directly (e.g. a leaky readout integrating a LIF's spikes) gets
+  one-to-one synapses of weight 1;
+- ``TimePad`` (zero steps appended to a layer's input) adds its steps to the network's ``pad_steps``: on the chip the
+  network simply runs that many more steps with zero input;
+- a final ``Reduce`` says how the output is read (``"sum"`` of spikes: ``"spikes"``; ``"mean"`` of the membrane:
+  ``"membrane_mean"``; ``"softmax_sum"``); without one, a LIF output is read as spike counts and an ``LI`` output as
+  its membrane sequence (``"membrane"``).
+
+Anything else is an :class:`UnsupportedLayerError` naming the layer and why: pooling (lava-dl 0.6 netx does not
+implement ``pool``), attention, residual connections (the chain branches), arithmetic outside declared layers, soft
+reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron ``tau``/threshold (netx neuron parameters are per layer),
+Gaussian (training-form) delays.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["FloatLayer", "FloatNetwork", "UnsupportedLayerError", "extract_float_network"]
+from spikelib.graph import Graph, GraphNode, GraphStructureError, TraceError, UndeclaredLayerError, trace
+from spikelib.graph import nodes as N
+from spikelib.graph.fold import fold_batchnorm
+
+__all__ = ["FloatLayer", "FloatNetwork", "UnsupportedLayerError", "extract_float_network", "loihi_graph",
+           "READOUTS"]
+
+READOUTS = ("spikes", "membrane", "membrane_mean", "softmax_sum")
+_REDUCE_READOUT = {"mean": "membrane_mean", "softmax_sum": "softmax_sum"}
 
 
 class UnsupportedLayerError(ValueError):
@@ -45,7 +65,7 @@ class FloatLayer:
     decay_input: bool
     bias: Optional[torch.Tensor] = None
     delay: Optional[torch.Tensor] = None
-    conv: Any = None  # a ConvGeometry for nn.Conv2d synapses (weight [C_out, C_in / groups, kh, kw])
+    conv: Any = None  # a ConvGeometry for 2-d conv synapses (weight [C_out, C_in / groups, kh, kw])
 
 
 @dataclass
@@ -54,168 +74,195 @@ class FloatNetwork:
 
     input_size: int
     layers: List[FloatLayer]
-    readout: str  # "spikes" (spike counts), "membrane_mean" (mean of U), "softmax_sum" (sum_t softmax(U[t]))
-    pad_steps: int = 0  # zero steps the float model appends to the input in total (SNNDelays' right padding)
+    readout: str  # one of READOUTS
+    pad_steps: int = 0  # zero steps the float model appends to its layers' inputs, in total
     info: Dict[str, Any] = field(default_factory=dict)
-
-
-_IGNORED = (nn.Dropout, nn.Identity)
 
 
 def _scalar(value: Any, what: str, name: str) -> float:
     if isinstance(value, torch.Tensor):
         if value.numel() != 1:
-            if bool((value == value.reshape(-1)[0]).all()):
-                return float(value.reshape(-1)[0])
+            flat = value.reshape(-1)
+            if bool((flat == flat[0]).all()):
+                return float(flat[0])
             raise UnsupportedLayerError(f"layer {name!r}: per-neuron {what} cannot be mapped (netx neuron parameters "
                                         f"are one value per layer)")
         return float(value)
     return float(value)
 
 
-def _lif_params(module: nn.Module, name: str) -> Tuple[float, float, bool]:
-    from spikelib.neurons.lif import _LIFBase
-
-    if not isinstance(module, _LIFBase):
-        raise UnsupportedLayerError(f"layer {name!r} ({type(module).__name__}) is not a LIF layer")
-    c = module.config
-    if c.reset != "hard" or c.v_reset != 0.0:
-        raise UnsupportedLayerError(f"layer {name!r}: reset={c.reset!r}, v_reset={c.v_reset:g}; Loihi's CUBA neuron "
-                                    f"resets v to 0 (hard reset, v_reset=0)")
-    tau = _scalar(module.tau_value(), "tau", name)
-    vth = _scalar(module.v_threshold, "v_threshold", name)
+def _neuron_params(g: GraphNode) -> Tuple[float, float, bool]:
+    """``(tau, v_threshold, decay_input)`` of a LIF or LI node."""
+    node = g.node
+    if isinstance(node, N.LI):
+        if node.v_leak != 0.0 or _scalar(node.r, "r", g.name) != 1.0:
+            raise UnsupportedLayerError(f"layer {g.name!r}: a leaky integrator with v_leak={node.v_leak:g} cannot be "
+                                        f"mapped (Loihi's neurons rest at 0)")
+        tau = _scalar(node.tau, "tau", g.name)
+        vth = math.inf
+        decay_input = node.decay_input
+    elif isinstance(node, N.LIF):
+        if node.reset != "hard" or node.v_reset != 0.0:
+            raise UnsupportedLayerError(f"layer {g.name!r}: reset={node.reset!r}, v_reset={node.v_reset:g}; Loihi's "
+                                        f"CUBA neuron resets v to 0 (hard reset, v_reset=0)")
+        tau = _scalar(node.tau, "tau", g.name)
+        vth = _scalar(node.v_threshold, "v_threshold", g.name)
+        if not vth > 0:
+            raise UnsupportedLayerError(f"layer {g.name!r}: v_threshold must be > 0 for Loihi, got {vth}")
+        decay_input = node.decay_input
+    else:
+        raise UnsupportedLayerError(f"layer {g.label()} is not a LIF neuron or a leaky integrator")
     if not math.isfinite(tau) or tau < 1.0:
-        raise UnsupportedLayerError(f"layer {name!r}: tau must be finite and >= 1, got {tau}")
-    if not vth > 0:
-        raise UnsupportedLayerError(f"layer {name!r}: v_threshold must be > 0 for Loihi, got {vth}")
-    return tau, vth, c.decay_input
+        raise UnsupportedLayerError(f"layer {g.name!r}: tau must be finite and >= 1, got {tau}")
+    return tau, vth, decay_input
 
 
-def _fold_bn(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: nn.BatchNorm1d, name: str):
-    if bn.training:
-        raise UnsupportedLayerError(f"layer {name!r}: BatchNorm1d in training mode; call model.eval() first")
-    if bn.running_mean is None or bn.running_var is None:
-        raise UnsupportedLayerError(f"layer {name!r}: BatchNorm1d without running statistics cannot be folded")
-    s = torch.sqrt(bn.running_var.detach().double() + bn.eps)
-    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(s)
-    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(s)
-    b = bias if bias is not None else torch.zeros_like(s)
-    return weight * (gamma / s)[:, None], beta + gamma * (b - bn.running_mean.detach().double()) / s
+def _fold(weight: torch.Tensor, bias: Optional[torch.Tensor], bn: N.BatchNorm, name: str):
+    try:
+        return fold_batchnorm(weight, bias, bn, name)
+    except ValueError as exc:
+        raise UnsupportedLayerError(str(exc)) from exc
 
 
-def _synapse(module: nn.Module, name: str, shape: Optional[Tuple[int, ...]]):
-    """``(weight, bias, delays, conv geometry, output shape)`` of a synapse module."""
-    from spikelib.hardware.loihi.network import ConvGeometry
-    from spikelib.layers.delay import DelayedLinear
-
-    if isinstance(module, DelayedLinear):
-        w = module.weight.detach().double()
-        b = module.bias.detach().double() if module.bias is not None else None
-        d = None if module.delays == "none" else module.integer_delays().detach().to(torch.int64)
-        return w, b, d, None, (module.out_features,)
-    if isinstance(module, nn.Linear):
-        b = module.bias.detach().double() if module.bias is not None else None
-        return module.weight.detach().double(), b, None, None, (module.out_features,)
-    if isinstance(module, nn.Conv2d):
-        if shape is None or len(shape) != 3:
-            raise UnsupportedLayerError(f"layer {name!r} (Conv2d): needs a (C, H, W) input shape (pass input_shape)")
-        if isinstance(module.padding, str) or module.padding_mode != "zeros":
-            raise UnsupportedLayerError(f"layer {name!r} (Conv2d): only numeric zero padding maps to netx")
-        geom = ConvGeometry(shape, module.stride, module.padding, module.dilation, module.groups)
-        w = module.weight.detach().double()
-        b = module.bias.detach().double() if module.bias is not None else None
-        return w, b, None, geom, geom.out_shape(w)
-    raise UnsupportedLayerError(
-        f"layer {name!r} ({type(module).__name__}) cannot be mapped to Loihi: supported synapses are nn.Linear, "
-        f"DelayedLinear and nn.Conv2d, followed by LIF (pooling, attention and recurrent layers are not supported)")
-
-
-def _from_modules(modules: List[Tuple[str, nn.Module]],
-                  input_shape: Optional[Tuple[int, ...]] = None) -> List[FloatLayer]:
-    """Group ``(name, module)`` pairs into ``synapse [BatchNorm1d] LIF`` blocks (``nn.Flatten`` between them)."""
-    from spikelib.models.snn_delays import TimeSharedDropout
-
-    layers: List[FloatLayer] = []
-    pending = None
-    shape = tuple(input_shape) if input_shape is not None else None
-    for name, m in modules:
-        if isinstance(m, _IGNORED + (TimeSharedDropout,)):
-            continue
-        if isinstance(m, nn.Flatten):
-            if pending is not None:
-                raise UnsupportedLayerError(f"layer {name!r}: Flatten must come after a LIF layer")
-            shape = (int(math.prod(shape)),) if shape is not None else None
-            continue
-        if isinstance(m, nn.BatchNorm1d):
-            if pending is None or pending[4] is not None:
-                raise UnsupportedLayerError(f"layer {name!r}: BatchNorm1d must follow a Linear/DelayedLinear synapse")
-            pending = (pending[0], *_fold_bn(pending[1], pending[2], m, name), *pending[3:])
-            continue
-        if hasattr(m, "config") and hasattr(m, "tau_value"):
-            if pending is None:
-                raise UnsupportedLayerError(f"layer {name!r}: a LIF layer must follow a synapse (Linear)")
-            tau, vth, decay_input = _lif_params(m, name)
-            layers.append(FloatLayer(pending[0], pending[1], tau, vth, decay_input, pending[2], pending[3],
-                                     pending[4]))
-            pending = None
-            continue
-        if pending is not None:
-            raise UnsupportedLayerError(f"layer {name!r} ({type(m).__name__}): the synapse {pending[0]!r} must be "
-                                        f"followed by a LIF layer")
-        w, b, d, geom, shape = _synapse(m, name, shape)
-        pending = (name, w, b, d, geom)
-    if pending is not None:
-        raise UnsupportedLayerError(f"layer {pending[0]!r}: the last synapse has no LIF layer after it")
-    if not layers:
-        raise UnsupportedLayerError("the network has no synapse -> LIF blocks")
-    return layers
-
-
-def extract_float_network(model: nn.Module, input_shape: Optional[Tuple[int, ...]] = None) -> FloatNetwork:
-    """The :class:`FloatNetwork` of a supported spikelib model (see the module docstring); ``input_shape``
-    ``(C, H, W)`` is needed when the first synapse is an ``nn.Conv2d``."""
-    from spikelib.hardware.nir import NIRSequential
-    from spikelib.models.mlp import SpikingMLP
-    from spikelib.models.snn_delays import READOUT_THRESHOLD, SNNDelays
-
+def loihi_graph(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -> Graph:
+    """The traced graph of ``model`` with data-moving nodes bypassed; errors name undeclared layers and arithmetic
+    outside declared layers."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if isinstance(model, SpikingMLP):
-        mods: List[Tuple[str, nn.Module]] = []
-        for i, (lin, lif) in enumerate(zip(model.linears, model.lifs)):
-            mods += [(f"linears.{i}", lin), (f"lifs.{i}", lif)]
-        layers = _from_modules(mods)
-        if model.readout == "spikes":
-            layers += _from_modules([("out", model.out), ("out_lif", model.out_lif)])
-            readout = "spikes"
-        else:
-            b = model.out.bias.detach().double() if model.out.bias is not None else None
-            layers.append(FloatLayer("out", model.out.weight.detach().double(), model.tau_out, math.inf, True, b))
-            readout = "membrane_mean"
-        return FloatNetwork(model.in_features, layers, readout, 0, {"model": "SpikingMLP"})
-    if isinstance(model, SNNDelays):
-        if model.training:
-            raise UnsupportedLayerError("SNNDelays is in training mode (dropout, batch statistics); call model.eval()")
-        mods = []
-        for i, (syn, norm, lif) in enumerate(zip(model.synapses, model.norms, model.neurons)):
-            mods += [(f"synapses.{i}", syn), (f"norms.{i}", norm), (f"neurons.{i}", lif)]
-        layers = _from_modules(mods)
-        ro = model.readout
-        b = ro.bias.detach().double() if ro.bias is not None else None
-        d = None if ro.delays == "none" else ro.integer_delays().to(torch.int64)
-        lif = model._readout_lif
-        if lif["v_threshold"] < READOUT_THRESHOLD:
-            raise UnsupportedLayerError("SNNDelays readout: expected the non-firing readout LIF")
-        layers.append(FloatLayer("readout", ro.weight.detach().double(), float(lif["tau"]), math.inf,
-                                 bool(lif["decay_input"]), b, d))
-        pad = model.right_padding * (len(layers))
-        return FloatNetwork(model.synapses[0].in_features, layers, "softmax_sum", pad, {"model": "SNNDelays"})
-    if isinstance(model, (nn.Sequential, NIRSequential)):
-        mods = list(model.named_children()) if isinstance(model, nn.Sequential) else \
-            list(zip(model.names, model.layers))
-        layers = _from_modules(mods, input_shape)
-        n_in = layers[0].conv.in_shape if layers[0].conv is not None else (layers[0].weight.shape[1],)
-        return FloatNetwork(int(math.prod(n_in)), layers, "spikes", 0, {"model": type(model).__name__})
+    from spikelib.layers.delay_schedule import rounded_delays
+
+    try:
+        with rounded_delays(model):  # learnable delays in their inference form (what a chip runs)
+            graph = trace(model, input_shape=input_shape).simplified()
+        graph.check_no_functions("Loihi mapping")
+    except (UndeclaredLayerError, GraphStructureError, TraceError) as exc:
+        raise UnsupportedLayerError(str(exc)) from exc
+    except ValueError as exc:
+        if "input_shape" in str(exc):
+            raise UnsupportedLayerError(str(exc)) from exc
+        raise
+    return graph
+
+
+def _synapse(g: GraphNode):
+    """``(weight, bias, delays, conv geometry)`` of a synapse node, float64."""
+    from spikelib.hardware.loihi.network import ConvGeometry
+
+    node = g.node
+    bias = None if getattr(node, "bias", None) is None else node.bias.double()
+    if isinstance(node, N.DelayedAffine):
+        if node.mode == "gaussian":
+            raise UnsupportedLayerError(f"layer {g.name!r}: delays are in their Gaussian training form; round them "
+                                        f"(layer.round_delays() or spikelib.layers.delay_schedule.rounded_delays)")
+        delay = None if node.mode == "none" else node.delay.to(torch.int64)
+        return node.weight.double(), bias, delay, None
+    if isinstance(node, N.Affine):
+        return node.weight.double(), bias, None, None
+    if isinstance(node, N.Conv) and node.ndim == 2:
+        shape = g.in_shapes[0] if g.in_shapes else None
+        if shape is None or len(shape) != 3:
+            raise UnsupportedLayerError(f"layer {g.name!r} (2-d conv): its input must be (C, H, W) per sample, got "
+                                        f"{shape}")
+        if isinstance(node.padding, str) or node.padding_mode != "zeros":
+            raise UnsupportedLayerError(f"layer {g.name!r} (2-d conv): only numeric zero padding maps to netx")
+        geom = ConvGeometry(tuple(shape), node.stride, node.padding, node.dilation, node.groups)
+        return node.weight.double(), bias, None, geom
+    why = {N.Pool: "pooling (lava-dl 0.6 netx has no pool layer)", N.AdaptivePool: "adaptive pooling",
+           N.AttentionProduct: "spike-driven attention", N.SpikeColumnSum: "spike-driven attention",
+           N.Add: "a residual addition (Loihi mapping handles chains of layers)", N.Conv: "a 1-d/3-d convolution",
+           N.ELM: "the ELM neuron", N.SparseConv: "sparse convolution", N.CubaLIF: "a CUBA neuron without synapse"}
+    reason = next((text for cls, text in why.items() if isinstance(node, cls)), f"a {node.kind} node")
     raise UnsupportedLayerError(
-        f"model {type(model).__name__} cannot be mapped to Loihi: supported are SpikingMLP, SNNDelays and "
-        f"nn.Sequential of Linear/DelayedLinear [BatchNorm1d] LIF blocks")
+        f"layer {g.label()} cannot be mapped to Loihi: {reason}. Supported chains are synapse (Linear, DelayedLinear "
+        f"with integer delays, Conv2d) [BatchNorm] -> LIF or leaky integrator, with Flatten between conv and dense "
+        f"blocks")
+
+
+def _float_layers(chain: List[GraphNode]) -> Tuple[List[FloatLayer], int, str, Tuple[int, ...]]:
+    layers: List[FloatLayer] = []
+    pending = None  # (name, weight, bias, delay, geometry)
+    pad = 0
+    readout: Optional[str] = None
+    last_neuron: Optional[N.Node] = None
+    first_shape: Optional[Tuple[int, ...]] = None
+    for i, g in enumerate(chain):
+        node = g.node
+        if readout is not None:
+            raise UnsupportedLayerError(f"layer {g.label()} comes after the readout over time; nothing may follow it")
+        if isinstance(node, N.TimePad):
+            if pending is not None:
+                raise UnsupportedLayerError(f"layer {g.label()}: zero time padding between a synapse and its neuron")
+            pad += node.steps
+            continue
+        if isinstance(node, N.Flatten):
+            if pending is not None:
+                raise UnsupportedLayerError(f"layer {g.label()}: Flatten must come after a neuron layer")
+            continue
+        if isinstance(node, N.BatchNorm):
+            if pending is None:
+                raise UnsupportedLayerError(f"layer {g.label()}: batch norm must follow a synapse")
+            pending = (pending[0], *_fold(pending[1], pending[2], node, g.name), *pending[3:])
+            continue
+        if isinstance(node, (N.LIF, N.LI)):
+            if pending is None:
+                if last_neuron is None or not g.in_shapes or g.in_shapes[0] is None:
+                    raise UnsupportedLayerError(f"layer {g.label()}: a neuron layer must follow a synapse")
+                n = int(math.prod(g.in_shapes[0]))  # reads the spikes of the neuron before it: one-to-one synapses
+                pending = (g.name, torch.eye(n, dtype=torch.float64), None, None, None)
+            tau, vth, decay_input = _neuron_params(g)
+            layers.append(FloatLayer(pending[0], pending[1], tau, vth, decay_input, pending[2], pending[3],
+                                     pending[4]))
+            pending, last_neuron = None, node
+            continue
+        if isinstance(node, N.Reduce):
+            if pending is not None or last_neuron is None:
+                raise UnsupportedLayerError(f"layer {g.label()}: the readout over time must follow a neuron layer")
+            if isinstance(last_neuron, N.LIF) and node.op == "sum":
+                readout = "spikes"
+            elif isinstance(last_neuron, N.LI) and node.op in _REDUCE_READOUT:
+                readout = _REDUCE_READOUT[node.op]
+            else:
+                raise UnsupportedLayerError(f"layer {g.label()}: readout {node.op!r} of a {last_neuron.kind} layer has "
+                                            f"no Loihi counterpart (spike counts of LIF, mean or softmax-sum of a "
+                                            f"leaky integrator)")
+            continue
+        if pending is not None:
+            raise UnsupportedLayerError(f"layer {g.label()}: the synapse {pending[0]!r} must be followed by a neuron "
+                                        f"layer")
+        if first_shape is None:
+            first_shape = g.in_shapes[0] if g.in_shapes else None
+        pending = (g.name, *_synapse(g))
+    if pending is not None:
+        raise UnsupportedLayerError(f"layer {pending[0]!r}: the last synapse has no neuron layer after it")
+    if not layers:
+        raise UnsupportedLayerError("the network has no synapse -> neuron blocks")
+    if readout is None:
+        readout = "spikes" if isinstance(last_neuron, N.LIF) else "membrane"
+    for fl in layers[:-1]:
+        if not math.isfinite(fl.v_threshold):
+            raise UnsupportedLayerError(f"layer {fl.name!r}: a leaky integrator (no spikes) can only be the last layer")
+    return layers, pad, readout, tuple(first_shape) if first_shape is not None else ()
+
+
+def extract_float_network(model: nn.Module, input_shape: Optional[Sequence[int]] = None) -> FloatNetwork:
+    """The :class:`FloatNetwork` of ``model`` (see the module docstring).
+
+    Args:
+        model: any network built from declared layers, in eval mode (batch norm is folded, dropout is the identity).
+        input_shape: per-sample input shape (e.g. ``(C, H, W)`` when the first synapse is a convolution); inferred
+            when the first layer is a dense or delayed synapse.
+    """
+    graph = loihi_graph(model, input_shape)
+    adds = graph.find(N.Add)
+    if adds:
+        raise UnsupportedLayerError(f"layer {adds[0].label()} cannot be mapped to Loihi: a residual addition (the "
+                                    f"Loihi mapping handles chains of layers)")
+    try:
+        chain = graph.chain()
+    except GraphStructureError as exc:
+        raise UnsupportedLayerError(f"Loihi mapping: {exc}") from exc
+    layers, pad, readout, first_shape = _float_layers(chain)
+    n_in = layers[0].conv.in_shape if layers[0].conv is not None else first_shape
+    if not n_in:
+        n_in = (int(layers[0].weight.shape[1]),)
+    return FloatNetwork(int(math.prod(n_in)), layers, readout, pad, {"model": type(model).__name__})

@@ -1,6 +1,7 @@
 """Quantise a trained spikelib network to Loihi fixed point, report what changed, and optionally fine-tune for it.
 
-The float -> Loihi mapping, per layer (:mod:`spikelib.hardware.loihi.extract` gives ``W``, ``b``, ``D``, ``tau``,
+The float -> Loihi mapping, per layer (:mod:`spikelib.hardware.loihi.extract` reads the network's declared layer graph
+and gives ``W``, ``b``, ``D``, ``tau``,
 ``v_th`` and ``decay_input``; the Loihi equations are in :mod:`spikelib.hardware.loihi.simulator`). The float LIF is
 ``V[t] = (1 - 1/tau) V[t-1] + c X[t]`` with ``X = W s + b`` and ``c = 1/tau`` (``decay_input=True``) or ``c = 1``.
 Loihi's voltage with ``iDecay = 4096`` (no current memory, ``u[t] = a[t] << 6``) is
@@ -26,27 +27,32 @@ of synaptic latency per layer), so the readout of an ``L``-layer network at floa
 :func:`fixed_point_logits` runs ``T + pad + L`` steps and reads that window. Biases act from step 0 on Loihi, i.e.
 ``l + 1`` steps before the first input reaches layer ``l`` (a transient the float model does not have).
 
-Quantisation-aware fine-tuning (:func:`finetune_quantized`): every synapse weight is replaced in the forward pass by
-``W + (Q(W) - W).detach()`` (straight-through estimator), ``Q(W) = s round(W / s)`` with ``s = max|W| step / 254``,
-which is the grid above expressed in ``W`` (``c`` and ``lambda`` cancel). With batch norm the grid applies to the
-unfolded weights, an approximation.
+Quantisation-aware fine-tuning (:func:`fake_quantized`, used by :func:`spikelib.training.finetune_quantized`): inside
+the context every synapse weight (every declared ``Affine``, ``DelayedAffine`` or ``Conv`` layer with a ``weight``
+parameter) is replaced in the forward pass by ``W + (Q(W) - W).detach()`` (straight-through estimator),
+``Q(W) = s round(W / s)`` with ``s = max|W| step / 254``, which is the grid above expressed in ``W`` (``c`` and
+``lambda`` cancel); on exit the weights stay on the grid. With batch norm the grid applies to the unfolded weights,
+an approximation.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from spikelib.hardware.loihi.extract import FloatNetwork, extract_float_network
+from spikelib.graph import declared_layers
+from spikelib.graph import nodes as N
+from spikelib.hardware.loihi.extract import READOUTS, FloatNetwork, extract_float_network
 from spikelib.hardware.loihi.network import LIMITS, LoihiLayer, LoihiNetwork
 from spikelib.hardware.loihi.simulator import simulate
 
 __all__ = ["QuantizationRangeError", "QuantReport", "quantize", "fixed_point_logits", "float_logits",
-           "compare_float_fixed", "finetune_quantized", "fake_quantize"]
+           "compare_float_fixed", "fake_quantize", "fake_quantized"]
 
 VTH_NON_FIRING = LIMITS["vth"][1]
 
@@ -184,7 +190,7 @@ def fixed_point_logits(net: LoihiNetwork, x: torch.Tensor) -> torch.Tensor:
 
     Runs ``T + pad + L`` steps and reads the last layer at Loihi steps ``L .. L + T + pad - 1`` (see the module
     docstring) as the float model reads its output: spike counts, the mean membrane ``v / (64 lambda)``, or the sum of
-    its softmax over time.
+    its softmax over time; ``"membrane"``: the membrane sequence ``[T + pad, B, N]``.
     """
     readout = net.meta.get("readout", "spikes")
     pad = int(net.meta.get("pad_steps", 0))
@@ -200,7 +206,9 @@ def fixed_point_logits(net: LoihiNetwork, x: torch.Tensor) -> torch.Tensor:
         return u.mean(0).to(torch.get_default_dtype())
     if readout == "softmax_sum":
         return torch.softmax(u, dim=-1).sum(0).to(torch.get_default_dtype())
-    raise ValueError(f"net.meta['readout'] must be 'spikes', 'membrane_mean' or 'softmax_sum', got {readout!r}")
+    if readout == "membrane":
+        return u.to(torch.get_default_dtype())
+    raise ValueError(f"net.meta['readout'] must be one of {list(READOUTS)}, got {readout!r}")
 
 
 @torch.no_grad()
@@ -213,6 +221,11 @@ def float_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x.to(torch.get_default_dtype()))
 
 
+def _predictions(logits: torch.Tensor) -> torch.Tensor:
+    """Classes from ``[B, N]`` scores, or from a sequence ``[T, B, N]`` summed over time."""
+    return (logits.sum(0) if logits.dim() == 3 else logits).argmax(-1)
+
+
 def compare_float_fixed(model: nn.Module, net: LoihiNetwork, batches) -> Dict[str, float]:
     """Accuracy of the float model and of the quantised network on ``batches`` of ``(x [B, T, C], y [B])``.
 
@@ -221,8 +234,8 @@ def compare_float_fixed(model: nn.Module, net: LoihiNetwork, batches) -> Dict[st
     n = correct_f = correct_q = agree = 0
     for x, y in batches:
         xt = x.transpose(0, 1).contiguous()
-        pf = float_logits(model, xt).argmax(1)
-        pq = fixed_point_logits(net, xt).argmax(1)
+        pf = _predictions(float_logits(model, xt))
+        pq = _predictions(fixed_point_logits(net, xt))
         n += len(y)
         correct_f += int((pf == y).sum())
         correct_q += int((pq == y).sum())
@@ -249,30 +262,39 @@ class _FakeQuant(nn.Module):
 
 
 def _synapse_modules(model: nn.Module) -> List[nn.Module]:
-    from spikelib.layers.delay import DelayedLinear
+    """The declared synapse layers of ``model`` that hold their weight as a ``weight`` parameter."""
+    out = []
+    for _name, module, node in declared_layers(model):
+        if isinstance(node, (N.Affine, N.DelayedAffine, N.Conv)) and isinstance(getattr(module, "weight", None),
+                                                                               nn.Parameter):
+            out.append(module)
+    return out
 
-    return [m for m in model.modules() if isinstance(m, (nn.Linear, DelayedLinear))]
 
-
-def finetune_quantized(model: nn.Module, train_loader, *, epochs: int = 1, lr: float = 1e-4, weight_bits: int = 8,
-                       device: Union[str, torch.device] = "cpu", progress: bool = False) -> List[Dict[str, float]]:
-    """Quantisation-aware fine-tuning with the straight-through estimator (see the module docstring).
-
-    Trains ``model`` in place (Adam, cross-entropy, :func:`spikelib.training.train_classifier`) with fake-quantised
-    synapse weights, then leaves the weights on the quantisation grid. Returns the per-epoch metrics.
-    """
+@contextlib.contextmanager
+def fake_quantized(model: nn.Module, weight_bits: int = 8) -> Iterator[List[nn.Module]]:
+    """Within the context, every synapse weight of ``model`` is fake-quantised in the forward pass (straight-through
+    gradient, see the module docstring); on exit the weights are left on the quantisation grid. Yields the synapse
+    modules. The network must map to Loihi (checked first, naming the layer that does not)."""
     from torch.nn.utils import parametrize
 
-    from spikelib.training import train_classifier
+    if isinstance(weight_bits, bool) or not isinstance(weight_bits, int) or not 2 <= weight_bits <= 8:
+        raise ValueError(f"weight_bits must be an int in 2..8, got {weight_bits!r}")
+    from spikelib.layers.delay_schedule import rounded_delays
 
-    extract_float_network(model.eval())  # fail early, naming the layer, if the network cannot be mapped
-    synapses = _synapse_modules(model)
-    for m in synapses:
-        parametrize.register_parametrization(m, "weight", _FakeQuant(weight_bits))
+    was_training = model.training
     try:
-        history = train_classifier(model, train_loader, train_loader, epochs, lr, device, progress=progress)
+        with rounded_delays(model):  # the inference form a chip runs
+            extract_float_network(model.eval())  # fail early, naming the layer, if the network cannot be mapped
     finally:
+        model.train(was_training)
+    synapses = _synapse_modules(model)
+    done: List[nn.Module] = []
+    try:
         for m in synapses:
+            parametrize.register_parametrization(m, "weight", _FakeQuant(weight_bits))
+            done.append(m)
+        yield synapses
+    finally:
+        for m in done:
             parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
-    model.eval()
-    return history

@@ -1,16 +1,18 @@
-"""NIR import: a chain of NIR nodes -> :class:`spikelib.hardware.nir.NIRSequential` (the mapping is described in
-:mod:`spikelib.hardware.nir`)."""
+"""NIR import: a NIR graph -> :class:`spikelib.layers.Sequential` (a chain) or :class:`spikelib.layers.GraphNetwork`
+(any other acyclic graph); the mapping is described in :mod:`spikelib.hardware.nir`."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union  # noqa: F401
 
 import numpy as np
 import torch
 from torch import nn
 
-from spikelib.hardware import nir as _api
+from spikelib.hardware.nir import common as _api
+from spikelib.hardware.nir.cuba import CubaLIF
+from spikelib.hardware.nir.files import read_nir
 
 __all__ = ["from_nir"]
 
@@ -35,33 +37,6 @@ def _uniform(value: Any, what: str, name: str) -> float:
     if a.size == 0 or not np.all(a == a[0]):
         raise _api.NIRConversionError(f"node {name!r}: {what} must be the same for all neurons here")
     return float(a[0])
-
-
-def _chain(graph) -> List[Tuple[str, Any]]:
-    """Nodes from the Input to the Output, excluding both; errors for anything but a single chain."""
-    nir = _api._nir()
-    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
-    if len(inputs) != 1:
-        raise _api.NIRConversionError(f"the graph must have exactly one Input node, found {inputs}")
-    succ: Dict[str, List[str]] = {k: [] for k in graph.nodes}
-    for a, b in graph.edges:
-        if a not in graph.nodes or b not in graph.nodes:
-            raise _api.NIRConversionError(f"edge ({a!r}, {b!r}) names a node that is not in the graph")
-        succ[a].append(b)
-    chain, name, seen = [], inputs[0], set()
-    while True:
-        nxt = succ[name]
-        if len(nxt) != 1:
-            raise _api.NIRConversionError(f"node {name!r} has {len(nxt)} successors; only chains of nodes import "
-                                          f"(per-synapse delays as spikelib's DelayedLinear sub-graph)")
-        name = nxt[0]
-        if name in seen:
-            raise _api.NIRConversionError(f"node {name!r} closes a cycle; recurrent graphs do not import")
-        seen.add(name)
-        node = graph.nodes[name]
-        if isinstance(node, nir.Output):
-            return chain
-        chain.append((name, node))
 
 
 def _decay_input(node: Any, name: str, r: np.ndarray, tau_steps: np.ndarray) -> Tuple[bool, float]:
@@ -163,9 +138,11 @@ def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
     if isinstance(node, nir.LI):
         tau = _tau_steps(node, node.tau, dt)
         decay_input, r = _decay_input(node, name, _arr(node.r), tau)
-        return _api.LeakyIntegrator(_uniform(tau, "tau", name), decay_input, r, _uniform(node.v_leak, "v_leak", name))
+        from spikelib.neurons import LeakyIntegrator
+
+        return LeakyIntegrator(_uniform(tau, "tau", name), decay_input, _uniform(node.v_leak, "v_leak", name), r)
     if isinstance(node, nir.CubaLIF):
-        return _api.CubaLIF(_tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps"),
+        return CubaLIF(_tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps"),
                             _tau_steps(node, node.tau_mem, dt, "spikelib_tau_mem_steps"), node.r, node.v_leak,
                             node.v_threshold, node.v_reset, node.w_in)
     if isinstance(node, nir.Delay):
@@ -173,7 +150,9 @@ def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
         steps = np.round(_arr(node.delay) / dt) if steps is None else _arr(steps)
         if not np.allclose(_arr(node.delay), steps * dt, rtol=1e-6, atol=1e-12):
             raise _api.NIRConversionError(f"node {name!r}: delays must be whole numbers of steps of dt={dt:g}")
-        return _api.ChannelDelay(torch.from_numpy(steps.astype(np.int64)))
+        from spikelib.layers import ChannelDelay
+
+        return ChannelDelay(torch.from_numpy(steps.astype(np.int64)))
     if isinstance(node, nir.NIRGraph):
         return _delayed_linear(nir, name, node, dt)
     if isinstance(node, (nir.Conv1d, nir.Conv2d)):
@@ -194,30 +173,94 @@ def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
         end = node.end_dim + 1 if node.end_dim >= 0 else node.end_dim
         return nn.Flatten(node.start_dim + 1, end)
     if type(node).__name__ == "Identity":  # nir.ir.graph.Identity (not exported at the top level in nir 1.0)
-        return None
+        return nn.Identity()
     raise _api.NIRConversionError(f"node {name!r} ({type(node).__name__}) has no spikelib counterpart")
 
 
-def from_nir(graph: Union[Any, str, os.PathLike], dt: Optional[float] = None) -> "_api.NIRSequential":
-    """Build a :class:`~spikelib.hardware.nir.NIRSequential` from a NIR graph (or a ``.nir`` file).
+def _structure(nir, graph) -> Tuple[str, str, Dict[str, List[str]]]:
+    """(input key, output key, node -> the nodes it reads) of a NIR graph, checked."""
+    inputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Input)]
+    outputs = [k for k, n in graph.nodes.items() if isinstance(n, nir.Output)]
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise _api.NIRConversionError(f"the graph must have exactly one Input and one Output node, found inputs "
+                                      f"{inputs} and outputs {outputs}")
+    reads: Dict[str, List[str]] = {k: [] for k in graph.nodes}
+    for a, b in graph.edges:
+        if a not in graph.nodes or b not in graph.nodes:
+            raise _api.NIRConversionError(f"edge ({a!r}, {b!r}) names a node that is not in the graph")
+        if b == inputs[0]:
+            raise _api.NIRConversionError(f"edge ({a!r}, {b!r}) enters the Input node")
+        reads[b].append(a)
+    for k, srcs in reads.items():
+        if k != inputs[0] and not srcs:
+            raise _api.NIRConversionError(f"node {k!r} reads no node")
+    return inputs[0], outputs[0], reads
+
+
+def _module_name(key: str) -> str:
+    name = key.replace(".", "_")
+    return name if name not in ("input", "output") else f"{name}_node"
+
+
+def from_nir(graph: Union[Any, str, os.PathLike], dt: Optional[float] = None) -> nn.Module:
+    """Build a time-first network from a NIR graph (or a ``.nir`` file): a :class:`spikelib.layers.Sequential` for a
+    chain of nodes, a :class:`spikelib.layers.GraphNetwork` otherwise (several edges into a node are summed). A
+    ``spikelib_readout`` in the graph's metadata appends a :class:`spikelib.layers.TimeReduce`, a ``spikelib_time_pad``
+    re-inserts the zero time padding spikelib exported. The graph's metadata is kept as ``module.nir_metadata``.
 
     ``dt`` (seconds per step) converts NIR's time constants and delays to steps; default: the graph's
     ``spikelib_dt`` metadata, else ``1e-4``.
     """
-    nir = _api._nir()
+    from collections import OrderedDict
+
+    from spikelib.layers import GraphNetwork, Sequential, TimePad, TimeReduce
+
+    nir = _api.nir_module()
     if isinstance(graph, (str, os.PathLike)):
-        graph = _api.read_nir(graph)
+        graph = read_nir(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise TypeError(f"graph must be a nir.NIRGraph or a path, got {type(graph).__name__}")
     if dt is None:
         dt = float(_meta(graph, "spikelib_dt", _api.DEFAULT_DT))
     if not (isinstance(dt, float) and np.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a finite number > 0, got {dt!r}")
-    layers, names = [], []
-    for name, node in _chain(graph):
-        module = _convert(nir, name, node, dt)
-        if module is not None:
-            layers.append(module)
-            names.append(name)
-    meta = {k: _meta(graph, k) for k in (graph.metadata or {})}
-    return _api.NIRSequential(layers, meta, names)
+    in_key, out_key, reads = _structure(nir, graph)
+    name = {k: ("input" if k == in_key else _module_name(k)) for k in graph.nodes}
+    modules: Dict[str, nn.Module] = {}
+    inputs: Dict[str, List[str]] = {}
+    for key, node in graph.nodes.items():
+        if key in (in_key, out_key):
+            continue
+        modules[name[key]] = _convert(nir, key, node, dt)
+        inputs[name[key]] = [name[s] for s in reads[key]]
+    outputs = [name[s] for s in reads[out_key]]
+    pads = dict((graph.metadata or {}).get("spikelib_time_pad") or {})
+    for src, steps in pads.items():  # re-insert zero time padding after the node (or the input) it followed
+        src = "input" if src == "input" else _module_name(str(src))
+        if src != "input" and src not in modules:
+            raise _api.NIRConversionError(f"metadata spikelib_time_pad names {src!r}, which is not a node")
+        pad = f"{src}_time_pad"
+        for readers in list(inputs.values()) + [outputs]:
+            readers[:] = [pad if r == src else r for r in readers]
+        modules[pad], inputs[pad] = TimePad(int(steps)), [src]
+    if not modules:
+        raise _api.NIRConversionError("the graph has no nodes between its Input and its Output")
+    readers_of = {k: [n for n, srcs in inputs.items() if k in srcs] + (["output"] if k in outputs else [])
+                  for k in ["input"] + list(modules)}
+    chain, at = [], "input"
+    while len(readers_of[at]) == 1 and readers_of[at][0] != "output" and len(inputs[readers_of[at][0]]) == 1:
+        at = readers_of[at][0]
+        chain.append(at)
+    is_chain = len(chain) == len(modules) and outputs == [at]
+    if is_chain:
+        net: nn.Module = Sequential(OrderedDict((k, modules[k]) for k in chain))
+    else:
+        net = GraphNetwork(modules, inputs, outputs)
+    readout = _meta(graph, "spikelib_readout")
+    if readout is not None:
+        if is_chain:
+            net.add_module("reduce", TimeReduce(str(readout)))
+        else:
+            net = Sequential(OrderedDict(graph=net, reduce=TimeReduce(str(readout))))
+    net.nir_metadata = {k: _meta(graph, k) for k in (graph.metadata or {})}
+    return net
