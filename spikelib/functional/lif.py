@@ -32,6 +32,7 @@ from spikelib.functional._checks import (
     check_sequence_input,
     check_state,
 )
+from spikelib.kernels.registry import select_backend
 from spikelib.surrogate import Surrogate, get_surrogate, spike
 
 __all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config"]
@@ -154,8 +155,6 @@ def lif(
         v0 = check_state(state, "state", x, x.shape[1:])
     if not isinstance(return_membrane, bool):
         raise TypeError(f"return_membrane must be a bool, got {type(return_membrane).__name__}")
-
-    from spikelib.kernels import select_backend  # registers the built-in backends on first import
 
     requires_grad = torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in (x, v0, tau, v_threshold)
