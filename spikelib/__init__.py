@@ -4,6 +4,8 @@ Tensors are time first, ``[T, B, ...]``. Sequence modules (``LIF``) take a whole
 ``spikelib.reset(model)`` clears every kept state. See README.md for a tour.
 """
 
+# kernels/ first: it registers every built-in backend, and the functional core it imports needs only its registry.
+from spikelib import kernels  # noqa: I001
 from spikelib import functional, surrogate
 from spikelib.functional.lif import LIFOutput, LIFState, lif
 from spikelib.kernels import available_backends, backend_calls

@@ -12,11 +12,18 @@ name                  primitive p(x)                              surrogate grad
 ``fast_sigmoid``      x / (1 + a |x|)                             1 / (1 + a |x|)^2   (SuperSpike, Zenke & Ganguli 2018)
 ``triangle``          piecewise quadratic, 0 below -1/a, 1 above  a max(0, 1 - a |x|)   (Bellec et al. 2018)
 ``rectangular``       clamp(a x + 1/2, 0, 1)                      a [|x| < 1/(2a)]
+``piecewise_linear``  a (the ``triangle`` primitive with a = 1)   a max(0, 1 - |x|)   (Bellec et al. 2018, damped)
 ====================  ==========================================  ===================================================
 
 ``a`` is ``alpha``. ``atan`` and ``sigmoid`` follow spikingjelly's ``surrogate.ATan`` / ``surrogate.Sigmoid``
 (spikingjelly/activation_based/surrogate.py); ``fast_sigmoid`` is snnTorch's ``surrogate.fast_sigmoid(slope=a)`` and
-norse's SuperSpike (norse/torch/functional/superspike.py).
+norse's SuperSpike (norse/torch/functional/superspike.py). ``piecewise_linear`` is the pseudo-derivative of Bellec et
+al. (2018) with its dampening factor ``a`` (default 0.3), as IIR-SNN's ``LinearSpike`` (SayeedChowdhury/IIR-SNN,
+vgg_spiking_bnfused_biasyes.py: ``gamma * F.threshold(1 - |x|, 0, 0)``, ``gamma = 0.3``), where it is applied to
+``x = u / V - 1`` (``fire="ratio"`` in :mod:`spikelib.functional.lif`).
+
+``spike(x, strict=True)`` fires on ``x > 0`` instead of ``x >= 0`` (IIR-SNN's ``out[input > 0] = 1``); the gradient is
+the same.
 
 Every surrogate is a small picklable class registered by name, so ``"atan"`` and ``ATan(alpha=2.0)`` are
 interchangeable wherever spikelib takes a surrogate. Each one also emits the source of its gradient for the generated
@@ -37,6 +44,7 @@ __all__ = [
     "FastSigmoid",
     "Triangle",
     "Rectangular",
+    "PiecewiseLinear",
     "SURROGATES",
     "get_surrogate",
     "register_surrogate",
@@ -203,6 +211,28 @@ class Rectangular(Surrogate):
         return f"{out} = {alpha} if abs({x}) * {alpha} < {F}(0.5) else {F}(0.0)"
 
 
+@register_surrogate
+class PiecewiseLinear(Surrogate):
+    """Damped piecewise-linear surrogate ``alpha * max(0, 1 - |x|)`` (IIR-SNN ``LinearSpike``), default 0.3.
+
+    ``alpha`` scales the height only (the support is always ``|x| < 1``), unlike :class:`Triangle`.
+    """
+
+    name = "piecewise_linear"
+    default_alpha = 0.3
+
+    def primitive(self, x: torch.Tensor) -> torch.Tensor:
+        inner = 0.5 + x - torch.sign(x) * x.square() / 2
+        p = torch.where(x >= 1, torch.ones_like(x), torch.where(x <= -1, torch.zeros_like(x), inner))
+        return self.alpha * p
+
+    def grad(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alpha * torch.clamp(1 - x.abs(), min=0)
+
+    def kernel_source(self, x: str, out: str, alpha: str, F: str) -> str:
+        return f"_u = {F}(1.0) - abs({x})\n{out} = {alpha} * _u if _u > {F}(0.0) else {F}(0.0)"
+
+
 SURROGATES["superspike"] = FastSigmoid  # alias used by norse and the SuperSpike paper
 
 
@@ -232,17 +262,17 @@ class _SpikeFunction(torch.autograd.Function):
     """Heaviside forward, surrogate gradient backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: Surrogate) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, surrogate: Surrogate, strict: bool) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         ctx.surrogate = surrogate
-        return (x >= 0).to(x.dtype)
+        return ((x > 0) if strict else (x >= 0)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad_out * ctx.surrogate.grad(x), None
+        return grad_out * ctx.surrogate.grad(x), None, None
 
 
-def spike(x: torch.Tensor, surrogate: Union[str, Surrogate] = "atan") -> torch.Tensor:
-    """Heaviside step ``x >= 0`` as ``x.dtype`` with the surrogate gradient in backward."""
-    return _SpikeFunction.apply(x, get_surrogate(surrogate))
+def spike(x: torch.Tensor, surrogate: Union[str, Surrogate] = "atan", strict: bool = False) -> torch.Tensor:
+    """Heaviside step ``x >= 0`` (``x > 0`` when ``strict``) as ``x.dtype`` with the surrogate gradient in backward."""
+    return _SpikeFunction.apply(x, get_surrogate(surrogate), strict)

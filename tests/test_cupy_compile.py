@@ -29,8 +29,8 @@ def _check_ptx(ptx, keys):
 
 def test_variant_matrix_is_complete():
     neurons = {k.neuron.name for k in KEYS}
-    assert neurons == {"lif", "lif_nodecay", "qif(a0=1,v_c=0.8,v_rest=0)"}
-    assert len(KEYS) == 3 * 5 * 3 * 2 * 2 and len({k.tag for k in KEYS}) == len(KEYS)
+    assert neurons == {"lif", "lif_nodecay", "lif_leak", "qif(a0=1,v_c=0.8,v_rest=0)"}
+    assert len(KEYS) == 4 * 6 * 3 * 2 * 2 and len({k.tag for k in KEYS}) == len(KEYS)
 
 
 @pytest.mark.skipif(NVRTC is None and NVCC is None, reason="neither NVRTC nor nvcc is installed")

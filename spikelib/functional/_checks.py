@@ -32,11 +32,13 @@ def check_scalar_or_neuronwise(
     like: torch.Tensor,
     minimum: float | None = None,
     minimum_text: str = "",
+    maximum: float | None = None,
+    positive: bool = False,
 ) -> Union[float, torch.Tensor]:
     """Check a parameter that is a real number or a tensor broadcastable to ``feature_shape``.
 
     Tensor parameters must already have ``like``'s dtype and device (nothing is silently converted). Values must be
-    finite and, when ``minimum`` is given, ``>= minimum``.
+    finite and, when given, ``>= minimum`` (``minimum_text`` explains why), ``<= maximum`` and ``> 0`` (``positive``).
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a real number or a tensor, got bool")
@@ -46,6 +48,10 @@ def check_scalar_or_neuronwise(
             raise ValueError(f"{name} must be finite, got {v}")
         if minimum is not None and v < minimum:
             raise ValueError(f"{name} must be >= {minimum:g}{minimum_text}, got {v:g}")
+        if maximum is not None and v > maximum:
+            raise ValueError(f"{name} must be <= {maximum:g}, got {v:g}")
+        if positive and not v > 0:
+            raise ValueError(f"{name} must be > 0, got {v:g}")
         return v
     if not isinstance(value, torch.Tensor):
         raise TypeError(f"{name} must be a real number or a torch.Tensor, got {type(value).__name__}")
@@ -68,6 +74,10 @@ def check_scalar_or_neuronwise(
             raise ValueError(f"{name} contains NaN or inf")
         if minimum is not None and bool((value < minimum).any()):
             raise ValueError(f"{name} must be >= {minimum:g}{minimum_text}, got min {float(value.min()):g}")
+        if maximum is not None and bool((value > maximum).any()):
+            raise ValueError(f"{name} must be <= {maximum:g}, got max {float(value.max()):g}")
+        if positive and not bool((value > 0).all()):
+            raise ValueError(f"{name} must be > 0, got min {float(value.min()):g}")
     return value
 
 

@@ -48,7 +48,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from spikelib.kernels.registry import register_backend, select_backend
+from spikelib.kernels.registry import select_backend
 
 __all__ = [
     "DelayRequest",
@@ -130,40 +130,6 @@ class GaussianRequest:
     device: torch.device
     dtype: torch.dtype
     density: float = 1.0  # share of nonzero inputs (the event path runs on sparse spike inputs only)
-
-
-@register_backend(
-    "delay_gaussian_kernel", "torch", check=lambda request: None, priority=0,
-    description="torch: the kernel as an autograd expression (any device)",
-)
-def _gaussian_kernel_torch(weight: torch.Tensor, delay: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
-    return gaussian_delay_kernel(weight, delay, sigma, max_delay)
-
-
-@register_backend(
-    "delay_shifted_matmul", "torch", check=lambda request: None, priority=0,
-    description="torch: one GEMM per tap on time-shifted row ranges (any device)",
-)
-class DenseShiftedMatmul:
-    """``Y[d B:] += X[:(T - d) B] kernel[d]`` per tap, and the matching kernel gradient (dense GEMMs)."""
-
-    @staticmethod
-    def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        T, B, c_in = x.shape
-        X = x.reshape(T * B, c_in)
-        Y = torch.mm(X, kernel[0])
-        for d in range(1, min(kernel.shape[0], T)):
-            Y[d * B:].addmm_(X[: (T - d) * B], kernel[d])
-        return Y
-
-    @staticmethod
-    def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        T, B, c_in = x.shape
-        X = x.reshape(T * B, c_in)
-        grad_k = torch.zeros_like(kernel)
-        for d in range(min(kernel.shape[0], T)):
-            torch.mm(X[: (T - d) * B].t(), G[d * B:], out=grad_k[d])
-        return grad_k
 
 
 class _ShiftedMatmul(torch.autograd.Function):
@@ -254,23 +220,3 @@ def delayed_linear_int(
     impl = select_backend("delay_linear_int", backend, request).impl
     y = impl(x.contiguous(), weight, delays)
     return y if bias is None else y + bias
-
-
-@register_backend(
-    "delay_linear_int", "torch", check=lambda request: None, priority=0,
-    description="torch: one GEMM per distinct delay value (any device)",
-)
-def delayed_linear_int_torch(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:
-    """Reference: one matrix product per distinct delay value on the shifted row range (autograd-native)."""
-    T, B, c_in = x.shape
-    X = x.reshape(T * B, c_in)
-    zero = torch.zeros((), dtype=weight.dtype, device=weight.device)
-    out = X @ torch.where(delays == 0, weight, zero).t()  # always present, so the output is in the graph
-    for d in torch.unique(delays).tolist():
-        if 0 < d < T:
-            w_d = torch.where(delays == d, weight, zero)
-            out = out + torch.nn.functional.pad(X[: (T - d) * B] @ w_d.t(), (0, 0, d * B, 0))
-    return out.view(T, B, -1)
-
-
-from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: E402,F401  (registers "numba")

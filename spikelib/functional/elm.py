@@ -39,6 +39,7 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 
 from spikelib.functional._checks import check_choice, check_sequence_input, check_state
+from spikelib.kernels.registry import select_backend
 
 __all__ = [
     "ELMConfig",
@@ -352,9 +353,6 @@ def elm(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: Optional[E
         check_state(state.memory, "state.memory", x, (B, d_m))
     if not isinstance(return_memory, bool):
         raise TypeError(f"return_memory must be a bool, got {type(return_memory).__name__}")
-
-    from spikelib.kernels import elm_torch  # noqa: F401  (registers the "elm" backends on first use)
-    from spikelib.kernels.registry import select_backend
 
     tensors = [x, params.w_syn, params.tau_syn, params.tau_mem, params.readout_weight, params.readout_bias,
                state.trace, state.memory] + [t for layer in params.mlp for t in layer]

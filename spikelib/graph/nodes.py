@@ -14,7 +14,8 @@ Conventions:
   ``delay`` holds the integer delays a chip runs; ``"gaussian"``: the real positions of the training form, every tap
   ``0..max_delay`` carries weight; ``"none"``: all delays 0).
 - ``Delay``: per-channel integer delays ``y[t, c] = x[t - d_c, c]``.
-- ``LIF``: the LIF of :mod:`spikelib.functional.lif` (``tau`` in steps; hard or soft reset).
+- ``LIF``: the LIF of :mod:`spikelib.functional.lif` (``tau`` in steps, ``inf`` for no leak; hard or soft reset;
+  ``fire`` is the firing rule: ``H >= v_th`` or, ``"ratio"``, ``H / v_th - 1 > 0``).
 - ``LI``: the same charge without threshold (a non-firing leaky integrator; readouts).
 - ``CubaLIF``: current-based LIF (``tau_syn``, ``tau_mem`` in steps).
 - ``IntegerSpike``: E-3DSNN's integer spike count ``floor(clamp(x, 0, D) + 1/2)``.
@@ -134,6 +135,7 @@ class LIF(Node):
     v_reset: float = 0.0
     reset: str = "hard"
     decay_input: bool = True
+    fire: str = "difference"  # "difference": S = H - v_th >= 0; "ratio": S = H / v_th - 1 > 0 (strict)
     kind: ClassVar[str] = "lif"
 
 

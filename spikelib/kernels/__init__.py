@@ -1,5 +1,8 @@
 """Backends: the registry and the built-in implementations (imported here so that they register themselves).
 
+``import spikelib`` imports this package, so every built-in backend is registered before any operation runs; the
+functional core (:mod:`spikelib.functional`) imports only :mod:`.registry`.
+
 ``available_backends("lif")`` lists them; ``backend_calls("lif")`` counts which ones ran.
 """
 
@@ -12,6 +15,9 @@ from spikelib.kernels.registry import (
     select_backend,
 )
 from spikelib.kernels import torch_reference as _torch_reference  # noqa: F401  (registers "torch")
+from spikelib.kernels import delay_torch as _delay_torch  # noqa: F401  (registers the delay operations' "torch")
+from spikelib.kernels import elm_torch as _elm_torch  # noqa: F401  (registers the "elm" backends)
+from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (registers the delay operations' "numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
 from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
 

@@ -3,6 +3,7 @@ cells (``LIFCell``)."""
 
 from spikelib.neurons.base import StatefulModule, reset
 from spikelib.neurons.leaky import LeakyIntegrator
-from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF
+from spikelib.neurons.lif import LIF, LIFCell, ParametricLIF, ParametricLIFCell, iir_lif
 
-__all__ = ["LIF", "LIFCell", "LeakyIntegrator", "ParametricLIF", "StatefulModule", "reset"]
+__all__ = ["LIF", "LIFCell", "LeakyIntegrator", "ParametricLIF", "ParametricLIFCell", "StatefulModule", "iir_lif",
+           "reset"]

@@ -28,7 +28,6 @@ from spikelib.functional.elm import (
     random_routing,
     tau_mem_from_proto,
 )
-from spikelib.kernels import elm_torch as _elm_backends  # noqa: F401  (registers the "elm" backends)
 from spikelib.graph import nodes
 from spikelib.neurons.base import StatefulModule
 

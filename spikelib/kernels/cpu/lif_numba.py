@@ -2,16 +2,21 @@
 
 The equations are those of :mod:`spikelib.functional.lif`. The forward kernel computes each step with the same
 floating-point operations in the same order as the torch reference, so spikes, membrane and final state are bitwise
-equal to it. Backward is BPTT written out by hand; with ``g = surrogate'(H - v_th)`` and ``dL/dV[t]`` carried back in
-time::
+equal to it. Backward is BPTT written out by hand; with ``g = surrogate'(Z)`` at the firing argument ``Z`` and
+``dL/dV[t]`` carried back in time::
 
-    dV/dH       = (1 - S) + (v_reset - H) g        hard reset   (the second term only without detach_reset)
-                = 1 - v_th g                       soft reset   (the second term only without detach_reset)
-    dL/dH[t]    = dL/dS[t] g + dL/dV[t] dV/dH
-    dL/dX[t]    = dL/dH[t] / tau   (decay_input)   or   dL/dH[t]
-    dL/dV[t-1]  = dL/dH[t] (1 - 1/tau)              (+ the membrane trace's own gradient at t-1)
+    dS/dH       = g                 dS/dv_th = -g                     fire="difference"  (Z = H - v_th)
+                = g / v_th          dS/dv_th = -(g / v_th) (H / v_th)  fire="ratio"       (Z = H / v_th - 1)
+    dV/dH       = (1 - S) + (v_reset - H) dS/dH     hard reset   (the second term only without detach_reset)
+                = 1 - v_th dS/dH                     soft reset   (the second term only without detach_reset)
+    dV/dv_th    = (v_reset - H) dS/dv_th             hard reset   (0 with detach_reset)
+                = -S - v_th dS/dv_th                 soft reset   (-S with detach_reset)
+    dL/dH[t]    = dL/dS[t] dS/dH + dL/dV[t] dV/dH
+    dL/dX[t]    = dL/dH[t] / tau   (tau, decay_input)   or   dL/dH[t]
+    dL/dV[t-1]  = dL/dH[t] (1 - 1/tau)  or  dL/dH[t] leak     (+ the membrane trace's own gradient at t-1)
     dL/dtau    += dL/dH[t] * ( -(H[t] - V[t-1]) / tau  (decay_input)  or  (V[t-1] - v_reset) / tau^2 )
-    dL/dv_th   += -dL/dS[t] g + dL/dV[t] dV/dv_th
+    dL/dleak   += dL/dH[t] (V[t-1] - v_reset)
+    dL/dv_th   += dL/dS[t] dS/dv_th + dL/dV[t] dV/dv_th
 
 Only ``H`` is saved for backward (spikes and ``V`` are recomputed from it), so activation memory is one tensor of the
 input's size. (A variant that saved nothing and recomputed ``H`` chunk by chunk in backward measured 6.1 ms against
@@ -83,8 +88,15 @@ def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: 
     hard = config.reset == "hard"
     soft = not hard
     detach = config.detach_reset
+    leak = config.decay == "leak"
+    tau_input = not leak and config.decay_input
+    tau_noinput = not leak and not config.decay_input
+    ratio = config.fire == "ratio"
     flags = {
-        "DECAY_INPUT": config.decay_input,
+        "TAU_INPUT": tau_input,
+        "TAU_NOINPUT": tau_noinput,
+        "LEAK": leak,
+        "RATIO": ratio,
         "HARD_RESET": hard,
         "HARD_RESET_GRAD": hard and not detach,
         "SOFT_RESET_GRAD": soft and not detach,
@@ -93,10 +105,11 @@ def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: 
         "PARAM_GRADS": param_grads,
         "GS_SCALAR": gs_scalar,
         "SAVE_H": save_h,
-        "PARAM_HARD": param_grads and hard,
-        "PARAM_SOFT": param_grads and soft,
-        "PARAM_DECAY": param_grads and config.decay_input,
-        "PARAM_NODECAY": param_grads and not config.decay_input,
+        "PARAM_TAU_INPUT": param_grads and tau_input,
+        "PARAM_TAU_NOINPUT": param_grads and tau_noinput,
+        "PARAM_LEAK": param_grads and leak,
+        "PARAM_DIFFERENCE": param_grads and not ratio,
+        "PARAM_RATIO": param_grads and ratio,
         "PARAM_HARD_DETACH": param_grads and hard and detach,
         "PARAM_HARD_GRAD": param_grads and hard and not detach,
         "PARAM_SOFT_DETACH": param_grads and soft and detach,

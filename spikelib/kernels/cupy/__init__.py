@@ -7,6 +7,7 @@ without a GPU (nvcc / NVRTC) and :mod:`.emulation` for running the same source o
 """
 
 from spikelib.kernels.cupy.backend import check_cupy, lif_cupy, multistep
-from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, QIF, NeuronModel
+from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_LEAK, LIF_NO_DECAY_INPUT, QIF, NeuronModel
 
-__all__ = ["check_cupy", "lif_cupy", "multistep", "NeuronModel", "LIF_DECAY_INPUT", "LIF_NO_DECAY_INPUT", "QIF"]
+__all__ = ["check_cupy", "lif_cupy", "multistep", "NeuronModel", "LIF_DECAY_INPUT", "LIF_NO_DECAY_INPUT", "LIF_LEAK",
+           "QIF"]

@@ -3,13 +3,13 @@
 Equations: :mod:`spikelib.functional.lif` (the model's charge ``H = f(V, X)``), with BPTT written once in terms of the
 model's partial derivatives (the idea of spikingjelly's CuPy kernels, fangwei123456/spikingjelly
 spikingjelly/activation_based/auto_cuda/neuron_kernel.py, ``NeuronBPTT.grad_h_next_to_v`` / ``grad_h_to_x``; our own
-template, ``multistep_neuron.cu.tmpl``). With ``g = surrogate'(H[t] - v_th)`` and ``dL/dV[t]`` carried back in time::
+template, ``multistep_neuron.cu.tmpl``). With ``g = surrogate'(Z[t])`` at the firing argument (``Z = H - v_th``, or
+``H / v_th - 1`` with ``fire="ratio"``) and ``dL/dV[t]`` carried back in time (the ``dS/dH``, ``dS/dv_th`` and reset
+derivatives of :mod:`spikelib.kernels.cpu.lif_numba`)::
 
-    dV/dH       = (1 - S) + (v_reset - H) g        hard reset   (the second term only without detach_reset)
-                = 1 - v_th g                       soft reset   (the second term only without detach_reset)
-    dL/dH[t]    = dL/dS[t] g + (dL/dV[t] + dL/dV_trace[t]) dV/dH
+    dL/dH[t]    = dL/dS[t] dS/dH + (dL/dV[t] + dL/dV_trace[t]) dV/dH
     dL/dX[t]    = dL/dH[t] dH/dX        dL/dV[t-1] = dL/dH[t] dH/dV        dL/dtau += dL/dH[t] dH/dtau
-    dL/dv_th   += -dL/dS[t] g + dL/dV[t] dV/dv_th
+    dL/dv_th   += dL/dS[t] dS/dv_th + dL/dV[t] dV/dv_th
 
 Memory: forward saves only ``H`` (``T x M`` elements of the input's dtype) plus the initial state; spikes and
 ``V[t-1]`` are recomputed from ``H`` in backward. Activation memory is therefore ``T * M * itemsize`` (+ ``M``), linear
@@ -36,7 +36,7 @@ import torch
 
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cupy.codegen import VariantKey, get_kernels
-from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, NeuronModel, surrogate_source
+from spikelib.kernels.cupy.neurons import NeuronModel, lif_model, surrogate_source
 from spikelib.kernels.registry import count_call, register_backend
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class CupyLauncher:
 class _Spec:
     """Non-tensor arguments of one call (kept on the autograd context)."""
 
-    def __init__(self, key, launcher, v_reset, alpha, return_membrane, need_grad, n_tau, n_vth, feature_shape):
+    def __init__(self, key, launcher, v_reset, alpha, return_membrane, need_grad, n_tau, n_vth, feature_shape,
+                 ratio=0):
         self.key = key
         self.launcher = launcher
         self.v_reset = v_reset
@@ -135,6 +136,7 @@ class _Spec:
         self.n_tau = n_tau
         self.n_vth = n_vth
         self.feature_shape = feature_shape
+        self.ratio = ratio
 
 
 def _reduce_param_grad(g_e: torch.Tensor, param: torch.Tensor, feature_shape: Tuple[int, ...]) -> torch.Tensor:
@@ -155,7 +157,7 @@ class _MultistepFunction(torch.autograd.Function):
         membrane = torch.empty_like(x) if spec.return_membrane else None
         v_final = torch.empty_like(v0)
         spec.launcher(spec.key, "forward", M, x.device, [
-            x, v0, tau_f, vth_f, spec.v_reset, T, M, spec.n_tau, spec.n_vth, spikes, h, membrane, v_final,
+            x, v0, tau_f, vth_f, spec.v_reset, T, M, spec.n_tau, spec.n_vth, spec.ratio, spikes, h, membrane, v_final,
         ])
         count_call("cupy_kernels", f"{spec.launcher.name}/forward")
         ctx.set_materialize_grads(False)
@@ -184,7 +186,7 @@ class _MultistepFunction(torch.autograd.Function):
         gvth_e = torch.empty(M, dtype=torch.float32, device=h.device) if param_grads else None
         spec.launcher(spec.key, "backward", M, h.device, [
             gs, gs_t, gs_m, g_mem, g_vf, h, v0, tau_f, vth_f, spec.v_reset, spec.alpha, T, M, spec.n_tau,
-            spec.n_vth, grad_x, grad_v0, gtau_e, gvth_e,
+            spec.n_vth, spec.ratio, grad_x, grad_v0, gtau_e, gvth_e,
         ])
         count_call("cupy_kernels", f"{spec.launcher.name}/backward")
         grad_tau = _reduce_param_grad(gtau_e, tau, spec.feature_shape) if ctx.needs_input_grad[2] else None
@@ -216,14 +218,14 @@ def multistep(
 
     Args:
         x, v0, tau, v_threshold, config, return_membrane: as in :func:`spikelib.functional.lif.lif`.
-        neuron: the model (default: LIF with ``config.decay_input``'s charge).
+        neuron: the model (default: the LIF charge of ``config.decay`` and ``config.decay_input``).
         launcher: runs a kernel (default :class:`CupyLauncher`; tests pass the host emulation).
 
     Returns:
         ``(spikes, membrane or None, v_final)``.
     """
     if neuron is None:
-        neuron = LIF_DECAY_INPUT if config.decay_input else LIF_NO_DECAY_INPUT
+        neuron = lif_model(config.decay, config.decay_input)
     launcher = CupyLauncher() if launcher is None else launcher
     key = variant_key(neuron, config, x.dtype)
     T = x.shape[0]
@@ -237,7 +239,7 @@ def multistep(
         t is not None and t.requires_grad for t in (x, v0, tau_t, vth_t)
     )
     spec = _Spec(key, launcher, float(config.v_reset), float(config.surrogate.alpha), return_membrane, need_grad,
-                 n_tau, n_vth, feature_shape)
+                 n_tau, n_vth, feature_shape, int(config.fire == "ratio"))
     x2 = x.reshape(T, -1).contiguous()
     spikes, membrane, v_final = _MultistepFunction.apply(
         x2, v0.reshape(-1).contiguous(), tau_t, vth_t, tau_f, vth_f, spec

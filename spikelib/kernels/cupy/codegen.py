@@ -3,7 +3,8 @@
 A variant is fixed by its :class:`VariantKey` (neuron model, surrogate, storage dtype, reset mode, detach_reset); each
 renders to one namespace plus two ``extern "C"`` kernels, ``slk_fwd_<tag>`` and ``slk_bwd_<tag>``, whose tag hashes the
 key, so any number of variants can share one translation unit (the compile check builds all of them in a few units).
-Choices that are a uniform branch per launch (saving H or V, which gradients exist, the spike gradient's strides) are
+Choices that are a uniform branch per launch (saving H or V, which gradients exist, the spike gradient's strides, the
+firing rule) are
 kernel arguments, not variants. Template syntax: ``{{NAME}}`` is replaced by a value; a placeholder left without a
 value is an error.
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Tuple
 
-from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, QIF, SURROGATE_C, NeuronModel
+from spikelib.kernels.cupy.neurons import LIF_DECAY_INPUT, LIF_LEAK, LIF_NO_DECAY_INPUT, QIF, SURROGATE_C, NeuronModel
 
 __all__ = [
     "DTYPES",
@@ -129,7 +130,7 @@ def translation_unit(keys: Iterable[VariantKey], host: bool = False) -> str:
 
 def all_variant_keys() -> Iterator[VariantKey]:
     """Every variant the backend can generate for the built-in models and registered surrogates."""
-    neurons = [LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, QIF()]
+    neurons = [LIF_DECAY_INPUT, LIF_NO_DECAY_INPUT, LIF_LEAK, QIF()]
     for neuron, (sname, body), dtype, hard, detach in itertools.product(
         neurons, sorted(SURROGATE_C.items()), sorted(DTYPES), (True, False), (False, True)
     ):

@@ -27,8 +27,8 @@ from spikelib.kernels.cupy.codegen import VariantKey, translation_unit
 __all__ = ["find_host_compiler", "HostLauncher"]
 
 _P, _F, _I = ctypes.c_void_p, ctypes.c_float, ctypes.c_longlong
-_FORWARD_ARGS = [_P, _P, _P, _P, _F, _I, _I, _I, _I, _P, _P, _P, _P]
-_BACKWARD_ARGS = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _F, _F, _I, _I, _I, _I, _P, _P, _P, _P]
+_FORWARD_ARGS = [_P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _P, _P, _P, _P]
+_BACKWARD_ARGS = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _F, _F, _I, _I, _I, _I, _I, _P, _P, _P, _P]
 _LIBS: Dict[str, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
 

@@ -10,11 +10,13 @@ model              charge H = f(V, X)                                      dH/dV
 =================  ======================================================  ===================  ===========  =====================
 ``lif``            V + (X - (V - v_r)) / tau          (decay_input=True)   1 - 1/tau            1/tau        (V - H) / tau
 ``lif_nodecay``    V - (V - v_r) / tau + X            (decay_input=False)  1 - 1/tau            1            (V - v_r) / tau^2
+``lif_leak``       leak (V - v_r) + v_r + X           (decay="leak")       leak                 1            V - v_r
 ``qif``            V + (X + a0 (V - v_rest)(V - v_c)) / tau                1 + a0 (2V - v_rest  1/tau        (V - H) / tau
                                                                            - v_c) / tau
 =================  ======================================================  ===================  ===========  =====================
 
-``lif`` / ``lif_nodecay`` are the equations of :mod:`spikelib.functional.lif`, written with the same floating-point
+(``lif_leak``: the ``tau`` slot holds the leak factor and ``dH/dtau`` is ``dH/dleak``.) ``lif`` / ``lif_nodecay`` /
+``lif_leak`` are the equations of :mod:`spikelib.functional.lif`, written with the same floating-point
 operations in the same order (float32 forward equals the torch reference bitwise on the CPU emulation). ``qif`` is the
 quadratic integrate-and-fire neuron of spikingjelly's ``QIFNode`` (fangwei123456/spikingjelly,
 spikingjelly/activation_based/neuron.py; defaults a0=1, v_c=0.8, v_rest=0): the second family that proves the template
@@ -31,7 +33,8 @@ from typing import Dict, Optional
 
 from spikelib.surrogate import Surrogate
 
-__all__ = ["NeuronModel", "LIF_DECAY_INPUT", "LIF_NO_DECAY_INPUT", "QIF", "surrogate_source", "SURROGATE_C"]
+__all__ = ["NeuronModel", "LIF_DECAY_INPUT", "LIF_NO_DECAY_INPUT", "LIF_LEAK", "QIF", "surrogate_source", "SURROGATE_C",
+           "lif_model"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,22 @@ LIF_NO_DECAY_INPUT = NeuronModel(
     dh_dx="return 1.0f;",
     dh_dtau="return (v - vr) * inv_tau * inv_tau;",
 )
+
+
+LIF_LEAK = NeuronModel(
+    name="lif_leak",
+    charge="return tau * (v - vr) + vr + x;",
+    dh_dv="return tau;",
+    dh_dx="return 1.0f;",
+    dh_dtau="return v - vr;",
+)
+
+
+def lif_model(decay: str, decay_input: bool) -> NeuronModel:
+    """The model of a LIF configuration (``LIFConfig.decay`` and ``decay_input``)."""
+    if decay == "leak":
+        return LIF_LEAK
+    return LIF_DECAY_INPUT if decay_input else LIF_NO_DECAY_INPUT
 
 
 def _c_float(value: float) -> str:
@@ -91,6 +110,7 @@ SURROGATE_C: Dict[str, str] = {
     "fast_sigmoid": "const float u = 1.0f + alpha * fabsf(x);\n    return 1.0f / (u * u);",
     "triangle": "const float u = 1.0f - alpha * fabsf(x);\n    return u > 0.0f ? alpha * u : 0.0f;",
     "rectangular": "return fabsf(x) < 0.5f / alpha ? alpha : 0.0f;",
+    "piecewise_linear": "const float u = 1.0f - fabsf(x);\n    return u > 0.0f ? alpha * u : 0.0f;",
 }
 
 
