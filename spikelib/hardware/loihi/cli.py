@@ -115,7 +115,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
         try:
             lava = run_lava(args.netx, x)
-        except ImportError as exc:
+        except (ImportError, RuntimeError, TimeoutError) as exc:  # not installed/patched, LavaError, timeout
             print(f"error: {exc}", file=sys.stderr)
             return 2
         same = {name: all(torch.equal(a, b) for a, b in zip(getattr(result, name), getattr(lava, name)))
