@@ -256,6 +256,19 @@ def test_damaged_entries_are_rebuilt(cache_root, damage):
     assert _hits(again) == 1, "the rebuilt entry is valid"
 
 
+def test_entries_of_another_format_version_are_rebuilt_quietly(cache_root):
+    src = _source()
+    _load(src)
+    for path in _entries(cache_root, "*.nb?"):
+        path.write_bytes(cache.MAGIC_PREFIX + b"1\n" + path.read_bytes()[len(cache.MAGIC):])
+    cache._STORES.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KernelCacheWarning)
+        module, value = _load(src)
+        again, _ = _load(src)
+    assert value == 13 and _hits(module) == 0 and _hits(again) == 1
+
+
 def test_a_verified_entry_numba_cannot_rebuild_is_a_miss(cache_root, monkeypatch):
     src = _source()
     _load(src)

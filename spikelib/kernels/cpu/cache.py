@@ -55,7 +55,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["KernelCacheWarning", "cache_dir", "exec_generated", "import_kernel_module", "kernel_store"]
 
-MAGIC = b"spikelib kernel cache v1\n"
+MAGIC_PREFIX = b"spikelib kernel cache v"
+MAGIC = MAGIC_PREFIX + b"2\n"  # v2: data entries hold (digest of their index key, payload)
 TAG_BYTES = 32
 KEY_BYTES = 32
 MAX_ENTRY_BYTES = 256 << 20  # a compiled kernel is ~150 KB; anything near this is not ours
@@ -212,7 +213,11 @@ class KernelStore:
             return None
         head = len(MAGIC) + TAG_BYTES
         payload = data[head:]
-        if data[: len(MAGIC)] != MAGIC or not hmac.compare_digest(data[len(MAGIC):head], self._tag(path.name, payload)):
+        if data.startswith(MAGIC_PREFIX) and not data.startswith(MAGIC):
+            logger.debug("kernel cache entry %s has the format of another spikelib version; rebuilt", path)
+            return None
+        tag = data[len(MAGIC):head]
+        if data[: len(MAGIC)] != MAGIC or not hmac.compare_digest(tag, self._tag(path.name, payload)):
             self._warn("invalid", f"kernel cache entry {path} failed verification (not written by spikelib with this "
                                   "cache's key: truncated, corrupted or planted); it is ignored and rebuilt")
             return None
