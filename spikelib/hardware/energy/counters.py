@@ -176,7 +176,9 @@ def _binary_spike_count(x: torch.Tensor) -> Optional[int]:
     global _BINARY_SCAN
     if _BINARY_SCAN is None:
         try:
-            from spikelib.hardware.energy._binary_scan import binary_spike_count
+            from spikelib.kernels.cpu.cache import import_kernel_module  # numba's cache in the verified store
+
+            binary_spike_count = import_kernel_module("spikelib.hardware.energy._binary_scan").binary_spike_count
         except ImportError:  # numba is optional (the "fast" extra): the portable test alone
             logger.debug("numba is not installed: energy counting tests spike inputs with torch reductions")
             binary_spike_count = (lambda t: None)
