@@ -26,15 +26,17 @@ identity) bypassed, must be a chain of
 
 Anything else is an :class:`UnsupportedLayerError` naming the layer and why: pooling (lava-dl 0.6 netx does not
 implement ``pool``), attention, residual connections (the chain branches), arithmetic outside declared layers, soft
-reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron ``tau``/threshold (netx neuron parameters are per layer),
-Gaussian (training-form) delays.
+reset or ``v_reset != 0`` (Loihi resets to 0), per-neuron thresholds (netx's ``vThMant`` is per layer), Gaussian
+(training-form) delays. Per-neuron ``tau`` maps to per-neuron ``vDecay`` (per channel after a convolution), as
+lava-dl's CUBA neurons with ``shared_param=False`` export it; both firing rules map (``fire="ratio"``,
+``H / v_th - 1 > 0``, is Loihi's strict ``v > vth``; the default ``H >= v_th`` differs from it only on exact ties).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -56,11 +58,12 @@ class UnsupportedLayerError(ValueError):
 
 @dataclass
 class FloatLayer:
-    """``X = W s[t - D] + b`` into a LIF (``tau`` steps, threshold ``v_threshold``; ``inf`` = never fires)."""
+    """``X = W s[t - D] + b`` into a LIF (``tau`` steps, one or one per neuron / conv channel, ``inf`` = no leak;
+    threshold ``v_threshold``, ``inf`` = never fires)."""
 
     name: str
     weight: torch.Tensor
-    tau: float
+    tau: Union[float, torch.Tensor]
     v_threshold: float
     decay_input: bool
     bias: Optional[torch.Tensor] = None
@@ -91,29 +94,47 @@ def _scalar(value: Any, what: str, name: str) -> float:
     return float(value)
 
 
-def _neuron_params(g: GraphNode) -> Tuple[float, float, bool]:
-    """``(tau, v_threshold, decay_input)`` of a LIF or LI node."""
+def _tau(value: Any, g: GraphNode) -> Union[float, torch.Tensor]:
+    """A scalar ``tau``, or one per neuron (dense) / per channel (conv: broadcast over the spatial positions)."""
+    if not isinstance(value, torch.Tensor) or value.numel() == 1:
+        return float(value)
+    t = value.double()
+    flat = t.reshape(-1)
+    if bool((flat == flat[0]).all()):
+        return float(flat[0])
+    shape = g.in_shapes[0] if g.in_shapes else None
+    if shape is not None and len(shape) == 3 and t.dim() == 3 and t.shape[1:] == (1, 1):
+        return t.reshape(-1)  # per channel of a conv layer
+    if shape is not None and t.numel() == math.prod(shape) and len(shape) == 1:
+        return flat
+    raise UnsupportedLayerError(f"layer {g.name!r}: per-neuron tau of shape {tuple(t.shape)} cannot be mapped (Loihi "
+                                f"decays are one per neuron of a dense layer, one per channel of a conv layer)")
+
+
+def _neuron_params(g: GraphNode) -> Tuple[Union[float, torch.Tensor], float, bool]:
+    """``(tau, v_threshold, decay_input)`` of a LIF or LI node (``tau`` per neuron where it varies)."""
     node = g.node
     if isinstance(node, N.LI):
         if node.v_leak != 0.0 or _scalar(node.r, "r", g.name) != 1.0:
             raise UnsupportedLayerError(f"layer {g.name!r}: a leaky integrator with v_leak={node.v_leak:g} cannot be "
                                         f"mapped (Loihi's neurons rest at 0)")
-        tau = _scalar(node.tau, "tau", g.name)
+        tau = _tau(node.tau, g)
         vth = math.inf
         decay_input = node.decay_input
     elif isinstance(node, N.LIF):
         if node.reset != "hard" or node.v_reset != 0.0:
             raise UnsupportedLayerError(f"layer {g.name!r}: reset={node.reset!r}, v_reset={node.v_reset:g}; Loihi's "
                                         f"CUBA neuron resets v to 0 (hard reset, v_reset=0)")
-        tau = _scalar(node.tau, "tau", g.name)
+        tau = _tau(node.tau, g)
         vth = _scalar(node.v_threshold, "v_threshold", g.name)
         if not vth > 0:
             raise UnsupportedLayerError(f"layer {g.name!r}: v_threshold must be > 0 for Loihi, got {vth}")
         decay_input = node.decay_input
     else:
         raise UnsupportedLayerError(f"layer {g.label()} is not a LIF neuron or a leaky integrator")
-    if not math.isfinite(tau) or tau < 1.0:
-        raise UnsupportedLayerError(f"layer {g.name!r}: tau must be finite and >= 1, got {tau}")
+    t = torch.as_tensor(tau, dtype=torch.float64)
+    if bool(torch.isnan(t).any()) or bool((t < 1.0).any()):
+        raise UnsupportedLayerError(f"layer {g.name!r}: tau must be >= 1 (inf: no leak), got {tau}")
     return tau, vth, decay_input
 
 
