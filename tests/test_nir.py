@@ -261,3 +261,28 @@ def test_bad_input(tmp_path):
         read_nir(tmp_path / "missing.nir")
     with pytest.raises(TypeError, match="nir.NIRGraph"):
         from_nir(42)
+
+
+def test_nothing_is_clamped_or_imported_broken():
+    """issue #23: NaN tau/threshold, negative delays and delays beyond the sub-graph's maximum are errors on import."""
+    graph = to_nir(_peer_net(True))
+    graph.nodes["1"].tau[0] = np.nan
+    with pytest.raises(NIRConversionError, match=r"node '1': tau holds NaN"):
+        from_nir(graph)
+    graph = to_nir(_peer_net(True))
+    graph.nodes["3"].v_threshold[:] = np.inf
+    with pytest.raises(NIRConversionError, match=r"node '3': v_threshold holds NaN or infinite"):
+        from_nir(graph)
+    neg = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}),
+                              "d": nir.Delay(np.array([-1e-4, 1e-4, 0.0])),
+                              "output": nir.Output(output_type={"output": np.array([3])})},
+                       edges=[("input", "d"), ("d", "output")])
+    with pytest.raises(NIRConversionError, match="must be >= 0 steps"):
+        from_nir(neg, dt=1e-4)
+    g = torch.Generator().manual_seed(0)
+    model = SNNDelays(4, hidden=(3,), out_features=2, max_delay=3, delays="random", generator=g).eval()
+    graph = to_nir(model)
+    sub = graph.nodes["synapses_0"]
+    sub.metadata["spikelib_max_delay"] = 0 if int(model.synapses[0].integer_delays().max()) else -1
+    with pytest.raises(NIRConversionError, match="exceeds the sub-graph's spikelib_max_delay"):
+        from_nir(graph)
