@@ -180,15 +180,18 @@ def test_import_after_start_method_was_fixed():
 
 
 def test_conv_layers(tmp_path):
-    """Two conv layers (padding, stride (1, 2), groups 2, per-channel bias): Lava's Conv synapse is torch's
-    cross-correlation on netx's (C_out, C_in, kh, kw) kernels, flattened C, H, W here and (W, H, C) in Lava."""
+    """Two conv layers (padding, stride (1, 2), groups 2, per-channel bias, per-channel decays in the second, which Lava
+    broadcasts over its channel axis): Lava's Conv synapse is torch's cross-correlation on netx's (C_out, C_in, kh, kw)
+    kernels, flattened C, H, W here and (W, H, C) in Lava."""
     from spikelib.hardware.loihi.network import ConvGeometry
 
     g = torch.Generator().manual_seed(12)
     c1 = LoihiLayer(weight=torch.randint(-100, 200, (4, 2, 3, 3), generator=g), vth=300, i_decay=1000, v_decay=500,
                     bias=torch.tensor([1, -2, 3, 0]), conv=ConvGeometry((2, 6, 5), stride=(1, 2), padding=1),
                     name="c1")
-    c2 = LoihiLayer(weight=torch.randint(-100, 200, (6, 2, 2, 2), generator=g), vth=200, v_decay=300,
+    c2 = LoihiLayer(weight=torch.randint(-100, 200, (6, 2, 2, 2), generator=g), vth=200,
+                    i_decay=torch.tensor([0, 500, 4096, 2000, 100, 3000]),
+                    v_decay=torch.tensor([300, 0, 4096, 9, 800, 1]),
                     conv=ConvGeometry(c1.conv.out_shape(c1.weight), groups=2), name="c2")
     _assert_same(LoihiNetwork(60, [c1, c2]), _rand_spikes(12, 1, 60, 0.4, 13), tmp_path)
 
