@@ -11,7 +11,8 @@ Loihi's voltage with ``iDecay = 4096`` (no current memory, ``u[t] = a[t] << 6``)
     vDecay = round(4096 / tau)                         iDecay = 4096
     w      = step * round(lambda c W / step)           8-bit weights: step = 2^(9 - weight_bits) = 2, w in [-256, 254]
     bias   = round(lambda c b)                         13-bit mantissa in [-4096, 4095] (netx bias exponent 6)
-    vth    = round(lambda v_th)                        17-bit mantissa in [0, 131071]; a non-firing readout gets 131071
+    vth    = round(lambda v_th)                        17-bit mantissa in [0, 131071]; a non-firing readout gets
+                                                       netx's 131072 (1 << 17), which no clipped v can exceed
     delay  = D (already integers: DelayedLinear rounds its delays at inference), in [0, 62]
 
 ``w = m * 2^(9 - weight_bits)`` with an 8-bit signed mantissa ``m`` in ``[-128, 127]`` is Loihi's mixed-sign synapse
@@ -49,7 +50,7 @@ from torch import nn
 from spikelib.graph import declared_layers
 from spikelib.graph import nodes as N
 from spikelib.hardware.loihi.extract import READOUTS, FloatLayer, FloatNetwork, extract_float_network
-from spikelib.hardware.loihi.network import LIMITS, LoihiLayer, LoihiNetwork
+from spikelib.hardware.loihi.network import LIMITS, VTH_NEVER, LoihiLayer, LoihiNetwork
 from spikelib.hardware.loihi.simulator import simulate
 
 __all__ = ["QuantizationRangeError", "QuantReport", "quantize", "fixed_point_logits", "float_logits",
@@ -57,7 +58,7 @@ __all__ = ["QuantizationRangeError", "QuantReport", "quantize", "fixed_point_log
 
 logger = logging.getLogger(__name__)
 
-VTH_NON_FIRING = LIMITS["vth"][1]
+VTH_MAX = LIMITS["vth"][1]  # the largest threshold mantissa a firing layer can have
 
 
 class QuantizationRangeError(ValueError):
@@ -187,7 +188,7 @@ def quantize(
         else:
             lam = w_max / w_abs
             if math.isfinite(fl.v_threshold):
-                lam = min(lam, VTH_NON_FIRING / fl.v_threshold)
+                lam = min(lam, VTH_MAX / fl.v_threshold)
         lo = -256 if bool((w_eff > 0).any()) else -w_max
         w, w_clip = _quantize_values(lam * w_eff, lo, w_max, step, clip, f"layer {fl.name!r} weight", problems)
         zeroed = int(((w == 0) & (w_eff != 0)).sum())
@@ -211,7 +212,7 @@ def quantize(
                     f"every input would fire the layer; check the weights for outliers")
             th_err = abs(vth / lam - fl.v_threshold) / fl.v_threshold
         else:
-            vth, th_err = VTH_NON_FIRING, 0.0
+            vth, th_err = VTH_NEVER, 0.0  # 1 << 17: v (clipped to 2^23 - 1) never exceeds vth << 6
         delay = delay_rep = None
         if fl.delay is not None:
             delay, d_clip = _quantize_values(fl.delay.double(), *LIMITS["delay"], 1, clip,
