@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from spikelib.models.checkpoints import RefEntry, leaf
 from spikelib.models.registry import register_model
 from spikelib.sparse import (IntegerSpike, SparseBatchNorm, SparseConv3d, SparseSpikeTensor, SpikeVoxelCoding,
                              SubMConv3d, collate_voxels, global_avg_pool)
@@ -156,6 +157,22 @@ class E3DSNN(nn.Module):
         for stage in self.enc:
             x = stage(x)
         return global_avg_pool(self.final(x))
+
+    reference_wrappers = ("backbone.",)
+
+    def reference_layout(self) -> List[RefEntry]:
+        """The reference ``SNN_3dv`` state_dict (Pointcept wraps it as ``backbone.``, DDP as ``module.``): spconv
+        weights ``[C_out, kx, ky, kz, C_in]``; the final 1x1x1 layer is read as spconv computes with it (raw view)."""
+        out = [leaf(f"stem.{i}", self.stem[i], "spconv" if i % 3 == 0 else "same") for i in (0, 1, 3, 4, 6, 7)]
+        for i, stage in enumerate(self.enc):
+            out += [leaf(f"enc.{i}.down.1", stage.down[1], "spconv"), leaf(f"enc.{i}.down.2", stage.down[2])]
+            for j, blk in enumerate(stage.blocks):
+                ref = f"enc.{i}.blocks.{j}"
+                out += [leaf(f"{ref}.block.1", blk.block[1], "spconv"), leaf(f"{ref}.block.2", blk.block[2])]
+                for k, unit in enumerate(blk.voxel_block):
+                    out += [leaf(f"{ref}.voxel_block.{3 * k + 1}", unit[1], "spconv"),
+                            leaf(f"{ref}.voxel_block.{3 * k + 2}", unit[2])]
+        return out + [leaf("final", self.final, "spconv_1x1_raw")]
 
     def voxelize(self, clouds: Sequence[torch.Tensor], generator: Optional[torch.Generator] = None
                  ) -> SparseSpikeTensor:
