@@ -73,13 +73,22 @@ def record(name: str, model, x, train: bool):
     spikes = []
     kinds = (LIF, ParametricLIF, IntegerSpike)
 
+    current = {}
+
+    def track(m, a, o):  # the sites of the sparse features that dense layers (the decoder's fuse MLP) work on
+        if isinstance(o, SparseSpikeTensor):
+            current["coords"] = o.coords
+
     def hook(m, a, o):
         if isinstance(o, SparseSpikeTensor):  # sites in coordinate order (spconv orders them its own way)
             spikes.append(_by_coordinate(o.features.detach(), o.coords))
+        elif "coords" in current and len(current["coords"]) == len(o):
+            spikes.append(_by_coordinate(o.detach(), current["coords"]))
         else:
             spikes.append(o.detach())
 
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    hooks = [m.register_forward_hook(track) for m in model.modules() if not isinstance(m, kinds)]
+    hooks += [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
     model.train(train)
     try:
         with torch.set_grad_enabled(train):

@@ -108,3 +108,37 @@ def test_sdt_pooling_sizes_and_tet():
         get_model("sdt_tiny_test")(torch.rand(1, 3, 30, 32))
     with pytest.raises(TypeError, match="time_first"):
         get_model("maxformer_event_tiny_test", time_first="no")
+
+
+def test_sparse_inverse_conv_equals_the_dense_transposed_conv_at_the_fine_sites():
+    from spikelib.sparse import SparseConv3d, SparseSpikeTensor
+    from spikelib.sparse.inverse_conv import SparseInverseConv3d
+
+    g = torch.Generator().manual_seed(0)
+    pts = torch.unique(torch.randint(0, 9, (70, 3), generator=g), dim=0)
+    coords = torch.cat([torch.zeros(len(pts), 1, dtype=torch.long), pts], 1)
+    fine = SparseSpikeTensor(torch.randn(len(pts), 3, generator=g, dtype=torch.float64), coords, (9, 9, 9))
+    coarse = SparseConv3d(3, 4, 2, 2).double()(fine)
+    inv = SparseInverseConv3d(4, 2, 2, 2, bias=True).double()
+    y = inv(coarse, fine)
+    assert torch.equal(y.coords, fine.coords)
+    w = inv.weight.detach().reshape(2, 2, 2, 4, 2).permute(3, 4, 0, 1, 2)  # [C_in, C_out, kx, ky, kz]
+    dense = torch.nn.functional.conv_transpose3d(coarse.dense(), w, inv.bias.detach(), stride=2, output_padding=1)
+    ref = dense[0][:, pts[:, 0], pts[:, 1], pts[:, 2]].t()
+    assert torch.allclose(y.features, ref, atol=1e-12)
+    x = coarse.features.detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: inv(coarse.replace_features(f), fine).features, (x,))
+    with pytest.raises(ValueError, match="sites differ"):
+        inv(fine.replace_features(torch.zeros(len(pts), 4, dtype=torch.float64)), fine)
+
+
+def test_e3dsnn_segmentation_gives_per_voxel_scores():
+    model = get_model("e3dsnn_seg_tiny").eval()
+    g = torch.Generator().manual_seed(1)
+    pts = torch.unique(torch.randint(0, 8, (90, 3), generator=g), dim=0)
+    x = model.voxelize_coords(pts, torch.randn(len(pts), 4, generator=g), torch.zeros(len(pts), dtype=torch.long))
+    with torch.no_grad():
+        assert model(x).shape == (len(pts), 5)
+    with pytest.raises(ValueError, match="features"):
+        model(x.replace_features(torch.zeros(len(pts), 3)))
+    assert sum(p.numel() for p in get_model("e3dsnn_seg_kitti").parameters()) > 10e6  # "20M" in the reference config
