@@ -142,3 +142,16 @@ def test_e3dsnn_segmentation_gives_per_voxel_scores():
     with pytest.raises(ValueError, match="features"):
         model(x.replace_features(torch.zeros(len(pts), 3)))
     assert sum(p.numel() for p in get_model("e3dsnn_seg_kitti").parameters()) > 10e6  # "20M" in the reference config
+
+
+def test_e3dsnn_points_first_option():
+    model = get_model("e3dsnn_tiny").eval()
+    g = torch.Generator().manual_seed(2)
+    clouds = torch.rand(2, 100, 6, generator=g)  # [B, P, C]
+    with torch.no_grad():
+        a = model(clouds.transpose(0, 1))
+        model.points_first = False
+        b = model(clouds)
+    assert torch.equal(a, b) and a.shape == (2, model.num_classes)
+    with pytest.raises(TypeError, match="points_first"):
+        get_model("e3dsnn_tiny", points_first=1)
