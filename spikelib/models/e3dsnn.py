@@ -148,7 +148,7 @@ class E3DSNN(nn.Module):
         """Logits ``[B, num_classes]`` of a sparse tensor, a points-first tensor ``[P, B, C]`` or a list of clouds."""
         if isinstance(x, torch.Tensor):
             if x.dim() != 3:
-                layout = "[P, B, 3 or 6]" if self.points_first else "[B, P, 3 or 6]"
+                layout = "points first [P, B, 3 or 6]" if self.points_first else "batch first [B, P, 3 or 6]"
                 raise ValueError(f"a point-cloud tensor must be {layout} (points_first={self.points_first}), got "
                                  f"shape {tuple(x.shape)}")
             x = self.voxelize(list(x.transpose(0, 1) if self.points_first else x))
