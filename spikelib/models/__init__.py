@@ -13,6 +13,7 @@ from spikelib.models.sdt_v1 import SpikeDrivenTransformer
 from spikelib.models.snn_delays import SNNDelays
 from spikelib.models.spikeformer_v2 import MetaSpikeFormer
 
-__all__ = ["CheckpointMismatchError", "ELMClassifier", "E3DSNN", "E3DSNNSeg", "MaxFormer", "MaxFormerCIFAR", "MaxFormerEvent",
+__all__ = ["CheckpointMismatchError", "ELMClassifier", "E3DSNN", "E3DSNNSeg", "MaxFormer", "MaxFormerCIFAR",
+           "MaxFormerEvent",
            "MetaSpikeFormer", "SNNDelays", "SpikeDrivenTransformer", "SpikingMLP", "get_model", "list_models",
            "load_reference_checkpoint", "reference_state_keys", "register_model"]

@@ -18,7 +18,8 @@ of its weight:
     not its transpose (E-3DSNN's final layer).
 ``"dcls"``
     a DCLS ``Dcls1d`` (SNN-delays): weight ``[C_out, C_in, 1]``, centred positions ``P [1, C_out, C_in, 1]`` and
-    ``SIG`` -> spikelib's ``DelayedLinear`` weight ``[C_out, C_in]``, delays ``D = K // 2 - P``, ``sigma = |SIG| + 0.27``.
+    ``SIG`` -> spikelib's ``DelayedLinear`` weight ``[C_out, C_in]``, delays ``D = K // 2 - P``,
+    ``sigma = |SIG| + 0.27``.
 
 A reference tensor that the reference builds but never uses (SDT v1's ``talking_heads`` conv, the PLIF parameter of
 its unused ``attn_lif``) is listed with ``module=None`` and skipped, and the entry says why.

@@ -80,7 +80,8 @@ class MaxFormerStem(nn.Module):
 
     def reference_layout(self, ref: str) -> List[RefEntry]:
         """The reference embedding's tensors at prefix ``ref``."""
-        return [e for n in ('embed1', 'embed2', 'embed3', 'embed4') for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
+        names = ('embed1', 'embed2', 'embed3', 'embed4')
+        return [e for n in names for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
 
 
 class PatchEmbedMax(nn.Module):
@@ -99,7 +100,8 @@ class PatchEmbedMax(nn.Module):
 
     def reference_layout(self, ref: str) -> List[RefEntry]:
         """The reference embedding's tensors at prefix ``ref``."""
-        return [e for n in ('max_embed1', 'embed1', 'max_embed2') for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
+        names = ('max_embed1', 'embed1', 'max_embed2')
+        return [e for n in names for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
 
 
 class PatchEmbedConv(nn.Module):
@@ -118,7 +120,8 @@ class PatchEmbedConv(nn.Module):
 
     def reference_layout(self, ref: str) -> List[RefEntry]:
         """The reference embedding's tensors at prefix ``ref``."""
-        return [e for n in ('embed1', 'orig_embed1', 'embed2') for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
+        names = ('embed1', 'orig_embed1', 'embed2')
+        return [e for n in names for e in unit_layout(f"{ref}.{n}", getattr(self, n))]
 
 
 class DWConvMixer(nn.Module):

@@ -158,7 +158,8 @@ class SpikeDrivenTransformer(nn.Module):
         return out if self.tet else out.mean(0)
 
     def reference_layout(self) -> List[RefEntry]:
-        """The reference ``SpikeDrivenTransformer`` state_dict (``patch_embed``, ``block.j``, ``head_lif``, ``head``)."""
+        """The reference ``SpikeDrivenTransformer`` state_dict (``patch_embed``, ``block.j``, ``head_lif``,
+        ``head``)."""
         pe, out = self.patch_embed, []
         for i, sfx in enumerate(("", "1", "2", "3")):
             out += [leaf(f"patch_embed.proj_conv{sfx}", pe.convs[i].conv), leaf(f"patch_embed.proj_bn{sfx}",
