@@ -26,7 +26,7 @@ from spikelib.neurons import (
     Recurrent,
     reset,
 )
-from spikelib.neurons.elm import ELM, ELMv2
+from spikelib.neurons.elm import ELM, ELMCell, ELMv2
 
 __version__ = "0.1.0"
 
@@ -43,6 +43,7 @@ __all__ = [
     "Recurrent",
     "DelayedLinear",
     "ELM",
+    "ELMCell",
     "ELMv2",
     "LIF",
     "LIFCell",

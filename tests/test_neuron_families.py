@@ -303,3 +303,22 @@ def test_recurrent_lif_and_cuba_equal_a_plain_loop(backend):
         layer(torch.rand(9, 3, 5))
     with pytest.raises(TypeError, match="sequence neuron module"):
         spikelib.Recurrent(nn.ReLU(), 6)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_elm_cell_steps_equal_the_sequence_module(version):
+    torch.manual_seed(0)
+    m = spikelib.ELM(5, 3, num_memory=8, version=version, backend="torch_loop")
+    c = spikelib.ELMCell(5, 3, num_memory=8, version=version, backend="torch_loop")
+    c.load_state_dict(m.state_dict())
+    x = torch.rand(6, 2, 5, requires_grad=True)
+    y, mem = m(x, return_memory=True)
+    steps = [c(x_t, return_memory=True) for x_t in x.unbind(0)]
+    assert torch.equal(torch.stack([s[0] for s in steps]), y) and torch.equal(torch.stack([s[1] for s in steps]), mem)
+    (g1,) = torch.autograd.grad(y.sum(), x)
+    (g2,) = torch.autograd.grad(torch.stack([s[0] for s in steps]).sum(), x)
+    torch.testing.assert_close(g1, g2)
+    spikelib.reset(c)
+    assert c.state is None
+    with pytest.raises(TypeError, match="stateful by construction"):
+        spikelib.ELMCell(5, 3, stateful=False)
