@@ -62,6 +62,10 @@ class Surrogate:
     name: ClassVar[str] = ""
     default_alpha: ClassVar[float] = 1.0
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[class_key(cls)] = cls
+
     def __init__(self, alpha: float | None = None) -> None:
         alpha = self.default_alpha if alpha is None else alpha
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
@@ -105,6 +109,21 @@ class Surrogate:
 
 
 SURROGATES: Dict[str, Type[Surrogate]] = {}
+_CLASSES: Dict[str, Type[Surrogate]] = {}  # every Surrogate subclass defined in this process, by module.qualname
+
+
+def class_key(cls: type) -> str:
+    """``module.qualname`` of a surrogate class (how kernels name a surrogate across process-local tables)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def surrogate_from_key(key: str, alpha: float) -> Surrogate:
+    """The surrogate ``class_key(type(s)) == key`` with ``alpha`` (any subclass defined in this process)."""
+    try:
+        cls = _CLASSES[key]
+    except KeyError:
+        raise KeyError(f"no Surrogate subclass {key!r} is defined in this process") from None
+    return cls(alpha)
 
 
 def register_surrogate(cls: Type[Surrogate]) -> Type[Surrogate]:

@@ -48,6 +48,7 @@ __all__ = [
     "trace",
     "run_neuron",
     "step_torch",
+    "family_by_name",
 ]
 
 Param = Union[float, torch.Tensor]
@@ -61,6 +62,17 @@ class ParamRule:
     maximum: Optional[float] = None
     positive: bool = False
     why: str = ""
+
+
+_FAMILIES: Dict[str, "NeuronFamily"] = {}
+
+
+def family_by_name(name: str) -> "NeuronFamily":
+    """The family registered under ``name`` (every :class:`NeuronFamily` registers itself when created)."""
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise KeyError(f"no neuron family named {name!r}; known: {sorted(_FAMILIES)}") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +91,9 @@ class NeuronFamily:
 
     def rule(self, name: str) -> ParamRule:
         return dict(self.rules).get(name, ParamRule())
+
+    def __post_init__(self) -> None:
+        _FAMILIES[self.name] = self  # by name, for kernels that receive a variant as text (the latest wins)
 
     def __repr__(self) -> str:
         return f"NeuronFamily({self.name!r})"

@@ -39,6 +39,7 @@ tensors when CuPy imports, the fast CPU kernels for float32/float64 CPU tensors,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple, Union
 
@@ -129,7 +130,7 @@ def resolve_lif_config(
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)):
         raise TypeError(f"v_reset must be a real number, got {type(v_reset).__name__}")
-    if not torch.isfinite(torch.tensor(float(v_reset))):
+    if not math.isfinite(float(v_reset)):
         raise ValueError(f"v_reset must be finite, got {v_reset}")
     return LIFConfig(reset, decay_input, detach_reset, float(v_reset), get_surrogate(surrogate), decay, fire)
 

@@ -23,7 +23,7 @@ from spikelib.functional.cuba import CUBA_LIF, cuba_lif_spec
 from spikelib.functional.dynamics import NeuronFamily, NeuronOutput, NeuronSpec, run_neuron
 from spikelib.functional.if_neuron import IF_NEURON, if_spec
 from spikelib.functional.izhikevich import IZHIKEVICH_NEURON, izhikevich_spec
-from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe
+from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
 from spikelib.neurons.base import StatefulModule
 from spikelib.surrogate import Surrogate
 
@@ -56,10 +56,7 @@ class FamilyNeuron(StatefulModule):
         for name in self.family.params:
             value = getattr(self, name)
             if name in self._project and isinstance(value, nn.Parameter):
-                lo, hi = self._project[name]
-                with torch.no_grad():
-                    if bool(((value < lo) | (value > hi)).any()):
-                        value.clamp_(lo, hi)
+                project_(value, *self._project[name])
             out[name] = value
         return out
 

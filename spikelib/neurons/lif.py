@@ -22,7 +22,7 @@ from torch import nn
 from spikelib.functional._checks import check_state
 from spikelib.functional.dynamics import NeuronOutput
 from spikelib.functional.lif import LIFState, lif, lif_step, resolve_lif_config
-from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe
+from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
 from spikelib.neurons.base import StatefulModule
 from spikelib.surrogate import PiecewiseLinear, Surrogate
 
@@ -66,9 +66,7 @@ class _LIFParams(StatefulModule):
             return self.tau_value()
         leak = self.leak
         if isinstance(leak, nn.Parameter):
-            with torch.no_grad():
-                if bool((leak > 1.0).any()):
-                    leak.clamp_(max=1.0)
+            project_(leak, hi=1.0)
         return leak
 
     def _options_repr(self) -> str:

@@ -8,14 +8,15 @@ backward recomputes each step from the saved previous state and input, then runs
 reference). Parameters reach the kernels as one value per element (``[P, M]``; autograd sums their gradients back to
 the parameter's shape); work is split into chunks of neurons run on spikelib's kernel threads (:mod:`.threads`), as
 for the LIF kernels. Each variant (family, options, surrogate, dtype, flags) is its own generated module
-(:mod:`.codegen`).
+(:mod:`.codegen`). Under ``torch.compile`` the kernels run as the custom operators ``spikelib::neuron_numba_forward`` /
+``spikelib::neuron_numba_backward``, opaque to Dynamo (eager mode calls them through an ``autograd.Function``).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,6 +24,7 @@ from spikelib.functional.dynamics import NeuronRequest, NeuronSpec, trace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
 from spikelib.kernels.cpu.lif_numba import _has_kernel_source, _numba, _numba_missing_reason
 from spikelib.kernels.cpu.threads import chunk_size, kernel_threads, run_dynamic
+from spikelib.kernels.opaque import spec_from_key, spec_key
 from spikelib.kernels.program import backward_source, forward_source
 from spikelib.kernels.registry import register_backend
 
@@ -95,52 +97,126 @@ def _np(t: torch.Tensor):
     return t.detach().numpy()
 
 
+def _forward(x: torch.Tensor, s0: torch.Tensor, p: torch.Tensor, spec: NeuronSpec, scalars: Sequence[float],
+             save: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the forward kernel: ``(spikes [T, M], traces [K, T, M] (or a placeholder), final [K, M])``."""
+    T, M = x.shape
+    _numba()
+    K = s0.shape[0]
+    kernels = _kernels(spec, x.dtype, save, False, False, False)
+    spikes = torch.empty_like(x)
+    traces = x.new_empty((K, T, M)) if save else x.new_empty((1, 1, 1))
+    final = torch.empty_like(s0)
+    threads = kernel_threads(T * M * max(1, K))
+    args = (_np(x), _np(s0), _np(p), _scalars(scalars), _np(spikes), _np(traces), _np(final))
+    run_dynamic(kernels.neuron_forward, args, M, chunk_size(M, threads, 8), threads)
+    return spikes, traces, final
+
+
+def _scalars(scalars: Sequence[float]):
+    return torch.tensor(list(scalars) or [0.0], dtype=torch.float64).numpy()
+
+
+def _backward(grad_spikes: Optional[torch.Tensor], grad_traces: Optional[torch.Tensor],
+              grad_final: Optional[torch.Tensor], x: torch.Tensor, s0: torch.Tensor, traces: torch.Tensor,
+              p: torch.Tensor, spec: NeuronSpec, scalars: Sequence[float], param_grads: bool
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the BPTT kernel: ``(grad_x, grad_s0, grad_p (or a placeholder))``."""
+    T, M = x.shape
+    has_gtr = grad_traces is not None and grad_traces.numel() > 0
+    if grad_spikes is None:
+        gs, gs_scalar = x.new_zeros((1, 1)), True
+    elif all(stride == 0 for stride in grad_spikes.stride()):  # the expanded scalar gradient of a sum
+        gs, gs_scalar = grad_spikes.as_strided((1, 1), (1, 1)).contiguous(), True
+    else:
+        gs, gs_scalar = grad_spikes.contiguous(), False
+    kernels = _kernels(spec, x.dtype, True, gs_scalar, has_gtr, param_grads)
+    gtr = grad_traces.contiguous() if has_gtr else x.new_empty((1, 1, 1))
+    gfin = grad_final.contiguous() if grad_final is not None else torch.zeros_like(s0)
+    grad_x = torch.empty_like(x)
+    grad_s0 = torch.empty_like(s0)
+    grad_p = torch.empty_like(p) if param_grads else x.new_empty((1, 1))
+    threads = kernel_threads(T * M * max(1, s0.shape[0]))
+    args = (_np(gs), _np(gtr), _np(gfin), _np(x), _np(s0), _np(traces), _np(p), _scalars(scalars),
+            float(spec.surrogate.alpha), _np(grad_x), _np(grad_s0), _np(grad_p))
+    run_dynamic(kernels.neuron_backward, args, M, chunk_size(M, threads, 8), threads)
+    return grad_x, grad_s0, grad_p
+
+
+# The kernels as PyTorch custom operators (opaque to torch.compile, with their autograd and shape functions).
+@torch.library.custom_op("spikelib::neuron_numba_forward", mutates_args=())
+def neuron_numba_forward(x: torch.Tensor, s0: torch.Tensor, p: torch.Tensor, spec: str, alpha: float,
+                         scalars: List[float], save: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Operator ``spikelib::neuron_numba_forward`` (``spec`` and ``alpha`` name a :class:`NeuronSpec`,
+    :mod:`spikelib.kernels.opaque`)."""
+    return _forward(x, s0, p, spec_from_key(spec, alpha), scalars, save)
+
+
+@neuron_numba_forward.register_fake
+def _(x, s0, p, spec, alpha, scalars, save):
+    T, M = x.shape
+    return (torch.empty_like(x), x.new_empty((s0.shape[0], T, M) if save else (1, 1, 1)), torch.empty_like(s0))
+
+
+@torch.library.custom_op("spikelib::neuron_numba_backward", mutates_args=())
+def neuron_numba_backward(grad_spikes: torch.Tensor, grad_traces: torch.Tensor, grad_final: torch.Tensor,
+                          x: torch.Tensor, s0: torch.Tensor, traces: torch.Tensor, p: torch.Tensor, spec: str,
+                          alpha: float, scalars: List[float],
+                          param_grads: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Operator ``spikelib::neuron_numba_backward``: the BPTT kernel."""
+    return _backward(grad_spikes, grad_traces, grad_final, x, s0, traces, p, spec_from_key(spec, alpha), scalars,
+                     param_grads)
+
+
+@neuron_numba_backward.register_fake
+def _(grad_spikes, grad_traces, grad_final, x, s0, traces, p, spec, alpha, scalars, param_grads):
+    return torch.empty_like(x), torch.empty_like(s0), (torch.empty_like(p) if param_grads else x.new_empty((1, 1)))
+
+
+def _setup_context(ctx, inputs, output):
+    x, s0, p, spec, alpha, scalars, save = inputs
+    ctx.set_materialize_grads(False)
+    ctx.save_for_backward(x, s0, p, output[1])
+    ctx.spec, ctx.alpha, ctx.scalars = spec, alpha, scalars
+
+
+def _autograd_backward(ctx, grad_spikes, grad_traces, grad_final):
+    x, s0, p, traces = ctx.saved_tensors
+    if grad_spikes is None:
+        grad_spikes = x.new_zeros(()).expand(x.shape)  # read as one value
+    if grad_traces is None:
+        grad_traces = x.new_empty((0,))
+    if grad_final is None:
+        grad_final = torch.zeros_like(s0)
+    gx, gs0, gp = neuron_numba_backward(grad_spikes, grad_traces, grad_final, x, s0, traces, p, ctx.spec,
+                                        ctx.alpha, ctx.scalars, bool(ctx.needs_input_grad[2]))
+    return (gx, gs0 if ctx.needs_input_grad[1] else None, gp if ctx.needs_input_grad[2] else None, None, None, None,
+            None)
+
+
+neuron_numba_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
 class _NeuronNumbaFunction(torch.autograd.Function):
-    """A family over flattened ``x: [T, M]``, states ``[K, M]`` and parameters ``[P, M]`` as one autograd node."""
+    """The same kernels as one autograd node, for eager mode (a custom operator's dispatch costs ~0.1 ms per call)."""
 
     @staticmethod
     def forward(ctx, x, s0, p, spec, scalars, save, need_grad):  # type: ignore[override]
-        T, M = x.shape
-        _numba()
-        K = s0.shape[0]
-        kernels = _kernels(spec, x.dtype, save, False, False, False)
-        spikes = torch.empty_like(x)
-        traces = x.new_empty((K, T, M)) if save else x.new_empty((1, 1, 1))
-        final = torch.empty_like(s0)
-        c = torch.tensor(scalars, dtype=torch.float64) if scalars else torch.zeros(1, dtype=torch.float64)
-        threads = kernel_threads(T * M * max(1, K))
-        args = (_np(x), _np(s0), _np(p), c.numpy(), _np(spikes), _np(traces), _np(final))
-        run_dynamic(kernels.neuron_forward, args, M, chunk_size(M, threads, 8), threads)
+        spikes, traces, final = _forward(x, s0, p, spec, scalars, save)
         ctx.set_materialize_grads(False)
         if need_grad:
             ctx.save_for_backward(x, s0, p, traces)
-        ctx.spec, ctx.c = spec, c
+        ctx.spec, ctx.scalars = spec, scalars
         return spikes, (traces if save else x.new_empty((0,))), final
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_traces, grad_final):  # type: ignore[override]
         x, s0, p, traces = ctx.saved_tensors
-        T, M = x.shape
         param_grads = bool(ctx.needs_input_grad[2])
-        has_gtr = grad_traces is not None and grad_traces.numel() > 0
-        if grad_spikes is None:
-            gs, gs_scalar = x.new_zeros((1, 1)), True
-        elif all(stride == 0 for stride in grad_spikes.stride()):  # the expanded scalar gradient of a sum
-            gs, gs_scalar = grad_spikes.as_strided((1, 1), (1, 1)).contiguous(), True
-        else:
-            gs, gs_scalar = grad_spikes.contiguous(), False
-        kernels = _kernels(ctx.spec, x.dtype, True, gs_scalar, has_gtr, param_grads)
-        gtr = grad_traces.contiguous() if has_gtr else x.new_empty((1, 1, 1))
-        gfin = grad_final.contiguous() if grad_final is not None else torch.zeros_like(s0)
-        grad_x = torch.empty_like(x)
-        grad_s0 = torch.empty_like(s0)
-        grad_p = torch.empty_like(p) if param_grads else x.new_empty((1, 1))
-        threads = kernel_threads(T * M * max(1, s0.shape[0]))
-        args = (_np(gs), _np(gtr), _np(gfin), _np(x), _np(s0), _np(traces), _np(p), ctx.c.numpy(),
-                float(ctx.spec.surrogate.alpha), _np(grad_x), _np(grad_s0), _np(grad_p))
-        run_dynamic(kernels.neuron_backward, args, M, chunk_size(M, threads, 8), threads)
-        return (grad_x if ctx.needs_input_grad[0] else None, grad_s0 if ctx.needs_input_grad[1] else None,
-                grad_p if param_grads else None, None, None, None, None)
+        gx, gs0, gp = _backward(grad_spikes, grad_traces, grad_final, x, s0, traces, p, ctx.spec, ctx.scalars,
+                                param_grads)
+        return (gx if ctx.needs_input_grad[0] else None, gs0 if ctx.needs_input_grad[1] else None,
+                gp if param_grads else None, None, None, None, None)
 
 
 def _per_element(p: torch.Tensor, batch_shape: Tuple[int, ...]) -> torch.Tensor:
@@ -159,7 +235,12 @@ def neuron_numba(spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor, 
     p = (torch.stack([_per_element(q, batch_shape) for q in params]) if params
          else x.new_zeros((0, M))).contiguous()
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, s0, p))
-    spikes, traces, final = _NeuronNumbaFunction.apply(x.reshape(T, M).contiguous(), s0, p, spec, scalars,
-                                                       need_grad or return_states, need_grad)
+    x2 = x.reshape(T, M).contiguous()
+    if torch.compiler.is_compiling():  # an opaque operator for Dynamo
+        spikes, traces, final = neuron_numba_forward(x2, s0, p, spec_key(spec), spec.surrogate.alpha,
+                                                     list(scalars), need_grad or return_states)
+    else:
+        spikes, traces, final = _NeuronNumbaFunction.apply(x2, s0, p, spec, scalars, need_grad or return_states,
+                                                           need_grad)
     tr = tuple(traces[k].view(x.shape) for k in range(len(states))) if return_states else None
     return spikes.view(x.shape), tr, tuple(final[k].view(batch_shape) for k in range(len(states)))
