@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence, Union
 
 import torch
 
 Number = Union[int, float]
+
+
+class LayoutWarning(UserWarning):
+    """An input whose layout looks mixed up (e.g. one step ``[B, N]`` given to a sequence module)."""
+
+
+def warn_two_dim_sequence(x: torch.Tensor, module: str) -> None:
+    """Warn that a 2-D input to a sequence module is read as ``[T, B]`` (time first, one neuron per sample): almost
+    always one step ``[B, N]`` given where a sequence was expected."""
+    if isinstance(x, torch.Tensor) and x.dim() == 2:
+        warnings.warn(
+            f"{module} got a 2-D input of shape {tuple(x.shape)}, read as [T={x.shape[0]}, B={x.shape[1]}] (time "
+            f"first, one neuron per sample); for one time step of shape [B, N] use {module}Cell or x.unsqueeze(0), for "
+            "a sequence pass [T, B, N]", LayoutWarning, stacklevel=3)
 
 
 def check_sequence_input(x: object, name: str = "x", min_dim: int = 2) -> torch.Tensor:
@@ -71,9 +86,11 @@ def check_scalar_or_neuronwise(
     except RuntimeError:
         ok = False
     if not ok:
+        hint = (f" (the input, {tuple(like.shape)}, is read time first as [T, B, ...], so its neurons are "
+                f"{feature_shape}: was one step [B, N] or [B, T, N] given?)" if len(feature_shape) == 0 else "")
         raise ValueError(
             f"{name} must be a scalar or per-neuron tensor broadcastable to the neuron shape {feature_shape}, "
-            f"got shape {tuple(value.shape)}"
+            f"got shape {tuple(value.shape)}{hint}"
         )
     if torch.compiler.is_compiling():  # no data-dependent Python branch in a graph: checked as the graph runs
         with torch.no_grad():

@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import torch
 
 from spikelib.functional._checks import check_choice, check_scalar_or_neuronwise, check_sequence_input, check_state
+from spikelib.functional.lif import note_slow_surrogate
 from spikelib.kernels.registry import select_backend
 from spikelib.surrogate import Surrogate, get_surrogate, spike
 
@@ -393,6 +394,9 @@ def run_neuron(
             raise ValueError(f"state must hold {len(fam.states)} tensors {fam.states}, got {len(state)}")
         st = [check_state(v, f"state.{n}", x, batch_shape) for n, v in zip(fam.states, state)]
     requires_grad = torch.is_grad_enabled() and any(t.requires_grad for t in [x, *st, *ps])
-    impl = select_backend("neuron", backend, NeuronRequest(x.device, x.dtype, spec, requires_grad)).impl
+    entry = select_backend("neuron", backend, NeuronRequest(x.device, x.dtype, spec, requires_grad))
+    if backend == "auto" and entry.name == "torch":
+        note_slow_surrogate(spec.surrogate, x)
+    impl = entry.impl
     spikes, traces, final = impl(spec, x, tuple(st), tuple(ps), tuple(sc), return_states)
     return NeuronOutput(spikes, fam.state_type(*traces) if return_states else None, fam.state_type(*final))

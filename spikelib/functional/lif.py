@@ -52,7 +52,7 @@ from spikelib.functional._checks import (
     check_state,
 )
 from spikelib.kernels.registry import select_backend
-from spikelib.surrogate import Surrogate, get_surrogate, spike
+from spikelib.surrogate import Surrogate, get_surrogate, spike, warn_torch_loop
 
 __all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config", "DECAYS", "FIRES"]
 
@@ -133,6 +133,13 @@ def resolve_lif_config(
     if not math.isfinite(float(v_reset)):
         raise ValueError(f"v_reset must be finite, got {v_reset}")
     return LIFConfig(reset, decay_input, detach_reset, float(v_reset), get_surrogate(surrogate), decay, fire)
+
+
+def note_slow_surrogate(surrogate: Surrogate, x: torch.Tensor) -> None:
+    """After ``backend="auto"`` chose the torch loop: say once if the surrogate (no kernel source) is why."""
+    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not surrogate.has_kernel_source()
+            and not torch.compiler.is_compiling()):
+        warn_torch_loop(surrogate)
 
 
 def lif_step(
@@ -225,6 +232,9 @@ def lif(
         isinstance(t, torch.Tensor) and t.requires_grad for t in (x, v0, decay, v_threshold)
     )
     request = LIFRequest(x.device, x.dtype, config, requires_grad)
-    impl = select_backend("lif", backend, request).impl
+    entry = select_backend("lif", backend, request)
+    if backend == "auto" and entry.name == "torch":
+        note_slow_surrogate(config.surrogate, x)
+    impl = entry.impl
     spikes, membrane, v_final = impl(x, v0, decay, v_threshold, config, return_membrane)
     return LIFOutput(spikes, membrane, LIFState(v_final))

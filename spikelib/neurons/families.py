@@ -18,6 +18,7 @@ from typing import Any, Dict, Iterable, NamedTuple, Optional, Union
 import torch
 from torch import nn
 
+from spikelib.functional._checks import warn_two_dim_sequence
 from spikelib.functional.alif import ALIF_NEURON, alif_spec
 from spikelib.functional.cuba import CUBA_LIF, cuba_lif_spec
 from spikelib.functional.dynamics import NeuronFamily, NeuronOutput, NeuronSpec, run_neuron
@@ -75,6 +76,7 @@ class FamilyNeuron(StatefulModule):
             return_states: also return the state traces: ``(spikes, states)``.
         """
         check_flag(return_states, "return_states")
+        warn_two_dim_sequence(x, type(self).__name__)
         s0 = self._initial_state(state, x, tuple(x.shape[1:])) if isinstance(x, torch.Tensor) else state
         out = self._run(x, s0, return_states)
         self._keep(out.state)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from spikelib.functional._checks import check_state
+from spikelib.functional._checks import check_state, warn_two_dim_sequence
 from spikelib.functional.dynamics import NeuronOutput
 from spikelib.functional.lif import LIFState, lif, lif_step, resolve_lif_config
 from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
@@ -123,6 +123,7 @@ class _LIFBase(_LIFParams):
         """
         check_flag(return_membrane, "return_membrane")
         check_flag(return_states, "return_states")
+        warn_two_dim_sequence(x, type(self).__name__)
         if isinstance(state, LIFState):
             state = state.v
         v0 = self._initial_state(state, x, tuple(x.shape[1:])) if isinstance(x, torch.Tensor) else state

@@ -68,7 +68,7 @@ def _numba_missing_reason() -> Optional[str]:
 
 
 def _has_kernel_source(surrogate: Surrogate) -> bool:
-    return type(surrogate).kernel_source is not Surrogate.kernel_source
+    return type(surrogate).has_kernel_source()
 
 
 def check_numba(request: LIFRequest) -> Optional[str]:
