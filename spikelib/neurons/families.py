@@ -24,6 +24,7 @@ from spikelib.functional.cuba import CUBA_LIF, cuba_lif_spec
 from spikelib.functional.dynamics import NeuronFamily, NeuronOutput, NeuronSpec, run_neuron
 from spikelib.functional.if_neuron import IF_NEURON, if_spec
 from spikelib.functional.izhikevich import IZHIKEVICH_NEURON, izhikevich_spec
+from spikelib.graph import nodes
 from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
 from spikelib.neurons.base import StatefulModule
 from spikelib.surrogate import Surrogate
@@ -37,6 +38,14 @@ class FamilyNeuron(StatefulModule):
 
     family: NeuronFamily
     _project: Dict[str, tuple] = {}  # learnable parameters projected onto [lo, hi] before each pass
+    temporal = True
+
+    def _value(self, name: str) -> Param:
+        value = getattr(self, name)
+        return value.detach() if isinstance(value, torch.Tensor) else value
+
+    def graph_node(self) -> nodes.Node:  # each family declares its own node
+        raise NotImplementedError
 
     def _setup(self, spec: NeuronSpec, params: Dict[str, Param], scalars: Dict[str, float],
                learn: Iterable[str], backend: str) -> None:
@@ -129,6 +138,10 @@ class IF(FamilyNeuron):
         self._setup(if_spec(reset, detach_reset, surrogate), {"v_threshold": v_threshold}, {"v_reset": v_reset},
                     learn, backend)
 
+    def graph_node(self) -> nodes.LIF:
+        """``H = V + X``: a LIF without leak (``tau = inf``, input not scaled)."""
+        return nodes.LIF(float("inf"), self._value("v_threshold"), self.v_reset, self.spec.options.reset, False)
+
 
 class CubaLIF(FamilyNeuron):
     """Current-based LIF, Loihi's neuron (:mod:`spikelib.functional.cuba`): ``I = I (1 - du) + X``,
@@ -155,6 +168,10 @@ class CubaLIF(FamilyNeuron):
         dv = _decay(voltage_decay, tau_mem, "voltage_decay", "tau_mem")
         params = {"current_decay": du, "voltage_decay": dv, "v_threshold": v_threshold, "bias": bias}
         self._setup(cuba_lif_spec(reset, detach_reset, surrogate), params, {"v_reset": v_reset}, learn, backend)
+
+    def graph_node(self) -> nodes.CubaLIF:
+        return nodes.CubaLIF(self._value("current_decay"), self._value("voltage_decay"), self._value("v_threshold"),
+                             self._value("bias"), self.v_reset, self.spec.options.reset)
 
     @property
     def tau_syn(self) -> Param:
@@ -199,6 +216,11 @@ class ALIF(FamilyNeuron):
         self._setup(alif_spec(reset, detach_reset, surrogate, decay_input), params, {"v_reset": v_reset}, learn,
                     backend)
 
+    def graph_node(self) -> nodes.ALIF:
+        o = self.spec.options
+        return nodes.ALIF(self._value("tau_mem"), self._value("tau_adapt"), self._value("beta"),
+                          self._value("v_threshold"), self.v_reset, o.reset, bool(getattr(o, "decay_input", True)))
+
 
 class Izhikevich(FamilyNeuron):
     """Izhikevich-type two-variable layer (quadratic membrane, recovery current; :mod:`spikelib.functional.izhikevich`,
@@ -214,6 +236,10 @@ class Izhikevich(FamilyNeuron):
         params = {"tau": tau, "v_threshold": v_threshold, "a0": a0, "v_rest": v_rest, "v_c": v_c, "tau_w": tau_w,
                   "a": a, "b": b}
         self._setup(izhikevich_spec(reset, detach_reset, surrogate), params, {"v_reset": v_reset}, learn, backend)
+
+    def graph_node(self) -> nodes.Izhikevich:
+        values = tuple((n, self._value(n)) for n in self.family.params) + (("v_reset", self.v_reset),)
+        return nodes.Izhikevich(values, self.spec.options.reset)
 
 
 def _cell(cls: type, doc: str) -> type:

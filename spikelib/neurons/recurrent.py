@@ -18,6 +18,7 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import nn
 
+from spikelib.graph import declare, nodes
 from spikelib.neurons._params import check_flag
 from spikelib.neurons.base import StatefulModule
 
@@ -51,6 +52,13 @@ class Recurrent(StatefulModule):
         self.neuron = neuron
         self.features = features
         self.recurrent = nn.Linear(features, features, bias=check_flag(bias, "bias"))
+
+    temporal = True
+
+    def graph_node(self) -> nodes.Recurrent:
+        """The neuron's own node with the feedback weights (the layer's children are part of it)."""
+        r = self.recurrent
+        return nodes.Recurrent(declare(self.neuron), r.weight.detach(), None if r.bias is None else r.bias.detach())
 
     def forward(self, x: torch.Tensor, state: Optional[RecurrentState] = None, return_states: bool = False):
         """Spikes ``[T, B, features]`` (and the neuron's state traces when ``return_states``)."""
