@@ -133,10 +133,3 @@ def read_tensor_file(path: str, option: str) -> Any:
         raise CommandError(f"{option}: {p} could not be read (truncated, corrupt or not a .npy/.pt tensor file): "
                            f"{type(exc).__name__}: {exc}") from None
 
-
-def split_assignment(item: str, option: str) -> Tuple[str, str]:
-    """``KEY=VALUE`` -> ``(KEY, VALUE)``; :class:`CommandError` naming ``option`` otherwise."""
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise CommandError(f"{option} {item!r}: expected KEY=VALUE")
-    return key.strip(), value

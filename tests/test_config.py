@@ -11,7 +11,7 @@ import yaml
 from spikelib.training.build import build_model
 from spikelib.training.config import (ConfigError, RunConfig, apply_overrides, apply_tiny, check_limits, load_config,
                                       parse_config, read_yaml)
-from spikelib.training.datasets import _DATASETS, build_datasets, check_kwargs, list_datasets
+from spikelib.training.datasets import build_datasets, check_kwargs, dataset_builder, list_datasets
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 BASE = {"data": {"dataset": "synthetic_temporal"}, "model": {"name": "spiking_mlp"}}
@@ -28,7 +28,7 @@ def test_shipped_configs_load_and_build(path):
     config = load_config(path)
     assert isinstance(config, RunConfig)
     assert config.data.dataset in list_datasets()
-    check_kwargs(_DATASETS[config.data.dataset], config.data.args, "data", skip=("seed",))
+    check_kwargs(dataset_builder(config.data.dataset), config.data.args, "data", skip=("seed",))
     model = build_model(config, {})  # the sizes the recipe states
     assert sum(p.numel() for p in model.parameters()) > 0
     assert parse_config(config.to_dict()) == config  # the plain form round-trips

@@ -48,7 +48,7 @@ def _to_ours(ref, taps):
     out = {}
     for ours, i in (("synapses.0", 0), ("synapses.1", 4), ("readout", 8)):
         out[f"{ours}.weight"] = ref[f"model.{i}.weight"][:, :, 0]
-        out[f"{ours}.delay"] = taps // 2 - ref[f"model.{i}.P"][0, :, :, 0]
+        out[f"{ours}.delay"] = taps // 2 - ref[f"model.{i}.P"][0, :, :, 0].double()  # exact for float32 P too
     for ours, i in (("norms.0", 1), ("norms.1", 5)):
         for key in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
             out[f"{ours}.{key}"] = ref[f"model.{i}.{key}"]

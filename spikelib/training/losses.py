@@ -12,8 +12,9 @@ Outputs are either logits ``[B, C]`` or time-resolved ``o [T, B, C]`` (spikes or
   ``functions.py`` ``TET_loss``): ``(1 - lam) mean_t CE(o_t, y) + lam MSE(o, phi)`` with ``lam = 1e-3`` and
   ``phi = 1`` by default, the MSE over all elements of ``o``; scores ``mean_t o_t``.
 * ``ce_rate``: ``mean_t CE(o_t, y)`` (snnTorch's ``ce_rate_loss``; ``tet`` with ``lam = 0``).
-* ``rate_mse``: ``mean_c (sum_t o_t - T r_c)^2`` with target rate ``r_c = correct_rate`` for the label's class and
-  ``incorrect_rate`` for the others (snnTorch's ``mse_count_loss``); scores are the spike counts.
+* ``rate_mse``: ``mean_c (sum_t o_t - T r_c)^2 / T`` with target rate ``r_c = correct_rate`` for the label's class
+  and ``incorrect_rate`` for the others (snnTorch's ``mse_count_loss``, which also rounds the target counts ``T r_c``
+  down to integers); scores are the spike counts.
 
 Cross-entropy losses take ``label_smoothing`` (``train.label_smoothing``). A plain callable ``fn(output, y)`` can be
 passed to the trainer instead (:func:`as_loss`): it may return per-sample values or a scalar mean (then no batch
@@ -159,7 +160,7 @@ class RateCrossEntropy(TETLoss):
 
 
 class RateMSE(Loss):
-    """``mean_c (sum_t o_t - T r_c)^2`` with ``r_c`` the target rate of class ``c`` (snnTorch ``mse_count_loss``)."""
+    """``mean_c (sum_t o_t - T r_c)^2 / T`` with ``r_c`` the target rate of class ``c`` (snnTorch ``mse_count_loss``)."""
 
     name = "rate_mse"
 
@@ -177,7 +178,7 @@ class RateMSE(Loss):
         T = output.shape[0]
         target = torch.full_like(counts, self.incorrect_rate * T)
         target.scatter_(1, y[:, None], self.correct_rate * T)
-        return (counts - target).pow(2).mean(1)
+        return (counts - target).pow(2).mean(1) / T
 
 
 _LOSSES: Dict[str, Type[Loss]] = {}

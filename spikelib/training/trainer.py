@@ -476,7 +476,7 @@ class Trainer(CheckpointMixin):
         """Train (or continue) every stage to its end; returns the final result (also written to ``result.json``)."""
         try:
             self.setup()
-            self._signals = StopSignals(self.writes)
+            self._signals = StopSignals(self.run_dir is not None)  # every rank: they agree at each batch
             with self._signals:
                 self._emit("on_fit_start")
                 while True:
