@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from spikelib.data._hdf5 import LazyH5, atomic_save_npy, check_stored, file_sha256, open_h5, require_dataset
+from spikelib.data._hdf5 import (LazyH5, VlenGuard, atomic_save_npy, check_stored, file_sha256, h5_errors,
+                                 open_h5, require_dataset)
 
 __all__ = ["SHDDataset", "SSCDataset", "bin_events", "pad_collate", "train_val_split", "expected_files",
            "DATASET_URL"]
@@ -310,7 +311,7 @@ class SHDDataset(Dataset):
         return ""
 
     def _read_header(self) -> None:
-        with open_h5(self.path) as f:
+        with open_h5(self.path) as f, h5_errors(self.path):
             where = str(self.path)
             times = require_dataset(f, "spikes/times", where, _LAYOUT)
             units = require_dataset(f, "spikes/units", where, _LAYOUT)
@@ -332,6 +333,8 @@ class SHDDataset(Dataset):
                 raise ValueError(f"{where}: labels must be integers, got dtype {labels_ds.dtype}")
             for name, ds in (("spikes/times", times), ("spikes/units", units), ("labels", labels_ds)):
                 check_stored(ds, where, name)  # before reading: declared but unwritten data read as zeros
+            self._guards = (VlenGuard(f, times, self.path, "spikes/times"),
+                            VlenGuard(f, units, self.path, "spikes/units"))
             raw = labels_ds[()]
             bad = (raw < 0) | (raw >= self.n_classes)  # in the stored type: no wrap of large unsigned values
             if bad.any():
@@ -384,8 +387,12 @@ class SHDDataset(Dataset):
         i = self._index(index)
         f = self._h5.file
         where = f"{self.path}: sample {i}"
-        times = _spike_times(f["spikes/times"][i], where)
-        units = _unit_indices(f["spikes/units"][i], N_UNITS, where)
+        for guard in self._guards:  # HDF5 can hang on a damaged heap: check it before HDF5 parses it
+            guard.check(i)
+        with h5_errors(self.path):
+            raw_times, raw_units = f["spikes/times"][i], f["spikes/units"][i]
+        times = _spike_times(raw_times, where)
+        units = _unit_indices(raw_units, N_UNITS, where)
         if times.shape != units.shape:
             raise ValueError(f"{where} has {times.size} times but {units.size} units")
         return times, units
@@ -401,7 +408,10 @@ class SHDDataset(Dataset):
             times, units = self.events(i)
             if self.time_origin == "first_spike" and times.size:
                 times = times - times[0]
-            x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
+            try:
+                x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
+            except ValueError as exc:  # e.g. longer than max_steps: name the file and the sample
+                raise ValueError(f"{self.path}: sample {i}: {exc}") from None
             if cached is not None:
                 # A cache can be rebuilt: atomic rename without fsync (fsync per sample is ~10x slower).
                 atomic_save_npy(cached, x.astype(np.uint16) if x.max(initial=0) < 65536 else x, fsync=False)
