@@ -22,10 +22,13 @@ Needs matplotlib (``pip install 'spikelib[report]'``); it is imported only when 
 from __future__ import annotations
 
 import numbers
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["raster", "traces", "firing_rates", "layers"]
 
@@ -74,7 +77,7 @@ def _time_by_neuron(values: Any, name: str, sample: int, batched: bool) -> np.nd
 
 
 def raster(spikes: ArrayLike, *, sample: int = 0, batched: bool = True, ax: Any = None,
-           title: Optional[str] = None, color: str = "black", marker_size: float = 4.0):
+           title: Optional[str] = None, color: str = "black", marker_size: float = 4.0) -> "Figure":
     """Spike raster: a mark at ``(t, n)`` for every nonzero ``spikes[t, sample, n]``.
 
     Args:
@@ -103,7 +106,7 @@ def raster(spikes: ArrayLike, *, sample: int = 0, batched: bool = True, ax: Any 
 
 
 def traces(values: ArrayLike, *, neurons: Union[int, Sequence[int]] = 5, sample: int = 0, batched: bool = True,
-           threshold: Optional[float] = None, ax: Any = None, title: Optional[str] = None):
+           threshold: Optional[float] = None, ax: Any = None, title: Optional[str] = None) -> "Figure":
     """Membrane (or any state) traces of chosen neurons over time.
 
     Args:
@@ -151,7 +154,7 @@ def _rates_of(rates: Any) -> Dict[str, float]:
     return {str(k) or "<model>": float(v) for k, v in rates.items()}
 
 
-def firing_rates(rates: Any, *, ax: Any = None, title: Optional[str] = None, color: str = "C0"):
+def firing_rates(rates: Any, *, ax: Any = None, title: Optional[str] = None, color: str = "C0") -> "Figure":
     """Bar chart of the firing rate of each layer (spikes per neuron and step).
 
     Args:
@@ -177,7 +180,7 @@ def firing_rates(rates: Any, *, ax: Any = None, title: Optional[str] = None, col
     return fig
 
 
-def layers(monitor: Any, *, sample: int = 0, names: Optional[Sequence[str]] = None):
+def layers(monitor: Any, *, sample: int = 0, names: Optional[Sequence[str]] = None) -> "Figure":
     """One raster per recorded layer of a :class:`spikelib.monitor.Monitor` (its spikes, not its states).
 
     Args:
