@@ -50,14 +50,14 @@ def main(argv=None) -> dict:
             out = net(x)
     assert torch.equal(out, reference)                       # recording does not change the computation
 
-    hidden = rec.trace("1")                                  # Recorded(output=spikes, states=membrane)
+    hidden = rec.trace("1")                                  # Recorded(output=spikes, states=LIFState(v))
     files = {
         "layers": args.out / "layers.png",
         "membrane": args.out / "membrane.png",
         "rates": args.out / "rates.png",
     }
     plot.layers(rec, sample=0).savefig(files["layers"])
-    plot.traces(hidden.states, neurons=[0, 1, 2], threshold=1.0).savefig(files["membrane"])
+    plot.traces(hidden.states.v, neurons=[0, 1, 2], threshold=1.0).savefig(files["membrane"])
     plot.firing_rates(rec).savefig(files["rates"])
     rates = rec.firing_rates()
     for name, rate in rates.items():

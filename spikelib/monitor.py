@@ -11,16 +11,17 @@
 
     with Monitor(model, ["1", spikelib.LIF], states=True) as rec:   # by name and by type, with state traces
         model(x)
-    rec.trace("1").states                        # the membrane trace [T, B, N] (a NamedTuple of traces for
-                                                 # neurons with several state variables)
+    rec.trace("1").states.v                      # the membrane trace [T, B, N] (states: a NamedTuple of state
+                                                 # traces, LIFState(v) for a LIF)
 
 Layers are chosen by qualified name (``model.named_modules()``, glob patterns such as ``"blocks.*.lif"`` allowed), by
 class (every module that is an instance), or as module objects; by default, every declared neuron layer
 (:data:`spikelib.graph.nodes.NEURON_NODES`: LIF, LI, CUBA-LIF, integer spike, ELM). A monitor records whatever each
 chosen module returns, once per call: a sequence module's ``[T, B, ...]`` per pass, a cell's ``[B, ...]`` per step.
 With ``states=True`` it asks each chosen layer for its state traces as well (its ``forward`` argument ``return_states``
-or, failing that, ``return_membrane``), records ``Recorded(output, states)`` and hands the model the plain output, so
-the model computes exactly what it computes without the monitor.
+or, failing that, ``return_membrane``, whose trace is recorded as ``LIFState(v)``), records ``Recorded(output,
+states)`` with ``states`` a NamedTuple of traces ``[T, B, ...]``, and hands the model the plain output, so the model
+computes exactly what it computes without the monitor.
 
 Hooks are attached only while the monitor is active (``with``, or :meth:`Monitor.start` / :meth:`Monitor.stop`), so
 a model that is not being recorded runs without any hook. Recorded tensors are detached (``detach=False`` keeps the
@@ -38,6 +39,7 @@ from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Se
 import torch
 from torch import nn
 
+from spikelib.functional.lif import LIFState
 from spikelib.graph import declare, is_declared, is_temporal
 from spikelib.graph.nodes import NEURON_NODES
 
@@ -246,10 +248,17 @@ class Monitor:
         return hook
 
     def _post_hook(self, name: str) -> Callable:
+        membrane_only = self.states and self._flags[name][0] == "return_membrane"
+
         def hook(module: nn.Module, args: tuple, output: Any):
             strip = self._strip[name].pop() if self.states and self._strip[name] else False
             if self.states:
-                kept = Recorded(output[0], output[1]) if isinstance(output, tuple) and len(output) == 2 else output
+                kept = output
+                if isinstance(output, tuple) and len(output) == 2:
+                    states = output[1]
+                    if membrane_only and isinstance(states, torch.Tensor):
+                        states = LIFState(states)  # one form for every neuron: a NamedTuple of state traces
+                    kept = Recorded(output[0], states)
                 self.records[name].append(_map(self._keep, kept))
                 return output[0] if strip else None
             self.records[name].append(_map(self._keep, output))

@@ -7,7 +7,7 @@
 
     out, rec = record(model, x, states=True)
     plot.raster(rec.trace("1").output).savefig("raster.png")
-    plot.traces(rec.trace("1").states, neurons=[0, 3], threshold=1.0).savefig("membrane.png")
+    plot.traces(rec.trace("1").states.v, neurons=[0, 3], threshold=1.0).savefig("membrane.png")
     plot.firing_rates(rec).savefig("rates.png")
     plot.layers(rec).savefig("layers.png")          # one raster per recorded layer
 
@@ -110,7 +110,7 @@ def traces(values: ArrayLike, *, neurons: Union[int, Sequence[int]] = 5, sample:
     """Membrane (or any state) traces of chosen neurons over time.
 
     Args:
-        values: ``[T, B, ...]`` (or ``[T, N]`` with ``batched=False``), e.g. ``Monitor.trace(name).states``.
+        values: ``[T, B, ...]`` (or ``[T, N]`` with ``batched=False``), e.g. ``Monitor.trace(name).states.v``.
         neurons: the neuron indices to draw (after flattening), or a count ``k`` for the first ``k``.
         sample: the batch element to draw.
         batched: whether ``values`` has a batch dimension.

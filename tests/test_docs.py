@@ -72,6 +72,19 @@ def test_readme_tour_produces_spikes(tmp_path, monkeypatch):
     assert float(namespace["spikes_out"].detach().sum()) > 0
 
 
+def test_docstring_conventions_are_rewritten_for_the_google_parser():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from griffe_docstrings import rewrite
+    finally:
+        sys.path.pop(0)
+    doc = ("Run :func:`~spikelib.functional.lif.lif` on :class:`LIF`.\n\nArgs:\n    n_train, n_test: sample counts\n"
+           "        per split.\n    seed: the seed.\n    Other arguments as in :class:`LIF`.\n\nReturns:\n    x.")
+    assert rewrite(doc) == ("Run `lif` on `LIF`.\n\nArgs:\n    n_train: sample counts\n        per split.\n"
+                            "    n_test: sample counts\n        per split.\n    seed: the seed.\n\n"
+                            "Other arguments as in `LIF`.\n\nReturns:\n    x.")
+
+
 def test_api_reference_builds_in_strict_mode(tmp_path):
     pytest.importorskip("mkdocs", reason="the dev extra installs mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python", reason="the dev extra installs mkdocstrings-python")

@@ -79,8 +79,8 @@ def test_states_recorded_and_the_model_output_unchanged():
         out, mon = record(net, x, layers=LIF, states=True)
     assert torch.equal(out, ref) and _no_hooks(net)
     rec = mon.trace("1")
-    assert isinstance(rec, Recorded)
-    assert torch.equal(rec.output, direct.spikes) and torch.equal(rec.states, direct.membrane)
+    assert isinstance(rec, Recorded) and isinstance(rec.states, spikelib.LIFState)  # one form for every neuron
+    assert torch.equal(rec.output, direct.spikes) and torch.equal(rec.states.v, direct.membrane)
     with pytest.raises(ValueError, match=r"layer '0' \(Linear\) cannot return its states"):
         Monitor(net, "0", states=True)
 
@@ -118,9 +118,30 @@ def test_states_with_return_states_and_callers_that_ask_themselves():
         out, mon = record(model, x, layers=["lif", "neuron"], states=True)
     assert torch.equal(out, ref)
     lif_rec, n_rec = mon.trace("lif"), mon.trace("neuron")
-    assert torch.equal(lif_rec.states, model.lif(x, None, True)[1])
+    assert torch.equal(lif_rec.states.v, model.lif(x, None, True)[1])
     assert isinstance(n_rec.states, _Traces) and torch.equal(n_rec.output, ref)
-    assert torch.equal(n_rec.states.i, 3 * (lif_rec.output + lif_rec.states))
+    assert torch.equal(n_rec.states.i, 3 * (lif_rec.output + lif_rec.states.v))
+
+
+class _BothFlags(nn.Module):
+    """The LIF interface of the neuron families: return_membrane (a tensor) and return_states (a NamedTuple)."""
+
+    temporal = True
+
+    def forward(self, x, state=None, return_membrane=False, return_states=False):
+        s = (x > 0.5).float()
+        if return_membrane:
+            return s, x
+        return (s, spikelib.LIFState(x)) if return_states else s
+
+
+def test_return_states_is_preferred_and_both_give_the_same_record():
+    x = _x()
+    with torch.no_grad():
+        out, mon = record(nn.Sequential(_BothFlags()), x, layers="0", states=True)
+    rec = mon.trace("0")
+    assert torch.equal(out, (x > 0.5).float()) and isinstance(rec.states, spikelib.LIFState)
+    assert torch.equal(rec.states.v, x) and mon._flags["0"][0] == "return_states"
 
 
 def test_cells_stacked_over_steps_equal_the_sequence_module():
@@ -134,7 +155,7 @@ def test_cells_stacked_over_steps_equal_the_sequence_module():
     with torch.no_grad():
         spikes, v = seq(x, return_membrane=True)
     assert rec.output.shape == (15, 3, 6)
-    assert torch.equal(rec.output, spikes) and torch.allclose(rec.states, v) and spikes.sum() > 0
+    assert torch.equal(rec.output, spikes) and torch.allclose(rec.states.v, v) and spikes.sum() > 0
 
 
 def test_any_declared_layer_and_undeclared_neighbours():
