@@ -57,7 +57,8 @@ def test_raster_png_has_a_mark_exactly_where_each_spike_is(tmp_path):
             cols = slice(int(t * cw + 10), int((t + 1) * cw - 10))
             assert bool(dark[rows, cols].any()) == bool(s[t, 1, n]), (t, n)
     default = plot.raster(s, sample=1)  # a new figure, labelled
-    assert default.axes[0].get_xlabel() == "time step" and default.axes[0].get_title() == f"{int(s[:, 1].sum())} spikes, 6 neurons, 10 steps"
+    axes = default.axes[0]
+    assert axes.get_xlabel() == "time step" and axes.get_title() == f"{int(s[:, 1].sum())} spikes, 6 neurons, 10 steps"
 
 
 def test_traces_png_lines_follow_the_values(tmp_path):
