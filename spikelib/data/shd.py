@@ -142,10 +142,10 @@ class SHDDataset(Dataset):
         max_time: Optional[float] = 1.4,
         channels_out: int = N_UNITS,
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        event_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
         cache: Union[None, str, Path] = None,
         download: bool = False,
         time_origin: str = "zero",
-        event_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
     ) -> None:
         kind = self.kind if kind is None else kind
         _check_choice(kind, "kind", sorted(_KINDS))
