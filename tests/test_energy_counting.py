@@ -554,3 +554,48 @@ def test_one_pass_binary_scan_is_exact_and_defers_everything_else():
             assert counters.spike_stats(t) == fast
         finally:
             counters._BINARY_SCAN = None
+
+
+def test_inverse_sparse_conv_and_segmentation_network_are_counted():
+    """The inverse conv sends each coarse site back to the fine sites of the strided conv's pairs: a spike at coarse
+    site o reaches C_out synapses per pair (i, o); the E-3DSNN segmentation network is counted end to end."""
+    from spikelib.models import get_model
+    from spikelib.sparse import SparseConv3d, SparseSpikeTensor
+    from spikelib.sparse.inverse_conv import SparseInverseConv3d
+
+    fine = _sparse_input(T=1, C=3, seed=3, sites=20)
+    fine = SparseSpikeTensor(fine.features[0], fine.coords, fine.spatial_shape, fine.batch_size)
+    down = SparseConv3d(3, 4, 2, 2)
+    coarse = down(fine)
+    coarse = coarse.replace_features((torch.rand(coarse.features.shape, generator=torch.Generator().manual_seed(1))
+                                      < 0.5).float())
+    inv = SparseInverseConv3d(4, 2, 2, 2)
+    with EnergyCounter(inv) as counter:
+        inv(coarse, fine)
+    c = counter.counts(samples=2).layer("")
+    kmap = inv.kernel_map(fine)
+    expected = sum(int(coarse.features[o].sum()) * 2 for o in kmap.out_idx.tolist())
+    assert expected > 0 and c.sops == expected and c.dense_macs == 4 * 2 * len(kmap.out_idx)
+    model = get_model("e3dsnn_seg_tiny").eval()
+    g = torch.Generator().manual_seed(1)
+    pts = torch.unique(torch.randint(0, 8, (90, 3), generator=g), dim=0)
+    x = model.voxelize_coords(pts, torch.randn(len(pts), 4, generator=g), torch.zeros(len(pts), dtype=torch.long))
+    counts = measure(model, [x], prepare=lambda b: (b, 1))
+    assert any(layer.kind == "sparse_conv3d" and ".up" in layer.name for layer in counts.layers)
+
+
+def test_event_camera_attention_counts_the_pooled_column_sum():
+    from spikelib.layers.sdsa_dvs import SpikeDrivenAttentionV1DVS
+
+    torch.manual_seed(2)
+    attn = _strong(SpikeDrivenAttentionV1DVS(4, num_heads=2).eval())
+    x = torch.rand(2, 1, 4, 3, 3) * 4
+    store, handles = _capture(attn, ("k_lif", "v_lif"))
+    counts = run(attn, x)
+    for h in handles:
+        h.remove()
+    from spikelib.layers.sdsa_dvs import _split_heads
+
+    k, v = (_split_heads(attn.pool(store[n]), 2) for n in ("k_lif", "v_lif"))
+    expected = int(torch.count_nonzero(attn.pool(k * v)))
+    assert expected > 0 and counts.layer("column_sum").sops == expected

@@ -165,3 +165,18 @@ def test_learned_delays_beat_random_beat_none():
     assert accuracy["learn"] >= accuracy["random"] + 0.15
     assert accuracy["random"] >= accuracy["none"] + 0.2
     assert accuracy["learn_before_finetune"] >= accuracy["random_before_finetune"] + 0.08
+
+
+def test_explicit_batch_first_layout():
+    """The model cannot tell [T, B, C] from [B, T, C]: the reference's [B, T, C] is an explicit choice."""
+    g = torch.Generator().manual_seed(0)
+    tf = SNNDelays(6, (5,), 3, max_delay=3, delays="random", generator=g).eval()
+    bf = SNNDelays(6, (5,), 3, max_delay=3, delays="random", time_first=False).eval()
+    bf.load_state_dict(tf.state_dict())
+    x = (torch.rand(9, 2, 6, generator=g) < 0.4).float()
+    with torch.no_grad():
+        assert torch.equal(tf(x), bf(x.transpose(0, 1)))
+    with pytest.raises(TypeError, match="time_first must be a bool"):
+        SNNDelays(6, (5,), 3, time_first="yes")
+    with pytest.raises(ValueError, match=r"\[B, T, C\] with time_first=False"):
+        tf(torch.rand(3, 6))

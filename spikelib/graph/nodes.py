@@ -286,6 +286,7 @@ class SparseConv(Node):
     kernel_size: Tuple[int, ...]
     stride: Tuple[int, ...]
     submanifold: bool
+    inverse: bool = False  # the inverse of a strided conv: reads the coarse sites of its kernel map's pairs
     kind: ClassVar[str] = "sparse_conv3d"
 
 

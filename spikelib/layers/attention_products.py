@@ -3,7 +3,8 @@
 With spikes ``Q, K, V in {0, 1}^{N x d}`` per head (``[..., N, d]``, any leading dims)::
 
     SpikeAttentionProduct (v2, SDSA-3):  out = Q (K^T V) * scale      K^T V first: no N x N matrix
-    SpikeColumnSum        (v1, SDSA):    out = sum_tokens(K * V)      the Hadamard product is a mask (AND)
+    SpikeColumnSum        (v1, SDSA):    out = sum_tokens(K * V)      the Hadamard product is a mask (AND); the
+                                                                      event-camera variant max-pools K * V first
 
 Every product has a binary operand, so it is a sum of selected rows (accumulates). Sources: BICLab/
 Spike-Driven-Transformer-V2 ``classification/models.py`` (``MS_Attention_RepConv_qkv_id``), BICLab/
@@ -44,10 +45,23 @@ class SpikeAttentionProduct(nn.Module):
 
 
 class SpikeColumnSum(nn.Module):
-    """``forward(k, v) = sum over tokens (dim -2) of k * v``, keeping the token dim (see the module docstring)."""
+    """``forward(k, v) = sum over tokens (dim -2) of k * v``, keeping the token dim (see the module docstring).
+
+    Args:
+        pool: a pooling applied to ``k * v`` before the sum (the event-camera variant's max-pool), or None.
+    """
+
+    def __init__(self, pool: "nn.Module | None" = None) -> None:
+        super().__init__()
+        self.pool = pool
+
+    def summand(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The spikes that are summed: ``k * v`` (an AND), pooled when the layer has a pool."""
+        kv = k * v
+        return kv if self.pool is None else self.pool(kv)
 
     def forward(self, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        return (k * v).sum(dim=-2, keepdim=True)
+        return self.summand(k, v).sum(dim=-2, keepdim=True)
 
     def graph_node(self) -> nodes.SpikeColumnSum:
         return nodes.SpikeColumnSum()

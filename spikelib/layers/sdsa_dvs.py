@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikelib.layers.attention_products import SpikeColumnSum
 from spikelib.layers.spike_attention import SpikeDrivenAttentionV1
 
 __all__ = ["SpikeDrivenAttentionV1DVS"]
@@ -35,6 +36,7 @@ class SpikeDrivenAttentionV1DVS(SpikeDrivenAttentionV1):
     def __init__(self, dim: int, num_heads: int = 8) -> None:
         super().__init__(dim, num_heads)
         self.pool = nn.MaxPool3d((1, 3, 3), stride=1, padding=(0, 1, 1))
+        self.column_sum = SpikeColumnSum(self.pool)  # the same pool: P(K * V) summed over tokens, counted as such
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T, B, C, H, W = x.shape
@@ -43,7 +45,7 @@ class SpikeDrivenAttentionV1DVS(SpikeDrivenAttentionV1):
         q = _split_heads(self.q_lif(self.q_conv(s)), h)
         k = _split_heads(self.pool(self.k_lif(self.k_conv(s))), h)
         v = _split_heads(self.pool(self.v_lif(self.v_conv(s))), h)
-        kv = self.talking_heads_lif(self.pool(k * v).sum(dim=-2, keepdim=True))
+        kv = self.talking_heads_lif(self.column_sum(k, v))
         out = self.pool(q * kv)  # [T, B, heads, N, d]
         out = out.transpose(2, 3).reshape(T, B, H * W, C).transpose(-1, -2).reshape(T, B, C, H, W)
         return self.proj_conv(out)

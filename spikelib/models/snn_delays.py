@@ -82,6 +82,9 @@ class SNNDelays(nn.Module):
             the reference's ``(K - 1) // 2``).
         generator: random generator for initial weights and delays.
         backend: backend of the LIF layers and of the integer delay path.
+        time_first: the input is ``[T, B, C]`` (spikelib's convention). ``False``: ``[B, T, C]``, as the reference's
+            loader hands it (the model cannot tell the two apart: an explicit choice, never a guess). Hardware tools
+            trace time-first models.
     """
 
     def __init__(
@@ -101,8 +104,12 @@ class SNNDelays(nn.Module):
         right_padding: Optional[int] = None,
         generator: Optional[torch.Generator] = None,
         backend: str = "auto",
+        time_first: bool = True,
     ) -> None:
         super().__init__()
+        if not isinstance(time_first, bool):
+            raise TypeError(f"time_first must be a bool, got {type(time_first).__name__}")
+        self.time_first = time_first
         if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
             raise ValueError(f"hidden must be a non-empty sequence of layer sizes, got {hidden!r}")
         if right_padding is None:
@@ -137,8 +144,12 @@ class SNNDelays(nn.Module):
         return cls(**args)
 
     def membrane(self, x: torch.Tensor) -> torch.Tensor:
-        """Readout membrane ``U`` of shape ``[T + (L + 1) right_padding, B, out_features]`` for ``x: [T, B, C]``."""
-        h = x
+        """Readout membrane ``U`` of shape ``[T + (L + 1) right_padding, B, out_features]`` for ``x: [T, B, C]``
+        (``[B, T, C]`` with ``time_first=False``; the membrane is time first either way)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 3:
+            raise ValueError(f"x must be a tensor [T, B, C] (or [B, T, C] with time_first=False), got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+        h = x if self.time_first else x.transpose(0, 1)
         for syn, norm, neuron, drop in zip(self.synapses, self.norms, self.neurons, self.dropouts):
             current = syn(self.time_pad(h))
             T, B, H = current.shape

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from spikelib.graph import nodes
 from spikelib.sparse.rulebook import IntOr3, as_triple, get_kernel_map
 from spikelib.sparse.tensor import SparseSpikeTensor
 
@@ -54,13 +55,23 @@ class SparseInverseConv3d(nn.Module):
         if self.bias is not None:
             nn.init.uniform_(self.bias, -bound, bound)
 
+    def kernel_map(self, target: SparseSpikeTensor):
+        """The kernel map of the strided conv on ``target`` that this layer inverts (pairs fine ``i`` -> coarse
+        ``o``; this layer sends coarse ``o`` back to fine ``i``)."""
+        return get_kernel_map(target, self.kernel_size, self.stride, self.padding, self.dilation, False)
+
+    def graph_node(self) -> nodes.SparseConv:
+        return nodes.SparseConv(self.weight.detach(), None if self.bias is None else self.bias.detach(),
+                                self.in_channels, self.out_channels, self.kernel_size, self.stride, False,
+                                inverse=True)
+
     def forward(self, x: SparseSpikeTensor, target: SparseSpikeTensor) -> SparseSpikeTensor:
         """Features on the sites of ``target`` (the fine tensor that the strided conv producing ``x`` read)."""
         if not isinstance(x, SparseSpikeTensor) or not isinstance(target, SparseSpikeTensor):
             raise TypeError("x and target must be SparseSpikeTensors")
         if x.num_channels != self.in_channels:
             raise ValueError(f"x has {x.num_channels} channels, the inverse conv expects {self.in_channels}")
-        kmap = get_kernel_map(target, self.kernel_size, self.stride, self.padding, self.dilation, False)
+        kmap = self.kernel_map(target)
         if kmap.num_out != x.num_sites or not torch.equal(kmap.out_coords, x.coords):
             raise ValueError("x is not the output of a strided conv of this geometry on target (its sites differ)")
         feats = x.features

@@ -24,7 +24,7 @@ and ``|x|`` its spike count (nonzero entries; the sum of the counts for integer 
                             ``0..max_delay`` of every synapse carries weight, so a spike reaches
                             ``C_out min(max_delay + 1, T - t)`` taps.
 ``SparseConv``              the kernel map (rulebook) holds one pair ``(i, o)`` per tap connecting input site ``i``
-(``SubMConv3d``, ...)       to output site ``o``; a spike at site ``i`` (any channel, step) reaches ``C_out`` synapses
+(``SubMConv3d``, ...)       to output site ``o`` (an inverse conv reads the pairs the other way round); a spike at site ``i`` (any channel, step) reaches ``C_out`` synapses
                             per pair of ``i``: ``sops = C_out sum_{t,i,c} x[t,i,c] P_i`` with ``P_i`` the pairs of
                             ``i``; ``dense = T C_in C_out (pairs)``.
 ``LIF``, ``CubaLIF``,       one neuron update per input element (two-state neurons: two, e.g. current and voltage,
@@ -394,14 +394,21 @@ def _count_sparse_conv(m: nn.Module, node: N.SparseConv, args, out, counts: Laye
         raise TypeError(f"energy counter for {type(m).__name__}: expected a SparseSpikeTensor input and a "
                         f"kernel_map(x) method")
     x = args[0]
-    kmap = kernel_map(x)  # cached on the tensor: the same map the layer used
+    if node.inverse:  # reads the coarse sites (the map's outputs) of the strided conv on its second argument
+        if len(args) < 2 or not hasattr(args[1], "features"):
+            raise TypeError(f"energy counter for {type(m).__name__}: expected (x, target) sparse tensors")
+        kmap = kernel_map(args[1])
+        reads = kmap.out_idx
+    else:
+        kmap = kernel_map(x)  # cached on the tensor: the same map the layer used
+        reads = kmap.in_idx
     f = x.features
     f3 = f if f.dim() == 3 else f.unsqueeze(0)  # [T, N, C]
     memo = ctx.get("_memo")
-    key = ("pairs_per_site", id(kmap), x.num_sites)
+    key = ("pairs_per_site", id(kmap), x.num_sites, node.inverse)
     entry = memo.get(key) if memo is not None else None
     if entry is None or entry[0]() is not kmap:  # layers sharing a kernel map within a pass count its pairs once
-        entry = (weakref.ref(kmap), torch.bincount(kmap.in_idx, minlength=x.num_sites).to(torch.float64))  # P_i
+        entry = (weakref.ref(kmap), torch.bincount(reads, minlength=x.num_sites).to(torch.float64))  # P_i
         if memo is not None:
             memo[key] = entry
     pairs = entry[1]
@@ -514,7 +521,8 @@ def _count_column_sum(m: nn.Module, node: N.SpikeColumnSum, args, out, counts: L
     if len(args) < 2 or not all(isinstance(a, torch.Tensor) for a in args[:2]):
         raise TypeError(f"energy counter for {type(m).__name__}: expected (k, v) tensors")
     k, v = args[0], args[1]
-    kv = _count(k * v)  # binary AND of two spike tensors
+    summand = m.summand(k, v) if callable(getattr(m, "summand", None)) else k * v  # the spikes that are summed
+    kv = _count(summand)  # binary AND of two spike tensors (max-pooled in the event-camera variant: still 0/1)
     # dense: one accumulate per element of K * V (the column sum) and one per element of the Q mask (same shape)
     counts.add(calls=1, in_elements=k.numel(), in_spikes=kv, binary_calls=1, sops=kv, weight_reads=kv,
                dense_macs=2 * k.numel())
