@@ -91,7 +91,8 @@ class MultiStateKey:
             "STORE": store,
             "SURROGATE_BODY": self.surrogate_body,
             "LOAD_SCALARS": " ".join(f"const float c_{k} = c[{k}]; (void)c_{k};" for k in range(C)),
-            "LOAD_PARAMS": " ".join(f"const float p_{k} = p[{k} * F + f]; (void)p_{k};" for k in range(P)) or "(void)f;",
+            "LOAD_PARAMS": " ".join(f"const float p_{k} = p[{k} * F + f]; (void)p_{k};" for k in range(P))
+            or "(void)f;",
             "INIT_STATES": " ".join(f"float s_{k} = ld(s0, {k} * M + m);" for k in range(K)),
             "FORWARD": "\n            ".join(fwd),
             "SPIKE": names[prog.spike],
