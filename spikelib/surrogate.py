@@ -284,9 +284,9 @@ def get_surrogate(surrogate: Union[str, Surrogate], alpha: float | None = None) 
         return SURROGATES[key](alpha)
     if callable(surrogate):
         raise TypeError(
-            f"surrogate must be a registered name ({sorted(SURROGATES)}) or a spikelib.surrogate.Surrogate instance, got "
-            f"the callable {getattr(surrogate, '__name__', type(surrogate).__name__)!r}: spikelib needs the surrogate's "
-            "gradient as a method (and, for the fast kernels, as source), so subclass Surrogate and define grad() "
+            f"surrogate must be a registered name ({sorted(SURROGATES)}) or a spikelib.surrogate.Surrogate "
+            f"instance, got the callable {getattr(surrogate, '__name__', type(surrogate).__name__)!r}: spikelib "
+            "needs the surrogate's gradient as a method (and, for the fast kernels, as source), so subclass Surrogate and define grad() "
             "(plus primitive() for tests and kernel_source() to run on the fast CPU path)"
         )
     raise TypeError(f"surrogate must be a name or a Surrogate instance, got {type(surrogate).__name__}")

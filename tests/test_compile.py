@@ -135,3 +135,48 @@ def test_inductor_compiled_model_equals_eager():
         assert torch.equal(out, eager)
         for a, b in zip(_grads(net, out), ge):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ CUDA template
+def test_cuda_template_operators_under_compile(tmp_path):
+    """The CuPy kernels' operators (``spikelib::cupy_multistep_*``, ``spikelib::cupy_multistate_*``), run here by the
+    host emulation of the same .cu source (a launcher found by name): compiled == eager, opaque in the graph."""
+    from spikelib.functional.cuba import cuba_lif_spec
+    from spikelib.functional.lif import resolve_lif_config
+    from spikelib.kernels.cupy.backend import multistep, variant_key
+    from spikelib.kernels.cupy.emulation import HostLauncher, find_host_compiler
+    from spikelib.kernels.cupy.multistate import multistate_key, run_multistate
+    from spikelib.kernels.cupy.neurons import lif_model
+
+    if find_host_compiler() is None:
+        pytest.skip("needs a C++ compiler (g++)")
+    config = resolve_lif_config("soft", None, False, 0.0, "atan", "leak", "ratio")
+    spec = cuba_lif_spec("hard", False)
+    host = HostLauncher([variant_key(lif_model("leak", False), config, torch.float32),
+                         multistate_key(spec, torch.float32)], tmp_path)
+
+    def model(x, leak, vth, du):
+        s, v, _ = multistep(x, torch.zeros_like(x[0]), leak, vth, config, True, launcher=host)
+        s2, tr, _ = run_multistate(spec, s + v, (torch.zeros_like(x[0]), torch.zeros_like(x[0])),
+                                   (du, torch.tensor(0.25), torch.tensor(0.6), torch.tensor(0.0)), (0.0,), True,
+                                   launcher=host)
+        return s2, tr[1]
+
+    torch.manual_seed(0)
+    x = torch.rand(7, 3, 5) * 1.5
+    args = [torch.full((5,), 0.9, requires_grad=True), torch.tensor(0.7, requires_grad=True),
+            torch.full((5,), 0.4, requires_grad=True)]
+    rec = _Recorder()
+    compiled = torch.compile(model, backend=rec, fullgraph=True)
+    outs = {}
+    for name, fn in (("eager", model), ("compiled", compiled)):
+        xg = x.clone().requires_grad_(True)
+        s, v = fn(xg, *args)
+        loss = (s * torch.arange(7.0)[:, None, None]).sum() + (v ** 2).sum()
+        outs[name] = (s.detach(), v.detach(), torch.autograd.grad(loss, [xg, *args]))
+    (s_e, v_e, g_e), (s_c, v_c, g_c) = outs["eager"], outs["compiled"]
+    assert torch.equal(s_c, s_e) and torch.equal(v_c, v_e) and 0 < s_e.sum() < s_e.numel()
+    for a, b in zip(g_c, g_e):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    ops = {t for t in rec.targets if t.startswith("spikelib.")}
+    assert ops == {"spikelib.cupy_multistep_forward.default", "spikelib.cupy_multistate_forward.default"}

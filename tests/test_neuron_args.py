@@ -22,6 +22,8 @@ import spikelib
     (lambda: spikelib.LIF(backend="fastest"), ValueError, r"backend must be 'auto' or one of \["),
     (lambda: spikelib.LIF(learn_threshold="yes"), TypeError, "learn .* must be a bool"),
     (lambda: spikelib.LIF(leak=1.2), ValueError, "leak must be <= 1"),
+    (lambda: spikelib.LIF(learn_leak=True), ValueError, "learn_leak=True needs a leak"),
+    (lambda: spikelib.LIF(tau=2.0, leak=0.5), ValueError, "either tau .* or leak"),
     (lambda: spikelib.ParametricLIF(init_tau=math.inf), ValueError, "init_tau must be a number > 1 and finite"),
     (lambda: spikelib.ParametricLIF(init_tau=2.0, shape=(0,)), ValueError, "shape must be a sequence of ints >= 1"),
     (lambda: spikelib.ParametricLIF(init_tau=2.0, shape="ab"), ValueError, "shape must be a sequence of ints"),

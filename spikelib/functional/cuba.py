@@ -12,9 +12,11 @@ Per step, with synaptic current ``I``, membrane ``V``, input ``X`` and decays ``
 ``PyLifModelFloat``: ``u = u (1 - du) + a_in``, ``v = v (1 - dv) + u + bias``, ``s = v > vth``, ``v[s] = 0``), in its
 order of operations; with ``v_reset = 0``, the hard reset and the decays quantised to ``du = D_u / 4096`` the
 bit-accurate model (``PyLifModelBitAcc``, REFERENCES: ``u = u (4096 - D_u) >> 12 + a_in``, ``v = v (4096 - D_v) >> 12
-+ u + bias``) is this one in fixed point. ``du = 1/tau_syn`` and ``dv = 1/tau_mem`` (steps) give NIR's ``CubaLIF``
-with ``r = tau_mem``. Peers: spikingjelly's ``CUBALIFNode`` (``c_decay = 1 - du``, ``v_decay = 1 - dv``, ties spike)
-runs the same equations; norse's ``LIF`` is current-based with another discretisation (see tests/test_peers_families.py).
++ u + bias``) is this one in fixed point. NIR's ``CubaLIF`` (``tau_syn I' = -I + w_in X``, ``tau_mem V' = v_leak - V +
+r I``) in forward-Euler steps of 1 with the current updated first is this one with ``du = 1/tau_syn``, ``dv =
+1/tau_mem``, ``w_in = tau_syn``, ``r = tau_mem`` and ``bias = v_leak / tau_mem``. Peers: spikingjelly's
+``CUBALIFNode`` (``c_decay = 1 - du``, ``v_decay = 1 - dv``, ties spike) runs the same equations; norse's ``LIF`` is
+current-based with another discretisation (see tests/test_peers_families.py).
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ without loss). ``fire="ratio"`` needs ``v_threshold > 0``. The ``tau`` forms are
 IIR-SNN (Chowdhury, Rathi, Roy, "One Timestep is All You Need"; SayeedChowdhury/IIR-SNN,
 vgg_spiking_bnfused_biasyes.py ``VGG_SNN_STDB.forward`` and ``LinearSpike``) is ``leak`` with ``v_reset = 0``,
 ``fire="ratio"``, ``reset="soft"``, ``detach_reset=True`` (its reset ``threshold * (mem_thr > 0).float()`` carries no
-gradient through the spike) and the ``piecewise_linear`` surrogate (0.3): ``u <- leak u + W x``, ``s = (u / V - 1 > 0)``,
-``u <- u - V s``, the gradient ``0.3 max(0, 1 - |u / V - 1|)`` taken on ``u / V - 1``. The reference trains ``leak``
+gradient through the spike) and the ``piecewise_linear`` surrogate (0.3): ``u <- leak u + W x``,
+``s = (u / V - 1 > 0)``, ``u <- u - V s``, the gradient ``0.3 max(0, 1 - |u / V - 1|)`` taken on ``u / V - 1``. The reference trains ``leak``
 and ``V`` (one per layer, or one per neuron) and clamps ``leak`` to at most 1 after each optimiser step
 (snncifar_bnfused.py); ``spikelib.neurons.LIF`` does that projection before each pass.
 
@@ -54,7 +54,8 @@ from spikelib.functional._checks import (
 from spikelib.kernels.registry import select_backend
 from spikelib.surrogate import Surrogate, get_surrogate, spike, warn_torch_loop
 
-__all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config", "DECAYS", "FIRES"]
+__all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config", "DECAYS",
+           "FIRES"]
 
 Param = Union[float, torch.Tensor]
 

@@ -44,6 +44,9 @@ class _LIFParams(StatefulModule):
                learn_threshold: bool, learn_leak: bool) -> None:
         if tau is not None and leak is not None:
             raise ValueError("give either tau (a time constant) or leak (a per-step factor), not both")
+        if check_flag(learn_leak, "learn_leak") and leak is None:
+            raise ValueError("learn_leak=True needs a leak (the tau form learns tau through ParametricLIF or an "
+                             "nn.Parameter tau)")
         self.config = resolve_lif_config(reset, decay_input, detach_reset, v_reset, surrogate,
                                          "tau" if leak is None else "leak", fire)
         if leak is None:

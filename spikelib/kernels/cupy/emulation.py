@@ -22,6 +22,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence
 
 import torch
 
+from spikelib.kernels.cupy.backend import register_launcher
 from spikelib.kernels.cupy.codegen import VariantKey, translation_unit
 
 __all__ = ["find_host_compiler", "HostLauncher"]
@@ -87,6 +88,8 @@ class HostLauncher:
     def __init__(self, keys: Iterable[VariantKey], build_dir: Path, blocks: int = 3, threads: int = 5) -> None:
         self.keys = list(keys)
         self.lib = _build(translation_unit(self.keys, host=True), Path(build_dir))
+        self.registry_name = f"host-{id(self):x}"
+        register_launcher(self.registry_name, self)  # reachable from the custom operators (torch.compile)
         self.blocks = blocks
         self.threads = threads
         self._set = self.lib.slk_emu_set

@@ -34,18 +34,34 @@ from typing import Dict, Optional
 from spikelib.surrogate import Surrogate
 
 __all__ = ["NeuronModel", "LIF_DECAY_INPUT", "LIF_NO_DECAY_INPUT", "LIF_LEAK", "QIF", "surrogate_source", "SURROGATE_C",
-           "lif_model"]
+           "lif_model", "neuron_model_by_name"]
+
+
+_MODELS: Dict[str, "NeuronModel"] = {}
 
 
 @dataclass(frozen=True)
 class NeuronModel:
-    """A neuron model as C function bodies (see the module docstring)."""
+    """A neuron model as C function bodies (see the module docstring); registered by name when created."""
 
     name: str
     charge: str
     dh_dv: str
     dh_dx: str
     dh_dtau: str
+
+    def __post_init__(self) -> None:
+        known = _MODELS.setdefault(self.name, self)
+        if known != self:
+            raise ValueError(f"two neuron models are named {self.name!r}")
+
+
+def neuron_model_by_name(name: str) -> "NeuronModel":
+    """The model created under ``name`` (how the custom operators name it)."""
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"no neuron model named {name!r}; known: {sorted(_MODELS)}") from None
 
 
 LIF_DECAY_INPUT = NeuronModel(
