@@ -152,17 +152,25 @@ def _select(model: nn.Module, layers: Selection) -> List[str]:
     return [n for n in named if n in wanted]
 
 
-def _state_flag(module: nn.Module, name: str) -> Tuple[str, int]:
-    """The forward argument that asks ``module`` for its state traces, and its position (after ``self``)."""
+def _flag_positions(module: nn.Module) -> Dict[str, int]:
+    """``{flag: position}`` of the state flags ``module.forward`` takes (position -1: keyword-only)."""
     try:
         params = list(inspect.signature(module.forward).parameters.values())
     except (TypeError, ValueError):
         params = []
+    out = {}
+    for i, p in enumerate(params):
+        if p.name in _STATE_FLAGS:
+            out[p.name] = i if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) else -1
+    return out
+
+
+def _state_flag(module: nn.Module, name: str) -> Tuple[str, int]:
+    """The forward argument that asks ``module`` for its state traces, and its position (after ``self``)."""
+    positions = _flag_positions(module)
     for flag in _STATE_FLAGS:
-        for i, p in enumerate(params):
-            if p.name == flag:
-                positional = p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-                return flag, i if positional else -1
+        if flag in positions:
+            return flag, positions[flag]
     raise ValueError(f"layer {_label(name)} ({type(module).__name__}) cannot return its states: its forward has no "
                      f"return_states or return_membrane argument; record its output (states=False) or leave it out")
 
@@ -229,18 +237,15 @@ class Monitor:
 
     def _pre_hook(self, name: str) -> Callable:
         flag, position = self._flags[name]
+        all_flags = _flag_positions(self._modules[name])
 
         def hook(module: nn.Module, args: tuple, kwargs: dict):
-            if flag in kwargs:
-                given = kwargs[flag]
-            elif 0 <= position < len(args):
-                given = args[position]
-            else:
-                given = False
-            if given is True:  # the caller asked for the states itself: record and hand on what it gets
-                self._strip[name].append(False)
-                return None
-            self._strip[name].append(True)
+            for asked, pos in all_flags.items():  # the caller may ask for states itself, with either flag
+                given = kwargs[asked] if asked in kwargs else (args[pos] if 0 <= pos < len(args) else False)
+                if given is True:  # record and hand on what it gets
+                    self._strip[name].append((False, asked == "return_membrane"))
+                    return None
+            self._strip[name].append((True, flag == "return_membrane"))
             if 0 <= position < len(args):
                 return args[:position] + (True,) + args[position + 1:], kwargs
             return args, {**kwargs, flag: True}
@@ -248,10 +253,8 @@ class Monitor:
         return hook
 
     def _post_hook(self, name: str) -> Callable:
-        membrane_only = self.states and self._flags[name][0] == "return_membrane"
-
         def hook(module: nn.Module, args: tuple, output: Any):
-            strip = self._strip[name].pop() if self.states and self._strip[name] else False
+            strip, membrane_only = self._strip[name].pop() if self.states and self._strip[name] else (False, False)
             if self.states:
                 kept = output
                 if isinstance(output, tuple) and len(output) == 2:

@@ -498,7 +498,7 @@ class SHDDataset(Dataset):
         times, units = self.transformed_events(i)
         if self.time_origin == "first_spike" and times.size:
             times = times - times[0]
-        return bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool)
+        return bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         i = self._index(index)
