@@ -45,7 +45,7 @@ def _error_line(capsys):
     return err[0]
 
 
-def test_one_line_per_epoch_without_a_terminal_and_v_after_the_subcommand(cfg, tmp_path, capsys, caplog):
+def test_one_line_per_epoch_without_a_terminal_and_v_after_the_subcommand(cfg, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", str(cfg), "--out", str(out), "--no-progress", "-v"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -57,6 +57,9 @@ def test_one_line_per_epoch_without_a_terminal_and_v_after_the_subcommand(cfg, t
     assert logging.getLogger("spikelib.kernels").getEffectiveLevel() == logging.WARNING  # backends only with -vv
     assert main(["train", str(cfg), "--out", str(tmp_path / "run2"), "--no-progress", "-vv", "--epochs", "1"]) == 0
     assert logging.getLogger("spikelib.kernels").getEffectiveLevel() == logging.DEBUG
+    from spikelib.cli import configure_logging
+
+    configure_logging(0)  # leave the default levels to later tests
 
 
 def test_set_values_are_parsed_by_type_with_clear_errors(cfg, tmp_path, capsys):

@@ -2,8 +2,8 @@
 same weights, optimiser state and per-epoch metrics as an uninterrupted run (CPU, one thread, real subprocesses).
 
 The model (tiny SNN-delays) has time-shared dropout and BatchNorm, so the restored generator states and running
-statistics matter; the schedule is a cosine with warm-up stepped per batch, the delay positions have their own group
-and the Gaussian width its per-epoch schedule; checkpoints are written every 2 batches.
+statistics matter; the schedule is a cosine with warm-up stepped per batch, the delay positions have their own
+optimiser and schedule and the Gaussian width its per-epoch schedule; checkpoints are written every 2 batches.
 """
 
 import json

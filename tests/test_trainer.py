@@ -338,6 +338,12 @@ def test_custom_model_loss_metric_and_data_through_the_public_api(tmp_path):
     assert trainer.evaluate("test")["acc"] == pytest.approx(result["test"]["acc"])
     saved = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert saved["model_name"] == "TinySNN" and set(saved["model"]) == set(TinySNN(6, 3).state_dict())
+    from spikelib.training import load_run
+
+    run = load_run(tmp_path / "run" / "best.pt", build_data=False, model=lambda config: TinySNN(6, 3))
+    assert all(torch.equal(run.model.state_dict()[k], saved["model"][k]) for k in saved["model"])
+    with pytest.raises(Exception, match="model outside the registry"):
+        load_run(tmp_path / "run" / "best.pt", build_data=False)
     # a plain function as the loss (scalar mean), and no run folder at all
     fn_trainer = Trainer({"train": {"epochs": 1, "device": "cpu"}}, None, model=TinySNN(6, 3), datasets=bundle,
                          loss=lambda out, y: nn.functional.cross_entropy(out.mean(0), y))

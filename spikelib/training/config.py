@@ -209,6 +209,9 @@ class RunConfig:
                 out[section.name] = _plain(value)
         if self.stages:  # the epochs are per stage
             out["train"].pop("epochs")
+        for section, key in _REQUIRED.items():  # left to Python (Trainer(model=..., datasets=...)): not written
+            if not out[section][key]:
+                del out[section][key]
         return out
 
     @property

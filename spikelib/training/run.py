@@ -156,21 +156,22 @@ def load_run(checkpoint: Union[str, Path], *, data_overrides: Sequence[str] = ()
     """
     path = Path(checkpoint)
     data = load_checkpoint(path)
+    saved = data.get("info")
+    facts: Dict[str, Any] = dict(saved) if isinstance(saved, Mapping) else {}
+    if build_data is None:
+        build_data = not facts
     raw = data["config"]
     try:
         check_limits(raw, f"{path}: configuration")
         raw = apply_overrides(raw, [f"data.{item}" for item in data_overrides])
         if eval_batch_size is not None:
-            raw["data"]["eval_batch_size"] = eval_batch_size
-        config = parse_config(raw, require=("data",) if model is not None else ("data", "model"))
+            raw.setdefault("data", {})["eval_batch_size"] = eval_batch_size
+        require = ("data",) if build_data else ()  # a missing model.name is explained below
+        config = parse_config(raw, require=require)
     except ConfigError as exc:
         text = str(exc)
         raise CheckpointError(text if text.startswith(str(path)) else f"{path}: configuration: {text}") from None
-    saved = data.get("info")
-    facts: Dict[str, Any] = dict(saved) if isinstance(saved, Mapping) else {}
     bundle = None
-    if build_data is None:
-        build_data = not facts
     if build_data:
         bundle = build_datasets(config.data.dataset, config.train.seed, **config.data.args)
         facts.update(bundle.info)

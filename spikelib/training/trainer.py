@@ -328,7 +328,7 @@ class Trainer(CheckpointMixin):
         loss = per.mean() if per.dim() else per
         if self.config.train.stop_on_nan and not bool(torch.isfinite(loss.detach())):
             raise TrainingDivergedError(
-                f"the training loss is {float(loss):g} at stage {self.stage + 1}, epoch {self.epoch + 1}, batch "
+                f"the training loss is {float(loss.detach()):g} at stage {self.stage + 1}, epoch {self.epoch + 1}, batch "
                 f"{self.batch + 1}: the run diverged; lower optim.lr, set optim.grad_clip, or resume from an "
                 f"earlier checkpoint")
         for slot in self.optimizers:
