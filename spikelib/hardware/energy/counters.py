@@ -61,7 +61,9 @@ from torch import nn
 
 from spikelib.graph import UndeclaredLayerError, is_temporal
 from spikelib.graph import nodes as N
+from spikelib.hardware.energy.membrane import lif_membrane_updates
 from spikelib.hardware.energy.stats import LayerCounts
+from spikelib.hardware.energy.weighted import conv_reach_map, weight_info, weighted_total
 
 __all__ = ["UnsupportedLayerError", "Counter", "register_counter", "find_counter", "spike_stats", "conv_fanout_map",
            "delay_reach", "FREE_NODES", "keeps_spikes"]
@@ -150,25 +152,34 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
     entry is an integer; NaN and inf give NaN). Binary float32 tensors are first tried with the one-pass numba scan
     of :mod:`._binary_scan` (same answer, one read instead of three reductions; anything else falls through).
     """
+    stats = input_stats(x)
+    return stats[0], stats[1]
+
+
+def input_stats(x: torch.Tensor) -> Tuple[bool, int, bool]:
+    """``(spiking, spikes, binary)``: :func:`spike_stats` and whether every entry is 0 or 1 (then ``spikes`` is also
+    the number of nonzero entries)."""
     if x.dtype == torch.bool:
-        return True, int(torch.count_nonzero(x))
+        return True, int(torch.count_nonzero(x)), True
     if x.numel() == 0:
-        return True, 0
+        return True, 0, True
     count = _binary_spike_count(x)
     if count is not None:  # binary float32 spikes: one read-only pass (numba), else the portable test below
-        return True, count
+        return True, count, True
     if not x.is_floating_point():
-        return (False, 0) if int(x.min()) < 0 else (True, int(x.sum(dtype=torch.int64)))
+        lo, hi = (int(v) for v in torch.aminmax(x))
+        return (False, 0, False) if lo < 0 else (True, int(x.sum(dtype=torch.int64)), hi <= 1)
     lo, hi = torch.aminmax(x)
     if not float(lo) >= 0:
-        return False, 0
+        return False, 0, False
     if float(hi) == 0:
-        return True, 0  # all zeros (a silent layer)
+        return True, 0, True  # all zeros (a silent layer)
     if float(x.frac().sum()) != 0:
-        return False, 0
+        return False, 0, False
+    ones = float(hi) <= 1
     if x.dtype == torch.float32 and x.numel() * float(hi) < 2 ** 24:
-        return True, int(round(float(x.sum())))
-    return True, int(round(float(x.sum(dtype=torch.float64))))  # integer counts: exact in float64 below 2^53
+        return True, int(round(float(x.sum()))), ones
+    return True, int(round(float(x.sum(dtype=torch.float64)))), ones  # exact in float64 below 2^53
 
 
 def _binary_spike_count(x: torch.Tensor) -> Optional[int]:
@@ -195,7 +206,7 @@ def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, torch.dtype, torch.de
     return (x.data_ptr(), x.numel(), x.dtype, x.device)
 
 
-def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int]) -> None:
+def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int, bool]) -> None:
     """Record the spike statistics of a neuron layer's output for the layers that read it in this forward pass.
 
     The entry holds a weak reference to ``x``: it is valid while ``x`` is alive (its memory then belongs to ``x`` and
@@ -209,7 +220,7 @@ def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int
         memo[key] = (weakref.ref(x), x._version, stats)
 
 
-def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Optional[Tuple[bool, int]]:
+def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Optional[Tuple[bool, int, bool]]:
     """The remembered statistics of ``x`` (a contiguous view of a recorded, unchanged tensor), else None."""
     key = _memo_key(x) if memo else None
     entry = memo.get(key) if key is not None else None
@@ -222,10 +233,16 @@ def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Option
     return None
 
 
+def cached_stats(x: torch.Tensor, ctx: Dict[str, Any]) -> Tuple[bool, int, bool]:
+    """:func:`input_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
+    stats = known_spike_stats(x, ctx.get("_memo"))
+    return input_stats(x) if stats is None else stats
+
+
 def cached_spike_stats(x: torch.Tensor, ctx: Dict[str, Any]) -> Tuple[bool, int]:
     """:func:`spike_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
-    stats = known_spike_stats(x, ctx.get("_memo"))
-    return spike_stats(x) if stats is None else stats
+    stats = cached_stats(x, ctx)
+    return stats[0], stats[1]
 
 
 def pass_on_spike_stats(args: Tuple[Any, ...], output: Any, memo: Dict[Any, Any]) -> None:
@@ -238,7 +255,10 @@ def pass_on_spike_stats(args: Tuple[Any, ...], output: Any, memo: Dict[Any, Any]
 
 
 def _features(value: Any) -> Any:
-    """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor` (other values as they are)."""
+    """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor`, the first element of a tuple output (a
+    neuron returning ``(spikes, state)``, snnTorch's ``output=True``, norse), other values as they are."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
     feats = getattr(value, "features", None)
     return feats if isinstance(feats, torch.Tensor) and not isinstance(value, torch.Tensor) else value
 
@@ -255,9 +275,10 @@ def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.
     return x
 
 
-def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
-    """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``dense``
-    MACs (real-valued input)."""
+def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int,
+              macs: Optional[int] = None) -> None:
+    """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``macs``
+    multiply-accumulates (real-valued input; default ``dense``)."""
     counts.calls += 1
     counts.in_elements += numel
     counts.dense_macs += dense
@@ -267,16 +288,58 @@ def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: 
         counts.sops += reached
         counts.weight_reads += reached
     else:
-        counts.macs += dense
-        counts.weight_reads += dense
+        macs = dense if macs is None else macs
+        counts.macs += macs
+        counts.weight_reads += macs
+
+
+def _nb_spiking(x: torch.Tensor, stats: Tuple[bool, int, bool]) -> bool:
+    """NeuroBench's test of a spiking input: every entry in {-1, 0, 1} (neurobench/metrics/utils/layers/input.py)."""
+    if stats[2]:
+        return True
+    if stats[0]:
+        return False  # non-negative integers, some > 1
+    return bool(((x == 0) | (x == 1) | (x == -1)).all())
+
+
+def _neurobench_synops(counts: LayerCounts, x: torch.Tensor, stats: Tuple[bool, int, bool], effective: int,
+                       dense: int) -> None:
+    """Add one call to NeuroBench's ``SynapticOperations``: ``effective`` (nonzero input, nonzero weight) pairs as
+    ACs when every input is in {-1, 0, 1}, else as MACs; ``dense`` every pair."""
+    counts.nb_dense += dense
+    if _nb_spiking(x, stats):
+        counts.nb_acs += effective
+    else:
+        counts.nb_macs += effective
 
 
 # ------------------------------------------------------------------------------------------------------ dense
 def _count_affine(m: nn.Module, node: N.Affine, args, out, counts: LayerCounts, ctx) -> None:
     x = _first_tensor(args, "input", m)
-    c_out = int(node.weight.shape[0])
-    binary, nnz = cached_spike_stats(x, ctx)
-    _synaptic(counts, binary, nnz, x.numel(), nnz * c_out if binary else 0, x.numel() * c_out)
+    c_out, c_in = int(node.weight.shape[0]), int(node.weight.shape[1])
+    stats = cached_stats(x, ctx)
+    binary, nnz, ones = stats
+    rows = x.numel() // c_in if c_in else 0
+    w = weight_info(node.weight, _cache(m))
+    pruned = w.zeros and ctx.get("_nonzero_weights", False)
+    # NeuroBench: (nonzero input, nonzero weight) pairs
+    if ones and not w.zeros:
+        effective = nnz * c_out
+    elif w.zeros:
+        effective = weighted_total(x if ones else (x != 0), w.reach)
+    else:
+        effective = int(torch.count_nonzero(x)) * c_out
+    _neurobench_synops(counts, x, stats, effective, x.numel() * c_out)
+    # spikelib's own counts (pruned weights and zero inputs skipped on request)
+    dense = rows * w.nonzero if pruned else x.numel() * c_out
+    reached = macs = 0
+    if binary:
+        reached = (effective if ones else weighted_total(x, w.reach)) if pruned else nnz * c_out
+    elif ctx.get("_skip_zero_inputs", False):
+        macs = effective if pruned or not w.zeros else int(torch.count_nonzero(x)) * c_out
+    else:
+        macs = dense
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense, macs)
     if node.bias is not None:
         counts.add(adds=out.numel())
 
@@ -322,18 +385,42 @@ def _count_conv(m: nn.Module, node: N.Conv, args, out, counts: LayerCounts, ctx)
                               hi if lo == hi else None, hi)
     fan, fan32, fan_total, fan_uniform, fan_max = entry
     per_out = int(node.weight.shape[0]) // node.groups
-    binary, nnz = cached_spike_stats(x, ctx)
+    stats = cached_stats(x, ctx)
+    binary, nnz, ones = stats
     dense = per_out * x.shape[0] * x.shape[1] * fan_total
-    reached = 0
+    plain = 0  # sum_p a[p] F[p] with a the spike counts (spikelib) or the nonzero indicator (NeuroBench)
     if binary and nnz:
         if fan_uniform is not None:  # every input position reaches the same number of taps (e.g. a 1x1 conv)
-            reached = per_out * nnz * fan_uniform
+            plain = per_out * nnz * fan_uniform
         elif x.dtype == torch.float32 and nnz * fan_max < 2 ** 24:
             # every partial sum is an integer <= nnz * max(F) < 2^24: exact in float32, one product over positions
-            reached = per_out * int(round(float((x.reshape(-1, fan32.numel()) @ fan32).sum())))
+            plain = per_out * int(round(float((x.reshape(-1, fan32.numel()) @ fan32).sum())))
         else:
-            reached = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
-    _synaptic(counts, binary, nnz, x.numel(), reached, dense)
+            plain = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
+    w = weight_info(node.weight, cache)
+    pruned = w.zeros and ctx.get("_nonzero_weights", False)
+    reach = None
+    if w.zeros:
+        reach = conv_reach_map(node.weight, node.stride, node.padding, node.dilation, node.groups,
+                               node.padding_mode, tuple(x.shape[2:]), cache)
+    # NeuroBench: (nonzero input, nonzero weight) pairs
+    if ones and reach is None:
+        effective = plain
+    elif reach is not None:
+        effective = weighted_total(x if ones else (x != 0), reach)
+    else:
+        effective = per_out * weighted_total(x != 0, fan)
+    _neurobench_synops(counts, x, stats, effective, dense)
+    if pruned:
+        dense = int(x.shape[0]) * int(round(float(reach.sum())))
+    reached = macs = 0
+    if binary:
+        reached = (effective if ones else weighted_total(x, reach)) if pruned else plain
+    elif ctx.get("_skip_zero_inputs", False):
+        macs = effective if (pruned or reach is None) else per_out * weighted_total(x != 0, fan)
+    else:
+        macs = dense
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense, macs)
     if node.bias is not None:
         counts.add(adds=out.numel())
 
@@ -417,9 +504,13 @@ def _record_raster(counts: LayerCounts, spikes: torch.Tensor, ctx) -> None:
         counts.raster = spikes[:, 0].reshape(spikes.shape[0], -1)[:, :limit].ne(0).cpu()
 
 
-def _neuron(m: nn.Module, args, out, counts: LayerCounts, ctx, stats: Tuple[bool, int], states: int = 1) -> None:
+def _neuron(m: nn.Module, args, out, counts: LayerCounts, ctx, stats: Tuple[bool, int, bool],
+            states: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
     x = _first_tensor(args, "input current", m)
     spikes = _features(out)
+    if not isinstance(spikes, torch.Tensor):
+        raise TypeError(f"energy counter for {type(m).__name__}: expected spikes (a tensor, or a tuple whose first "
+                        f"element is one) as the output, got {type(spikes).__name__}")
     remember_spikes(ctx, spikes, stats)
     n = x.numel() * states
     counts.calls += 1
@@ -428,20 +519,34 @@ def _neuron(m: nn.Module, args, out, counts: LayerCounts, ctx, stats: Tuple[bool
     counts.state_writes += n
     counts.out_elements += spikes.numel()
     counts.out_spikes += stats[1]
+    counts.out_nonzero += stats[1] if stats[2] else int(torch.count_nonzero(spikes))
     if spikes.dim() >= 2 and is_temporal(m):
         _record_raster(counts, spikes, ctx)
+    return x, spikes
 
 
-def _count_lif(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, (True, _count(_features(out))))  # binary spikes by construction
+def _count_lif(m: nn.Module, node: N.LIF, args, out, counts: LayerCounts, ctx) -> None:
+    spikes = _features(out)
+    n = _count(spikes) if isinstance(spikes, torch.Tensor) else 0
+    x, spikes = _neuron(m, args, out, counts, ctx, (True, n, True))  # binary spikes by construction
+    counts.neuron = f"lif/{node.reset}"
+    if ctx.get("_neurobench", False):
+        states = ctx["_membranes"]
+        updates, states[counts.name] = lif_membrane_updates(node, x, spikes, is_temporal(m), states.get(counts.name))
+        counts.nb_membrane_updates += updates
 
 
 def _count_cuba(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, (True, _count(_features(out))), states=2)
+    spikes = _features(out)
+    n = _count(spikes) if isinstance(spikes, torch.Tensor) else 0
+    _neuron(m, args, out, counts, ctx, (True, n, True), states=2)
+    counts.neuron = "cuba_lif"
 
 
 def _count_integer_spike(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, spike_stats(_features(out)))
+    spikes = _features(out)
+    _neuron(m, args, out, counts, ctx, input_stats(spikes) if isinstance(spikes, torch.Tensor) else (True, 0, True))
+    counts.neuron = "integer_spike"
 
 
 def _count_li(m: nn.Module, node: N.LI, args, out, counts: LayerCounts, ctx) -> None:
