@@ -32,7 +32,7 @@ from spikelib.hardware.energy.counters import UnsupportedLayerError
 from spikelib.hardware.energy.counting import measure
 from spikelib.hardware.energy.layout import loader_time_first
 from spikelib.hardware.energy.models import EnergyModelError, builtin_models, load_energy_model
-from spikelib.hardware.energy.report import format_energy, write_report
+from spikelib.hardware.energy.report import format_energy, report_warnings, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
             "estimates": {e.label: {"total_pJ": e.total_pj, "per_sample_pJ": e.per_sample_pj} for e in estimates},
             "main": main.label, "sops": counts.total("sops"), "macs": counts.total("macs"),
             "mean_firing_rate": (sum(rates) / len(rates)) if rates else None, "skipped": skipped,
-            "silent_layers": counts.silent_layers()}
+            "silent_layers": counts.silent_layers(), "warnings": report_warnings(counts)}
 
 
 # ------------------------------------------------------------------------------------------------------ command
@@ -208,4 +208,6 @@ def demo_stage(ctx: Any) -> Dict[str, Any]:
     ann = next(v["per_sample_pJ"] for k, v in est.items() if k.startswith("ANN (horowitz45/fp32"))
     ctx.echo(f"energy: SNN {format_energy(snn)} per sample vs equivalent ANN fp32 {format_energy(ann)} "
              f"(horowitz45, common method); report {summary['out_dir']}/energy.html")
+    for warning in summary["warnings"]:
+        ctx.echo(f"energy: warning: {warning}")
     return summary
