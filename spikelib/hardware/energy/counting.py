@@ -186,6 +186,9 @@ def measure(model: nn.Module, batches: Iterable[Any], *, time_first: Optional[bo
     by the loader: a ``DataLoader`` with torch's default collate, or a collate/dataset that states its layout) and
     transposed for the model; where nothing settles it a ``ValueError`` says how to declare it.
 
+    State is not reset between batches: a model whose neurons keep state across calls (spikingjelly nodes, snnTorch
+    ``init_hidden``, stateful spikelib modules) should start from rest in its ``forward`` as it does when evaluated.
+
     Args:
         model: the network.
         batches: an iterable of inputs, or of ``(input, label, ...)`` tuples.
