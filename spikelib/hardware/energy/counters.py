@@ -45,6 +45,7 @@ bias                        ``adds = numel(out)``.
 nothing; ``TimePad`` and ``Free(keeps_spikes=True)`` also hand the spike count of their input on to their output. A
 layer that declares a node without a counter (e.g. arithmetic the tracer records) is an error
 (:class:`UnsupportedLayerError`), never a silent zero; :func:`register_counter` adds one.
+The neuron counters (``LIF``, ``CubaLIF``, ``IntegerSpike``, ``LI``, ``ELM``) live in :mod:`.neuron_counters`.
 Arithmetic written directly in a model's ``forward`` (residual additions, means over tokens) is outside every layer
 and is not counted: make it a layer (``spikelib.layers.Add``, ``TimeReduce``) to count it.
 """
@@ -59,9 +60,8 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from spikelib.graph import UndeclaredLayerError, is_temporal
+from spikelib.graph import UndeclaredLayerError
 from spikelib.graph import nodes as N
-from spikelib.hardware.energy.membrane import lif_membrane_updates
 from spikelib.hardware.energy.stats import LayerCounts
 from spikelib.hardware.energy.weighted import conv_reach_map, weight_info, weighted_total
 
@@ -497,84 +497,6 @@ def _count_sparse_conv(m: nn.Module, node: N.SparseConv, args, out, counts: Laye
         counts.add(adds=_features(out).numel())
 
 
-# ------------------------------------------------------------------------------------------------------ neurons
-def _record_raster(counts: LayerCounts, spikes: torch.Tensor, ctx) -> None:
-    limit = ctx.get("_raster_neurons", 0)
-    if counts.raster is None and limit and spikes.dim() >= 2:
-        counts.raster = spikes[:, 0].reshape(spikes.shape[0], -1)[:, :limit].ne(0).cpu()
-
-
-def _neuron(m: nn.Module, args, out, counts: LayerCounts, ctx, stats: Tuple[bool, int, bool],
-            states: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
-    x = _first_tensor(args, "input current", m)
-    spikes = _features(out)
-    if not isinstance(spikes, torch.Tensor):
-        raise TypeError(f"energy counter for {type(m).__name__}: expected spikes (a tensor, or a tuple whose first "
-                        f"element is one) as the output, got {type(spikes).__name__}")
-    remember_spikes(ctx, spikes, stats)
-    n = x.numel() * states
-    counts.calls += 1
-    counts.neuron_updates += n
-    counts.state_reads += n
-    counts.state_writes += n
-    counts.out_elements += spikes.numel()
-    counts.out_spikes += stats[1]
-    counts.out_nonzero += stats[1] if stats[2] else int(torch.count_nonzero(spikes))
-    if spikes.dim() >= 2 and is_temporal(m):
-        _record_raster(counts, spikes, ctx)
-    return x, spikes
-
-
-def _count_lif(m: nn.Module, node: N.LIF, args, out, counts: LayerCounts, ctx) -> None:
-    spikes = _features(out)
-    n = _count(spikes) if isinstance(spikes, torch.Tensor) else 0
-    x, spikes = _neuron(m, args, out, counts, ctx, (True, n, True))  # binary spikes by construction
-    counts.neuron = f"lif/{node.reset}"
-    if ctx.get("_neurobench", False):
-        states = ctx["_membranes"]
-        updates, states[counts.name] = lif_membrane_updates(node, x, spikes, is_temporal(m), states.get(counts.name))
-        counts.nb_membrane_updates += updates
-
-
-def _count_cuba(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    spikes = _features(out)
-    n = _count(spikes) if isinstance(spikes, torch.Tensor) else 0
-    _neuron(m, args, out, counts, ctx, (True, n, True), states=2)
-    counts.neuron = "cuba_lif"
-
-
-def _count_integer_spike(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    spikes = _features(out)
-    _neuron(m, args, out, counts, ctx, input_stats(spikes) if isinstance(spikes, torch.Tensor) else (True, 0, True))
-    counts.neuron = "integer_spike"
-
-
-def _count_li(m: nn.Module, node: N.LI, args, out, counts: LayerCounts, ctx) -> None:
-    x = _first_tensor(args, "input [T, B, ...]", m)
-    n = x.numel()
-    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n)
-
-
-def _count_elm(m: nn.Module, node: N.ELM, args, out, counts: LayerCounts, ctx) -> None:
-    x = _first_tensor(args, "input [T, B, C]", m)
-    T, B, C = x.shape
-    rows = T * B
-    readers = node.readers.to(device=x.device, dtype=torch.float64)
-    binary, nnz = cached_spike_stats(x, ctx)
-    dense_syn = rows * int(readers.sum())
-    reached = int(round(float((spike_sum(x, (0, 1), nnz) * readers).sum()))) if binary and nnz else 0
-    _synaptic(counts, binary, nnz, x.numel(), reached, dense_syn)
-    mlp = sum(a * b for a, b in node.mlp)
-    head = node.num_memory * node.out_features
-    dense = rows * (mlp + head)
-    counts.add(macs=dense, dense_macs=dense, weight_reads=dense,
-               adds=rows * (sum(b for _, b in node.mlp) + node.out_features))
-    if node.version == 1:  # branch sums of the synaptic traces
-        counts.add(adds=rows * (node.num_synapses - node.num_branch))
-    states = rows * (node.num_traces + node.num_memory)
-    counts.add(neuron_updates=states, state_reads=states, state_writes=states)
-
-
 # ----------------------------------------------------------------------------------------------------- attention
 def _count_attention_product(m: nn.Module, node: N.AttentionProduct, args, out, counts: LayerCounts, ctx) -> None:
     if len(args) < 3 or not all(isinstance(a, torch.Tensor) for a in args[:3]):
@@ -628,11 +550,6 @@ def _register_builtin() -> None:
     register_counter(N.Conv, lambda node: f"conv{node.ndim}d", _count_conv)
     register_counter(N.DelayedAffine, "delayed_linear", _count_delayed, fresh=True)
     register_counter(N.SparseConv, "sparse_conv3d", _count_sparse_conv)
-    register_counter(N.LIF, "lif", _count_lif)
-    register_counter(N.CubaLIF, "cuba_lif", _count_cuba)
-    register_counter(N.IntegerSpike, "integer_spike", _count_integer_spike)
-    register_counter(N.LI, "li", _count_li)
-    register_counter(N.ELM, "elm", _count_elm)
     register_counter(N.AttentionProduct, "attention_v2", _count_attention_product)
     register_counter(N.SpikeColumnSum, "attention_v1", _count_column_sum)
     register_counter(N.BatchNorm, "batchnorm", _count_batchnorm)

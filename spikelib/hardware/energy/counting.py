@@ -33,6 +33,7 @@ from spikelib.graph import UndeclaredLayerError, declare, declared_layers
 from spikelib.graph import nodes as N
 from spikelib.hardware.energy.counters import (FREE_NODES, Counter, UnsupportedLayerError, find_counter,
                                                keeps_spikes, pass_on_spike_stats)
+from spikelib.hardware.energy import neuron_counters  # noqa: F401  (registers the neuron counters)
 from spikelib.hardware.energy.layout import batch_input, loader_item_layout, loader_time_first, sample_rank
 from spikelib.hardware.energy.stats import LayerCounts, NetworkCounts
 
