@@ -41,8 +41,18 @@ every model case is also measured by per-batch alternation (``overhead_alternati
 hook-free copy of the model and the counted model run each batch back to back, the order swapped every batch, in
 rounds of at least 0.3 s; the figure is the median over rounds of ``counted / plain - 1``. The same measurement with
 the model not counted (``alternating_control``, an A/A test of two hook-free copies) shows the method's noise floor
-and bias. Run ``python benchmarks/bench_energy.py`` (``--quick`` for a smoke test); writes
-``results/energy_cpu.json``.
+and bias.
+
+Counting harnesses side by side (``harnesses``): one evaluation pass of an SHD-size network whose neurons all three
+tools know (spikingjelly multi-step ``LIFNode``: 140 -> 256 -> 256 -> 20, ``T_delays`` steps, ``batches`` batches of
+``B`` samples at 5% input density, from a ``DataLoader``), timed interleaved: ``plain`` (the pass), ``spikelib``
+(:func:`spikelib.hardware.energy.measure`), ``spikelib_neurobench`` (the same with ``neurobench=True``: NeuroBench's
+membrane rule as well), ``neurobench`` (NeuroBench 2.3.0's ``Benchmark.run`` with its static metrics and
+``SynapticOperations`` + ``ActivationSparsity``, the LIF class added as an activation module) and ``syops`` (syops
+0.0.5's ``get_model_complexity_info`` over the same loader; it imports spikingjelly's pre-2.0 ``MultiStep*`` classes
+and ``progress``, which are given stand-ins when absent, recorded in the result). Each figure is
+``median / plain median - 1``. Run ``python benchmarks/bench_energy.py`` (``--quick`` for a smoke test); writes
+``results/energy_cpu.json`` (with ``--only``: ``results/energy_cpu_<names>.json``).
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import common
 
@@ -69,7 +79,6 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from spikelib.data import SHDDataset, pad_collate, write_synthetic_shd  # noqa: E402
-from spikelib.hardware.energy.cli import model_input  # noqa: E402
 from spikelib.hardware.energy.counting import EnergyCounter, measure  # noqa: E402
 from spikelib.models import SNNDelays, SpikingMLP, get_model  # noqa: E402
 
@@ -82,6 +91,116 @@ QUICK = {"B": 8, "T_mlp": 20, "T_delays": 20, "B_ref": 1, "img_ref": 32, "B_pc":
          "repeats": 2}
 WORST_CASE = ("meta_spikeformer_tiny_test", "maxformer_tiny_test")
 ROUND_S = 0.3  # least plain work per round of the alternating measurement, seconds
+
+
+def _syops_import() -> Tuple[Any, List[str]]:
+    """syops' ``get_model_complexity_info`` and the stand-ins it needed (syops 0.0.5 predates spikingjelly 2.0)."""
+    import types
+
+    import torch.nn as nn
+    from spikingjelly.activation_based import neuron
+
+    shims = []
+    for name in ("MultiStepIFNode", "MultiStepLIFNode", "MultiStepParametricLIFNode"):
+        if not hasattr(neuron, name):
+            setattr(neuron, name, type(name, (nn.Module,), {}))  # never instantiated: only a key of syops' table
+            shims.append(f"spikingjelly.activation_based.neuron.{name}")
+    try:
+        import progress.bar  # noqa: F401
+    except ImportError:
+        bar = types.ModuleType("progress.bar")
+        bar.Bar = type("Bar", (), {"__init__": lambda self, *a, **k: None, "next": lambda self: None,
+                                   "finish": lambda self: None, "suffix": ""})
+        sys.modules.setdefault("progress", types.ModuleType("progress"))
+        sys.modules["progress.bar"] = bar
+        shims.append("progress.bar.Bar (a no-op progress bar)")
+    from syops import get_model_complexity_info
+
+    return get_model_complexity_info, shims
+
+
+class _TimeFirst:
+    """A loader's batches made time first (syops feeds the model its batches as they are)."""
+
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, y in self.loader:
+            yield x.transpose(0, 1).contiguous(), y
+
+
+def _harnesses(args: argparse.Namespace, monitor: Any) -> Dict[str, Any]:
+    """spikelib vs NeuroBench's harness vs syops on the same evaluation pass (see the module docstring)."""
+    import io
+
+    from spikingjelly.activation_based import functional, neuron
+
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(140, 256), neuron.LIFNode(tau=2.0, step_mode="m"),
+                              torch.nn.Linear(256, 256), neuron.LIFNode(tau=2.0, step_mode="m"),
+                              torch.nn.Linear(256, 20)).eval()
+    x = (torch.rand(args.batches * args.B, args.T_delays, 140, generator=g) < 0.05).float()  # [N, T, C]
+    data = torch.utils.data.TensorDataset(x, torch.zeros(x.shape[0], dtype=torch.long))
+    loader = DataLoader(data, batch_size=args.B)
+    calls: Dict[str, Callable[[], Any]] = {}
+    notes: Dict[str, Any] = {}
+
+    def plain() -> None:
+        with torch.no_grad():
+            for xb, _ in loader:
+                net(xb.transpose(0, 1).contiguous())
+                functional.reset_net(net)
+
+    calls["plain"] = plain
+    calls["spikelib"] = lambda: measure(net, loader, raster_neurons=0)
+    calls["spikelib_neurobench"] = lambda: measure(net, loader, raster_neurons=0, neurobench=True)
+    try:
+        from neurobench.benchmarks import Benchmark
+        from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+        from neurobench.metrics.workload import ActivationSparsity, SynapticOperations
+        from neurobench.models import TorchModel
+
+        def neurobench() -> None:
+            model = TorchModel(net)
+            model.add_activation_module(neuron.LIFNode)
+            bench = Benchmark(model, loader, [lambda d: (d[0].transpose(0, 1).contiguous(), d[1])], [],
+                              [[Footprint, ParameterCount, ConnectionSparsity], [SynapticOperations,
+                                                                                  ActivationSparsity]])
+            bench.run(quiet=True)
+            model.cleanup_hooks()
+            functional.reset_net(net)
+
+        calls["neurobench"] = neurobench
+    except ImportError as exc:
+        notes["neurobench"] = f"not run: {exc}"
+    try:
+        get_info, shims = _syops_import()
+        notes["syops_stand_ins"] = shims
+        time_first = _TimeFirst(loader)
+
+        def syops() -> None:
+            get_info(net, (args.T_delays, 140), dataloader=time_first, as_strings=False, print_per_layer_stat=False,
+                     ost=io.StringIO(), verbose=False)
+            functional.reset_net(net)
+
+        calls["syops"] = syops
+    except ImportError as exc:
+        notes["syops"] = f"not run: {exc}"
+    series = common.measure_interleaved(calls, monitor, args.warmup, args.repeats, label="harnesses: ")
+    rows = {impl: common.summarize(s) for impl, s in series.items()}
+    plain_s = rows["plain"].get("median_s")
+    overhead = {k: (rows[k]["median_s"] / plain_s - 1.0) if plain_s and rows[k].get("median_s") else None
+                for k in rows if k != "plain"}
+    pct = (lambda v: "-" if v is None else f"{100 * v:+.0f}%")
+    print("harnesses (same evaluation pass): plain " + common.fmt_median(rows["plain"]) + " ms; " +
+          ", ".join(f"{k} {pct(v)}" for k, v in overhead.items()), flush=True)
+    return {"network": "spikingjelly LIFNode MLP 140-256-256-20", "input_shape": [args.T_delays, args.B, 140],
+            "batches": args.batches, "rows": rows, "overhead": overhead, "notes": notes}
 
 
 def _sphere_clouds(points: int, batch: int, g: torch.Generator) -> torch.Tensor:
@@ -128,22 +247,27 @@ def _demo_loader(folder: Path, quick: bool) -> DataLoader:
     return DataLoader(test, batch_size=64, shuffle=False, collate_fn=pad_collate)
 
 
+def _time_first(batch: Any) -> torch.Tensor:
+    """``[B, T, C] -> [T, B, C]`` as the layout contract of ``measure`` reads this loader."""
+    return batch[0].transpose(0, 1).contiguous()
+
+
 def _eval_pass_calls(model: torch.nn.Module, loader: DataLoader) -> Dict[str, Callable[[], Any]]:
     model.eval()
 
     def plain() -> None:
         with torch.no_grad():
             for batch in loader:
-                model(model_input(batch)[0])
+                model(_time_first(batch))
 
     def counted() -> None:
-        measure(model, loader, prepare=model_input, raster_neurons=0)
+        measure(model, loader, raster_neurons=0)  # pad_collate declares batch-first batches
 
     def counted_per_batch() -> None:
         with torch.no_grad():
             for batch in loader:
                 with EnergyCounter(model, raster_neurons=0):
-                    model(model_input(batch)[0])
+                    model(_time_first(batch))
 
     return {"plain": plain, "counted": counted, "counted_per_batch": counted_per_batch}
 
@@ -184,13 +308,17 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     models = _models(args)
     with tempfile.TemporaryDirectory(prefix="spikelib-bench-energy-") as tmp:
         loader = _demo_loader(Path(tmp), args.quick)
-        first = model_input(next(iter(loader)))[0]
+        first = _time_first(next(iter(loader)))
         demo = models["demo_snn_delays"][0]
         todo = {"demo_eval_pass": (demo, first, len(loader), "demo and reference sizes", loader)}
         todo.update({name: spec + (None,) for name, spec in models.items()})
         for name, (model, x, batches, group, data) in todo.items():
             calls = _calls(model, x, batches) if data is None else _eval_pass_calls(model, data)
+            if args.only and not any(name.startswith(o) for o in args.only):
+                continue
             cases[name] = _case(name, model, x, batches, group, calls, monitor, args, alternate=data is None)
+    if not args.only or "harnesses" in args.only:
+        cases["harnesses"] = _harnesses(args, monitor)
     return cases
 
 
@@ -276,7 +404,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "machine": common.machine_info(not args.no_malloc_tuning),
         "cases": run(args),
     }
-    path = common.write_json(NAME, payload)
+    path = common.write_json(NAME if not args.only else f"{NAME}_{'_'.join(args.only)}", payload)
     print(f"\nwrote {path}")
     return 0
 

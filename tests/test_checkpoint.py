@@ -194,3 +194,23 @@ def test_checkpoint_of_another_model_is_refused_with_the_mismatch_named():
     with pytest.raises(CheckpointError, match="model.name: 'spiking_mlp' in the checkpoint, 'snn_delays' in this run"):
         check_compatible(ckpt, {"model": {"name": "snn_delays", "hidden": [8]},
                                 "data": {"dataset": "synthetic_temporal"}})
+
+
+def test_non_finite_tells_divergence_from_infinities_by_construction():
+    """NaN is always a divergence; an infinity only where the freshly built network holds a finite value (an IF
+    neuron's tau = inf and the ELM reference's last memory time constant, +inf in float32, are by construction)."""
+    import torch
+
+    from spikelib.neurons.elm import ELM
+    from spikelib.training.checkpoint import non_finite
+
+    elm = ELM(num_input=8, num_output=4, num_memory=6, tau_mem_max=500.0)
+    initial = {k: v.clone() for k, v in elm.state_dict().items()}
+    assert non_finite(initial) == ["proto_tau_mem"]  # without the initial state: every infinity is reported
+    assert non_finite(initial, initial) == []
+    nan = dict(initial, proto_tau_mem=initial["proto_tau_mem"].clone().fill_(float("nan")))
+    assert non_finite(nan, initial) == ["proto_tau_mem"]
+    grown = {k: v.clone() for k, v in initial.items()}
+    first = next(k for k, v in grown.items() if v.is_floating_point() and bool(torch.isfinite(v).all()))
+    grown[first].view(-1)[0] = float("inf")
+    assert non_finite(grown, initial) == [first]

@@ -70,3 +70,50 @@ def test_energy_command_bad_input(tmp_path, capsys, argv, message):
     assert main(["energy", str(ckpt), "--out", str(tmp_path / "o")] + argv) == 2
     assert message in capsys.readouterr().err
     assert main(["energy", str(tmp_path / "none.pt")]) == 2 and "does not exist" in capsys.readouterr().err
+
+
+def _recipe(name, tmp_path):
+    """A shipped recipe (configs/<name>.yaml) on a small generated data set, its network shrunk for a test."""
+    from pathlib import Path
+
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml").read_text())
+    root = str(tmp_path / "data")
+    if name == "modelnet_e3dsnn":
+        raw["data"] = {"dataset": "synthetic_shapes", "root": root, "n_train": 4, "n_test": 6, "n_points": 128,
+                       "use_normals": True, "batch_size": 4, "val_fraction": 0.0}
+        raw["model"].update(embed_channels=4, enc_channels=[4, 4, 8, 8])
+        raw["model"].pop("num_classes", None)  # taken from the data (10 synthetic classes)
+    else:  # the SHD recipes keep their binning options (shd_delays: max_time null, variable-length samples)
+        data = {k: v for k, v in raw["data"].items() if k in ("bin_ms", "max_time", "channels_out", "batch_size")}
+        raw["data"] = dict(data, dataset="synthetic_shd", root=root, n_train=6, n_test=10, val_fraction=0.0)
+        if name == "shd_delays":
+            raw["model"].update(hidden=[16, 16], in_features=raw["data"]["channels_out"])
+        elif name == "shd_elm":
+            raw["model"].update(num_memory=8, num_input=raw["data"]["channels_out"])
+        else:
+            raw["model"].update(hidden=[8])
+    return raw
+
+
+@pytest.mark.parametrize("name", ["demo", "shd_delays", "shd_elm", "modelnet_e3dsnn"])
+def test_energy_command_on_every_shipped_recipe(name, tmp_path, capsys):
+    from spikelib.training.checkpoint import save_checkpoint
+    from spikelib.training.config import parse_config
+    from spikelib.training.datasets import build_datasets
+    from spikelib.training.trainer import build_model
+
+    cfg = parse_config(_recipe(name, tmp_path))
+    bundle = build_datasets(cfg.data.dataset, cfg.train.seed, **dict(cfg.data.args))
+    model = build_model(cfg, bundle.info)
+    save_checkpoint(tmp_path / "best.pt", {"model_name": cfg.model.name, "config": cfg.to_dict(),
+                                           "model": model.state_dict(), "info": bundle.info})
+    out = tmp_path / "report"
+    args = _parse(["energy", str(tmp_path / "best.pt"), "--batch-size", "4", "--no-plots", "--out", str(out)])
+    assert args.func(args) == 0, capsys.readouterr().err
+    rep = json.loads((out / "energy.json").read_text())
+    n_test = len(bundle.test)
+    assert rep["samples"] == n_test  # every test sample once, whatever the layout of the batches
+    assert rep["counts"]["layers"] and rep["summary"][0]["per_sample_pJ"] > 0
+    assert rep["neurobench"]["SynapticOperations"]["Dense"] is not None

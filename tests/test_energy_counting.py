@@ -496,8 +496,8 @@ def test_time_padding_hands_spike_statistics_on_without_changing_counts(monkeypa
     net = SNNDelays(6, (5, 4), 3, max_delay=4, delays="random").eval()
     x = spikes((10, 2, 6), p=0.5, seed=5)
     scans = []
-    real_stats = counters.spike_stats
-    monkeypatch.setattr(counters, "spike_stats", lambda t: scans.append(tuple(t.shape)) or real_stats(t))
+    real_stats = counters.input_stats
+    monkeypatch.setattr(counters, "input_stats", lambda t: scans.append(tuple(t.shape)) or real_stats(t))
     with_pass_on = run(net, x)
     scanned_with = list(scans)
     scans.clear()

@@ -151,3 +151,19 @@ def test_batchnorm_folding_switch():
     assert unfolded.total_pj - folded.total_pj == pytest.approx(24 * 4.6)
     with pytest.raises(ValueError, match="method"):
         estimate_energy(counts, method="magic")
+
+
+def test_memory_method_charges_the_reads_of_real_valued_inputs():
+    """The memory method reads every real-valued input value of a MAC layer once (a spike is an address): dropping
+    those reads changes ``state_read`` by exactly ``in_elements x E_state_read`` of that layer."""
+    net = nn.Sequential(nn.Linear(6, 8), LIF(v_threshold=0.3), nn.Linear(8, 3))
+    x = torch.rand(5, 2, 6, generator=torch.Generator().manual_seed(2)) + 0.05  # real-valued: the first layer MACs
+    counts = counts_of(net, x)
+    first = counts.layer("0")
+    assert first.macs > 0 and not first.spike_input and counts.layer("2").spike_input
+    cost = load_energy_model("horowitz45").profile("fp32").cost("state_read")
+    mem = estimate_energy(counts, "horowitz45", method="memory")
+    assert mem.part("state_read") == pytest.approx((counts.total("state_reads") + x.numel()) * cost)
+    by_layer = {layer.name: layer.parts for layer in mem.layers}
+    assert by_layer["0"]["state_read"] == pytest.approx(x.numel() * cost)  # the input values, read once each
+    assert "state_read" not in by_layer["2"]  # spikes are addresses, not value reads

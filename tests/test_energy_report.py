@@ -40,10 +40,15 @@ def test_report_files_and_contents(tmp_path, counts):
     assert lif["firing_rate"] == pytest.approx(c.out_spikes / (16 * 8 * 6))
     assert rep["models"][0]["citation"].startswith("M. Horowitz")
     md = (tmp_path / "energy.md").read_text()
-    assert "| layer | kind | SOPs |" in md and f"| 0 | linear | {counts.layer('0').sops:,} |" in md
-    assert "ISSCC" in md
+    per_sample = counts.layer("0").sops / 6  # every table is per sample
+    assert "| layer | kind | SOPs |" in md and f"| 0 | linear | {per_sample:,.0f} |" in md
+    assert rep["layers"][0]["per_sample"]["sops"] == per_sample
+    assert "ISSCC" in md and "## NeuroBench metrics (per sample)" in md
     page = (tmp_path / "energy.html").read_text()
-    assert page.count("<table>") == 2 and 'src="spike_raster.png"' in page
+    assert page.count("<table>") == 3 and 'src="spike_raster.png"' in page
+    for text in (md, page, (tmp_path / "energy.json").read_text()):  # citations, no notes about this workplace
+        for note in ("workplace", "search tool", "could not be opened"):
+            assert note not in text
     assert not list(tmp_path.glob(".*tmp*"))  # no temporary files left behind
 
 
@@ -97,3 +102,38 @@ def test_run_energy_counts_learnable_delays_in_their_integer_form(tmp_path):
     assert res["sops"] == expected < measure(net, [x]).total("sops")  # the Gaussian form reaches every tap
     rep = json.loads((tmp_path / "energy.json").read_text())
     assert "integer (rounded) delays" in rep["meta"]["delays"]
+
+
+def test_plots_are_per_sample_and_rates_apart(tmp_path, counts, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    calls = []
+    real = plt.Axes.barh
+
+    def spy(ax, names, values, *a, **k):
+        calls.append((ax, list(names), list(values)))
+        return real(ax, names, values, *a, **k)
+
+    monkeypatch.setattr(plt.Axes, "barh", spy)
+    est = estimate_energy(counts)
+    write_report(tmp_path, counts, [est])
+    bars = {}
+    for ax, names, values in calls:
+        bars.setdefault(ax.get_title().split(" (")[0], []).append((names, values))
+    energy = bars["Energy per layer"]
+    per_layer = {layer.name: layer.total / counts.samples for layer in est.layers}
+    names, values = energy[0]
+    assert values[::-1] == pytest.approx([per_layer[n] for n in names[::-1]])  # pJ per sample, not totals
+    assert bars["Input spike rate of synaptic layers"][0][0] == ["2", "0"]
+    assert bars["Firing rate of neuron layers"][0][0] == ["3", "1"]
+
+
+def test_layers_that_never_fire_are_a_warning(tmp_path, capsys):
+    from spikelib.hardware.energy.cli import run_energy
+
+    net = nn.Sequential(nn.Linear(10, 6), LIF(v_threshold=1e6), nn.Linear(6, 4, bias=False), LIF(v_threshold=0.2))
+    data = [((torch.rand(3, 8, 10) < 0.3).float(), torch.zeros(3))]  # batch first, as loaders yield
+    res = run_energy(net, data, tmp_path, plots=False)
+    assert res["silent_layers"] == ["1", "3"] and "never fired" in res["warnings"][0] and "'1', '3'" in res["warnings"][0]
+    md = (tmp_path / "energy.md").read_text()
+    assert "## Warnings" in md and "never fired" in md

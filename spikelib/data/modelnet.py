@@ -225,6 +225,8 @@ class ModelNet40Dataset(Dataset):
         cache: keep sampled mesh clouds in memory (per process).
     """
 
+    item_layout = "points_first"  # items [P, C]: batches stack to [B, P, C] (read by spikelib.hardware.energy)
+
     def __init__(self, root: Union[str, Path], split: str = "train", *, n_points: int = 1024,
                  use_normals: bool = False, format: str = "auto", normalize: bool = True,
                  transform=None, seed: int = 0, cache: bool = True) -> None:

@@ -195,6 +195,8 @@ class SHDDataset(Dataset):
             instead of allocating ``T x channels`` counts for a stray late spike).
     """
 
+    item_layout = "time_first"  # items [T, C]: batches stack to [B, T, C] (read by spikelib.hardware.energy)
+
     kind = "shd"
 
     def __init__(
@@ -570,6 +572,9 @@ def pad_collate(batch: Sequence[Tuple[torch.Tensor, Any]], return_lengths: bool 
         out[b, : x.shape[0]] = x
     y = torch.as_tensor([int(item[1]) for item in batch], dtype=torch.int64)
     return (out, y, lengths) if return_lengths else (out, y)
+
+
+pad_collate.batch_layout = "batch_first"  # x [B, T, C] (read by spikelib.hardware.energy)
 
 
 def train_val_split(dataset: SHDDataset, val_fraction: float = 0.1, seed: int = 0, by: str = "speaker",

@@ -34,6 +34,8 @@ class SHDAdding(Dataset):
         seed: seed of the pairing.
     """
 
+    item_layout = "time_first"  # items [T, C]: batches stack to [B, T, C] (read by spikelib.hardware.energy)
+
     def __init__(self, base: Dataset, num_samples: Optional[int] = None, seed: int = 0) -> None:
         if not hasattr(base, "__getitem__") or not hasattr(base, "__len__"):
             raise TypeError(f"base must be a map-style dataset (with __len__ and __getitem__), got "

@@ -119,6 +119,8 @@ class SyntheticTemporalDataset(Dataset):
     ``1 / n_classes``.
     """
 
+    item_layout = "time_first"  # items [T, C]: batches stack to [B, T, C] (read by spikelib.hardware.energy)
+
     def __init__(
         self,
         n_samples: int,

@@ -38,7 +38,13 @@ def _load_builtins() -> None:
 
 
 def _registered(module: nn.Module) -> Optional[Declaration]:
-    return lookup(type(module))
+    fn = lookup(type(module))
+    if fn is None:
+        from spikelib.graph import peers  # declarations of snnTorch/norse/spikingjelly neurons, once imported
+
+        if peers.register_imported():
+            fn = lookup(type(module))
+    return fn
 
 
 def declare(module: nn.Module) -> Optional[Node]:

@@ -183,7 +183,7 @@ def load_run(checkpoint: Union[str, Path], *, data_overrides: Sequence[str] = ()
     with allocation_guard(4 * stored + (1 << 24), str(path)):
         net = build_model(config, facts) if model is None else model(config)
     _check_shapes(net, data["model"], data["model_name"], str(path))
-    bad = non_finite(data["model"])
+    bad = non_finite(data["model"], net.state_dict())
     if bad:
         raise CheckpointError(f"{path}: the weights {', '.join(bad[:4])} hold NaN or infinite values (the run "
                               f"diverged); use an earlier checkpoint, e.g. best.pt")

@@ -9,9 +9,10 @@ under both methods.
 ``--data``: ``checkpoint`` (default: the dataset of the checkpoint's configuration), a dataset name of
 ``spikelib.training.datasets``, or a ``.pt`` file holding a tensor ``x`` ``[N, T, C]`` or a dict with ``x`` (and
 optionally ``y``), loaded with ``weights_only=True``; the network is built from the checkpoint's configuration and
-its saved data facts (``info``: channels, classes). Loader batches are batch first and become time first for the
-model (``[B, T, C] -> [T, B, C]``, ``[B, T, C, H, W] -> [T, B, C, H, W]``; a static image batch ``[B, C, H, W]`` is
-passed as it is, and the ANN baseline then counts one pass instead of the model's ``T``).
+its saved data facts (``info``: channels, classes). The loader is built with the dataset's own collate (SHD's
+variable-length samples are padded by ``pad_collate``); its batches are batch first and become time first for the
+model under the layout contract of :func:`spikelib.hardware.energy.measure` (a static image batch ``[B, C, H, W]``
+is passed as it is, and the ANN baseline then counts one pass instead of the model's ``T``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -29,32 +31,25 @@ from spikelib.cli_common import positive_int
 from spikelib.hardware.energy.accounting import METHODS, EnergyEstimate, ann_baseline, estimate_energy
 from spikelib.hardware.energy.counters import UnsupportedLayerError
 from spikelib.hardware.energy.counting import measure
+from spikelib.hardware.energy.layout import loader_time_first
 from spikelib.hardware.energy.models import EnergyModelError, builtin_models, load_energy_model
-from spikelib.hardware.energy.report import format_energy, write_report
+from spikelib.hardware.energy.report import format_energy, report_warnings, write_report
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["register", "run_energy", "demo_stage", "model_input"]
-
-
-def model_input(batch: Any) -> Tuple[torch.Tensor, int]:
-    """A loader batch ``x`` or ``(x, y)`` -> (model input, number of samples); see the module docstring."""
-    x = batch[0] if isinstance(batch, (tuple, list)) else batch
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"a batch must be a tensor or an (x, y) pair, got {type(x).__name__}")
-    n = int(x.shape[0])
-    if x.dim() in (3, 5):
-        x = x.transpose(0, 1).contiguous()
-    elif x.dim() != 4:
-        raise ValueError(f"a batch must be [B, T, C], [B, C, H, W] or [B, T, C, H, W], got {tuple(x.shape)}")
-    return x.to(torch.float32), n
+__all__ = ["register", "run_energy", "demo_stage"]
 
 
 def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energy_model: str = "horowitz45",
                profile: Optional[str] = None, method: str = "common", max_batches: Optional[int] = None,
                fold_batchnorm: bool = True, plots: bool = True, compare: Sequence[Tuple[str, str]] = (),
-               meta: Optional[Dict[str, Any]] = None, integer_delays: bool = True) -> Dict[str, Any]:
+               meta: Optional[Dict[str, Any]] = None, integer_delays: bool = True,
+               time_first: Optional[bool] = None, neurobench: bool = True) -> Dict[str, Any]:
     """Count an evaluation pass and write the report into ``out_dir``; returns a summary dict.
+
+    ``time_first``: the layout of the batches (None: what the loader declares, else batch first, as spikelib's
+    loaders yield them). ``neurobench``: also count NeuroBench's membrane updates (the report always holds
+    NeuroBench's other metrics).
 
     ``compare``: extra SNN estimates ``(model, method)``; one that cannot be computed (e.g. Loihi with real-valued
     MACs) is listed in the summary's ``skipped`` with the reason (and in the report's notes), not dropped silently.
@@ -63,21 +58,16 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    static = {"static": False}
-
-    def prepare(batch: Any) -> Tuple[torch.Tensor, int]:
-        x, n = model_input(batch)
-        static["static"] = x.dim() == 4
-        return x, n
-
+    layout = loader_time_first(batches) if time_first is None else time_first
+    kw = dict(max_batches=max_batches, time_first=False if layout is None else layout, neurobench=neurobench)
     from spikelib.layers.delay_schedule import delay_layers, rounded_delays
 
     rounding = [layer for layer in delay_layers(model) if layer.mode == "gaussian"] if integer_delays else []
     if rounding:  # the inference form: each synapse one integer delay (what a chip runs)
         with rounded_delays(model):
-            counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
+            counts = measure(model, batches, **kw)
     else:
-        counts = measure(model, batches, max_batches=max_batches, prepare=prepare)
+        counts = measure(model, batches, **kw)
     em = load_energy_model(energy_model)
     h45 = load_energy_model("horowitz45")
     other = METHODS[1 - METHODS.index(method)]
@@ -91,7 +81,7 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
             estimates.append(estimate_energy(counts, name, method=how, fold_batchnorm=fold_batchnorm))
         except EnergyModelError as exc:
             skipped.append(f"{name}/{how}: {exc}")
-    repeats = int(getattr(model, "T", 1)) if static["static"] else 1
+    repeats = int(getattr(model, "T", 1)) if counts.static_input else 1
     for how in (method, other):
         for prof in ("fp32", "int8"):
             estimates.append(ann_baseline(counts, h45, profile=prof, method=how, fold_batchnorm=fold_batchnorm,
@@ -103,13 +93,14 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
         info["delays"] = f"{len(rounding)} delay layer(s) evaluated with integer (rounded) delays"
     if skipped:
         info["skipped estimates"] = "; ".join(skipped)
-    files = write_report(out_dir, counts, estimates, unique, meta=info, plots=plots)
+    files = write_report(out_dir, counts, estimates, unique, meta=info, plots=plots, model=model)
     main = estimates[0]
     rates = [c.firing_rate for c in counts.layers if c.firing_rate is not None]
     return {"out_dir": str(out_dir), "files": sorted(str(p) for p in files.values()), "samples": counts.samples,
             "estimates": {e.label: {"total_pJ": e.total_pj, "per_sample_pJ": e.per_sample_pj} for e in estimates},
             "main": main.label, "sops": counts.total("sops"), "macs": counts.total("macs"),
-            "mean_firing_rate": (sum(rates) / len(rates)) if rates else None, "skipped": skipped}
+            "mean_firing_rate": (sum(rates) / len(rates)) if rates else None, "skipped": skipped,
+            "silent_layers": counts.silent_layers(), "warnings": report_warnings(counts)}
 
 
 # ------------------------------------------------------------------------------------------------------ command
@@ -136,13 +127,16 @@ def _handler(args: argparse.Namespace) -> int:
     from spikelib.training.datasets import build_datasets, list_datasets
     from spikelib.training.run import load_run
 
+    collate = None  # the loader needs the dataset's own collate (SHD's variable-length samples: pad_collate)
     if args.data == "checkpoint":
         run = load_run(args.checkpoint)
         dataset = run.dataset(args.split)
+        collate = run.bundle.collate if run.bundle is not None else None
     elif args.data in list_datasets():
         run = load_run(args.checkpoint, build_data=None)
         bundle = build_datasets(args.data, run.config.train.seed)
         dataset = bundle.test if args.split == "test" else bundle.train
+        collate = bundle.collate
     else:
         dataset, facts = _data_file(args.data)
         run = load_run(args.checkpoint, build_data=False, info=None)
@@ -154,7 +148,7 @@ def _handler(args: argparse.Namespace) -> int:
     except EnergyModelError as exc:
         raise CommandError(f"--model: {exc}") from None
     out = Path(args.out) if args.out else Path("runs") / f"energy-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False, collate_fn=collate)
     try:
         summary = run_energy(run.model, loader, out, energy_model=args.model, profile=args.profile,
                              method=args.method, max_batches=args.batches, fold_batchnorm=not args.no_fold_bn,
@@ -165,6 +159,8 @@ def _handler(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from None
     for label, e in summary["estimates"].items():
         print(f"{label:<40} {format_energy(e['per_sample_pJ']):>12} per sample")
+    for warning in summary["warnings"]:
+        print(f"spikelib energy: warning: {warning}", file=sys.stderr)
     print(f"report: {summary['out_dir']}/energy.html")
     return 0
 
@@ -207,4 +203,6 @@ def demo_stage(ctx: Any) -> Dict[str, Any]:
     ann = next(v["per_sample_pJ"] for k, v in est.items() if k.startswith("ANN (horowitz45/fp32"))
     ctx.echo(f"energy: SNN {format_energy(snn)} per sample vs equivalent ANN fp32 {format_energy(ann)} "
              f"(horowitz45, common method); report {summary['out_dir']}/energy.html")
+    for warning in summary["warnings"]:
+        ctx.echo(f"energy: warning: {warning}")
     return summary

@@ -48,6 +48,7 @@ bias                        ``adds = numel(out)``.
 nothing; ``TimePad`` and ``Free(keeps_spikes=True)`` also hand the spike count of their input on to their output. A
 layer that declares a node without a counter (e.g. arithmetic the tracer records) is an error
 (:class:`UnsupportedLayerError`), never a silent zero; :func:`register_counter` adds one.
+The neuron counters (``LIF``, ``CubaLIF``, ``IntegerSpike``, ``LI``, ``ELM``) live in :mod:`.neuron_counters`.
 Arithmetic written directly in a model's ``forward`` (residual additions, means over tokens) is outside every layer
 and is not counted: make it a layer (``spikelib.layers.Add``, ``TimeReduce``) to count it.
 """
@@ -62,9 +63,10 @@ from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Type
 import torch
 from torch import nn
 
-from spikelib.graph import UndeclaredLayerError, is_temporal
+from spikelib.graph import UndeclaredLayerError
 from spikelib.graph import nodes as N
 from spikelib.hardware.energy.stats import LayerCounts
+from spikelib.hardware.energy.weighted import conv_reach_map, weight_info, weighted_total
 
 __all__ = ["UnsupportedLayerError", "Counter", "register_counter", "find_counter", "spike_stats", "conv_fanout_map",
            "delay_reach", "FREE_NODES", "keeps_spikes"]
@@ -153,25 +155,34 @@ def spike_stats(x: torch.Tensor) -> Tuple[bool, int]:
     entry is an integer; NaN and inf give NaN). Binary float32 tensors are first tried with the one-pass numba scan
     of :mod:`._binary_scan` (same answer, one read instead of three reductions; anything else falls through).
     """
+    stats = input_stats(x)
+    return stats[0], stats[1]
+
+
+def input_stats(x: torch.Tensor) -> Tuple[bool, int, bool]:
+    """``(spiking, spikes, binary)``: :func:`spike_stats` and whether every entry is 0 or 1 (then ``spikes`` is also
+    the number of nonzero entries)."""
     if x.dtype == torch.bool:
-        return True, int(torch.count_nonzero(x))
+        return True, int(torch.count_nonzero(x)), True
     if x.numel() == 0:
-        return True, 0
+        return True, 0, True
     count = _binary_spike_count(x)
     if count is not None:  # binary float32 spikes: one read-only pass (numba), else the portable test below
-        return True, count
+        return True, count, True
     if not x.is_floating_point():
-        return (False, 0) if int(x.min()) < 0 else (True, int(x.sum(dtype=torch.int64)))
+        lo, hi = (int(v) for v in torch.aminmax(x))
+        return (False, 0, False) if lo < 0 else (True, int(x.sum(dtype=torch.int64)), hi <= 1)
     lo, hi = torch.aminmax(x)
     if not float(lo) >= 0:
-        return False, 0
+        return False, 0, False
     if float(hi) == 0:
-        return True, 0  # all zeros (a silent layer)
+        return True, 0, True  # all zeros (a silent layer)
     if float(x.frac().sum()) != 0:
-        return False, 0
+        return False, 0, False
+    ones = float(hi) <= 1
     if x.dtype == torch.float32 and x.numel() * float(hi) < 2 ** 24:
-        return True, int(round(float(x.sum())))
-    return True, int(round(float(x.sum(dtype=torch.float64))))  # integer counts: exact in float64 below 2^53
+        return True, int(round(float(x.sum()))), ones
+    return True, int(round(float(x.sum(dtype=torch.float64)))), ones  # exact in float64 below 2^53
 
 
 def _binary_spike_count(x: torch.Tensor) -> Optional[int]:
@@ -200,7 +211,7 @@ def _memo_key(x: torch.Tensor) -> Optional[Tuple[int, int, torch.dtype, torch.de
     return (x.data_ptr(), x.numel(), x.dtype, x.device)
 
 
-def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int]) -> None:
+def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int, bool]) -> None:
     """Record the spike statistics of a neuron layer's output for the layers that read it in this forward pass.
 
     The entry holds a weak reference to ``x``: it is valid while ``x`` is alive (its memory then belongs to ``x`` and
@@ -214,7 +225,7 @@ def remember_spikes(ctx: Dict[str, Any], x: torch.Tensor, stats: Tuple[bool, int
         memo[key] = (weakref.ref(x), x._version, stats)
 
 
-def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Optional[Tuple[bool, int]]:
+def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Optional[Tuple[bool, int, bool]]:
     """The remembered statistics of ``x`` (a contiguous view of a recorded, unchanged tensor), else None."""
     key = _memo_key(x) if memo else None
     entry = memo.get(key) if key is not None else None
@@ -227,10 +238,16 @@ def known_spike_stats(x: torch.Tensor, memo: Optional[Dict[Any, Any]]) -> Option
     return None
 
 
+def cached_stats(x: torch.Tensor, ctx: Dict[str, Any]) -> Tuple[bool, int, bool]:
+    """:func:`input_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
+    stats = known_spike_stats(x, ctx.get("_memo"))
+    return input_stats(x) if stats is None else stats
+
+
 def cached_spike_stats(x: torch.Tensor, ctx: Dict[str, Any]) -> Tuple[bool, int]:
     """:func:`spike_stats`, reusing the statistics of a neuron output that ``x`` is a contiguous view of."""
-    stats = known_spike_stats(x, ctx.get("_memo"))
-    return spike_stats(x) if stats is None else stats
+    stats = cached_stats(x, ctx)
+    return stats[0], stats[1]
 
 
 def pass_on_spike_stats(args: Tuple[Any, ...], output: Any, memo: Dict[Any, Any]) -> None:
@@ -243,7 +260,10 @@ def pass_on_spike_stats(args: Tuple[Any, ...], output: Any, memo: Dict[Any, Any]
 
 
 def _features(value: Any) -> Any:
-    """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor` (other values as they are)."""
+    """The feature tensor of a :class:`~spikelib.sparse.SparseSpikeTensor`, the first element of a tuple output (a
+    neuron returning ``(spikes, state)``, snnTorch's ``output=True``, norse), other values as they are."""
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
     feats = getattr(value, "features", None)
     return feats if isinstance(feats, torch.Tensor) and not isinstance(value, torch.Tensor) else value
 
@@ -260,9 +280,10 @@ def _first_tensor(args: Tuple[Any, ...], what: str, module: nn.Module) -> torch.
     return x
 
 
-def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int) -> None:
-    """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``dense``
-    MACs (real-valued input)."""
+def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: int, dense: int,
+              macs: Optional[int] = None) -> None:
+    """Add the counts of a synaptic layer: ``nnz`` spikes reached ``reached`` synapses (spike input), or ``macs``
+    multiply-accumulates (real-valued input; default ``dense``)."""
     counts.calls += 1
     counts.in_elements += numel
     counts.dense_macs += dense
@@ -272,16 +293,58 @@ def _synaptic(counts: LayerCounts, binary: bool, nnz: int, numel: int, reached: 
         counts.sops += reached
         counts.weight_reads += reached
     else:
-        counts.macs += dense
-        counts.weight_reads += dense
+        macs = dense if macs is None else macs
+        counts.macs += macs
+        counts.weight_reads += macs
+
+
+def _nb_spiking(x: torch.Tensor, stats: Tuple[bool, int, bool]) -> bool:
+    """NeuroBench's test of a spiking input: every entry in {-1, 0, 1} (neurobench/metrics/utils/layers/input.py)."""
+    if stats[2]:
+        return True
+    if stats[0]:
+        return False  # non-negative integers, some > 1
+    return bool(((x == 0) | (x == 1) | (x == -1)).all())
+
+
+def _neurobench_synops(counts: LayerCounts, x: torch.Tensor, stats: Tuple[bool, int, bool], effective: int,
+                       dense: int) -> None:
+    """Add one call to NeuroBench's ``SynapticOperations``: ``effective`` (nonzero input, nonzero weight) pairs as
+    ACs when every input is in {-1, 0, 1}, else as MACs; ``dense`` every pair."""
+    counts.nb_dense += dense
+    if _nb_spiking(x, stats):
+        counts.nb_acs += effective
+    else:
+        counts.nb_macs += effective
 
 
 # ------------------------------------------------------------------------------------------------------ dense
 def _count_affine(m: nn.Module, node: N.Affine, args, out, counts: LayerCounts, ctx) -> None:
     x = _first_tensor(args, "input", m)
-    c_out = int(node.weight.shape[0])
-    binary, nnz = cached_spike_stats(x, ctx)
-    _synaptic(counts, binary, nnz, x.numel(), nnz * c_out if binary else 0, x.numel() * c_out)
+    c_out, c_in = int(node.weight.shape[0]), int(node.weight.shape[1])
+    stats = cached_stats(x, ctx)
+    binary, nnz, ones = stats
+    rows = x.numel() // c_in if c_in else 0
+    w = weight_info(node.weight, _cache(m))
+    pruned = w.zeros and ctx.get("_nonzero_weights", False)
+    # NeuroBench: (nonzero input, nonzero weight) pairs
+    if ones and not w.zeros:
+        effective = nnz * c_out
+    elif w.zeros:
+        effective = weighted_total(x if ones else (x != 0), w.reach)
+    else:
+        effective = int(torch.count_nonzero(x)) * c_out
+    _neurobench_synops(counts, x, stats, effective, x.numel() * c_out)
+    # spikelib's own counts (pruned weights and zero inputs skipped on request)
+    dense = rows * w.nonzero if pruned else x.numel() * c_out
+    reached = macs = 0
+    if binary:
+        reached = (effective if ones else weighted_total(x, w.reach)) if pruned else nnz * c_out
+    elif ctx.get("_skip_zero_inputs", False):
+        macs = effective if pruned or not w.zeros else int(torch.count_nonzero(x)) * c_out
+    else:
+        macs = dense
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense, macs)
     if node.bias is not None:
         counts.add(adds=out.numel())
 
@@ -327,18 +390,42 @@ def _count_conv(m: nn.Module, node: N.Conv, args, out, counts: LayerCounts, ctx)
                               hi if lo == hi else None, hi)
     fan, fan32, fan_total, fan_uniform, fan_max = entry
     per_out = int(node.weight.shape[0]) // node.groups
-    binary, nnz = cached_spike_stats(x, ctx)
+    stats = cached_stats(x, ctx)
+    binary, nnz, ones = stats
     dense = per_out * x.shape[0] * x.shape[1] * fan_total
-    reached = 0
+    plain = 0  # sum_p a[p] F[p] with a the spike counts (spikelib) or the nonzero indicator (NeuroBench)
     if binary and nnz:
         if fan_uniform is not None:  # every input position reaches the same number of taps (e.g. a 1x1 conv)
-            reached = per_out * nnz * fan_uniform
+            plain = per_out * nnz * fan_uniform
         elif x.dtype == torch.float32 and nnz * fan_max < 2 ** 24:
             # every partial sum is an integer <= nnz * max(F) < 2^24: exact in float32, one product over positions
-            reached = per_out * int(round(float((x.reshape(-1, fan32.numel()) @ fan32).sum())))
+            plain = per_out * int(round(float((x.reshape(-1, fan32.numel()) @ fan32).sum())))
         else:
-            reached = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
-    _synaptic(counts, binary, nnz, x.numel(), reached, dense)
+            plain = per_out * int(round(float((spike_sum(x, (0, 1), nnz) * fan).sum())))
+    w = weight_info(node.weight, cache)
+    pruned = w.zeros and ctx.get("_nonzero_weights", False)
+    reach = None
+    if w.zeros:
+        reach = conv_reach_map(node.weight, node.stride, node.padding, node.dilation, node.groups,
+                               node.padding_mode, tuple(x.shape[2:]), cache)
+    # NeuroBench: (nonzero input, nonzero weight) pairs
+    if ones and reach is None:
+        effective = plain
+    elif reach is not None:
+        effective = weighted_total(x if ones else (x != 0), reach)
+    else:
+        effective = per_out * weighted_total(x != 0, fan)
+    _neurobench_synops(counts, x, stats, effective, dense)
+    if pruned:
+        dense = int(x.shape[0]) * int(round(float(reach.sum())))
+    reached = macs = 0
+    if binary:
+        reached = (effective if ones else weighted_total(x, reach)) if pruned else plain
+    elif ctx.get("_skip_zero_inputs", False):
+        macs = effective if (pruned or reach is None) else per_out * weighted_total(x != 0, fan)
+    else:
+        macs = dense
+    _synaptic(counts, binary, nnz, x.numel(), reached, dense, macs)
     if node.bias is not None:
         counts.add(adds=out.numel())
 
@@ -422,85 +509,6 @@ def _count_sparse_conv(m: nn.Module, node: N.SparseConv, args, out, counts: Laye
         counts.add(adds=_features(out).numel())
 
 
-# ------------------------------------------------------------------------------------------------------ neurons
-def _record_raster(counts: LayerCounts, spikes: torch.Tensor, ctx) -> None:
-    limit = ctx.get("_raster_neurons", 0)
-    if counts.raster is None and limit and spikes.dim() >= 2:
-        counts.raster = spikes[:, 0].reshape(spikes.shape[0], -1)[:, :limit].ne(0).cpu()
-
-
-def _neuron(m: nn.Module, args, out, counts: LayerCounts, ctx, stats: Tuple[bool, int], states: int = 1) -> None:
-    x = _first_tensor(args, "input current", m)
-    spikes = _features(out)
-    remember_spikes(ctx, spikes, stats)
-    n = x.numel() * states
-    counts.calls += 1
-    counts.neuron_updates += n
-    counts.state_reads += n
-    counts.state_writes += n
-    counts.out_elements += spikes.numel()
-    counts.out_spikes += stats[1]
-    if spikes.dim() >= 2 and is_temporal(m):
-        _record_raster(counts, spikes, ctx)
-
-
-def _count_lif(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, (True, _count(_features(out))))  # binary spikes by construction
-
-
-def _count_cuba(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, (True, _count(_features(out))), states=2)
-
-
-def _count_recurrent(m: nn.Module, node: N.Recurrent, args, out, counts: LayerCounts, ctx) -> None:
-    """The neuron's updates plus the feedback synapses: every spike of step t reaches N synapses at t + 1 (spikes of
-    the last step reach none within the pass); dense: the N x N matrix at every step."""
-    x = _first_tensor(args, "input [T, B, N]", m)
-    spikes = _features(out)
-    inner = find_counter(node.neuron)
-    if inner is None:
-        raise UnsupportedLayerError(f"no energy counter for the neuron of recurrent layer {type(m).__name__} "
-                                    f"({node.neuron.kind})")
-    inner.fn(m, node.neuron, args, out, counts, ctx)
-    n = int(node.weight.shape[0])
-    T, B = x.shape[0], x.shape[1]
-    fed = _count(spikes[:-1]) if T > 1 else 0
-    dense = T * B * n * n
-    counts.add(dense_macs=dense, sops=fed * n, weight_reads=fed * n, in_elements=T * B * n, in_spikes=fed)
-    if node.bias is not None:
-        counts.add(adds=T * B * n)
-
-
-def _count_integer_spike(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
-    _neuron(m, args, out, counts, ctx, spike_stats(_features(out)))
-
-
-def _count_li(m: nn.Module, node: N.LI, args, out, counts: LayerCounts, ctx) -> None:
-    x = _first_tensor(args, "input [T, B, ...]", m)
-    n = x.numel()
-    counts.add(calls=1, neuron_updates=n, state_reads=n, state_writes=n)
-
-
-def _count_elm(m: nn.Module, node: N.ELM, args, out, counts: LayerCounts, ctx) -> None:
-    x = _first_tensor(args, "input [T, B, C]", m)
-    T, B, C = x.shape
-    rows = T * B
-    readers = node.readers.to(device=x.device, dtype=torch.float64)
-    binary, nnz = cached_spike_stats(x, ctx)
-    dense_syn = rows * int(readers.sum())
-    reached = int(round(float((spike_sum(x, (0, 1), nnz) * readers).sum()))) if binary and nnz else 0
-    _synaptic(counts, binary, nnz, x.numel(), reached, dense_syn)
-    mlp = sum(a * b for a, b in node.mlp)
-    head = node.num_memory * node.out_features
-    dense = rows * (mlp + head)
-    counts.add(macs=dense, dense_macs=dense, weight_reads=dense,
-               adds=rows * (sum(b for _, b in node.mlp) + node.out_features))
-    if node.version == 1:  # branch sums of the synaptic traces
-        counts.add(adds=rows * (node.num_synapses - node.num_branch))
-    states = rows * (node.num_traces + node.num_memory)
-    counts.add(neuron_updates=states, state_reads=states, state_writes=states)
-
-
 # ----------------------------------------------------------------------------------------------------- attention
 def _count_attention_product(m: nn.Module, node: N.AttentionProduct, args, out, counts: LayerCounts, ctx) -> None:
     if len(args) < 3 or not all(isinstance(a, torch.Tensor) for a in args[:3]):
@@ -555,15 +563,6 @@ def _register_builtin() -> None:
     register_counter(N.Conv, lambda node: f"conv{node.ndim}d", _count_conv)
     register_counter(N.DelayedAffine, "delayed_linear", _count_delayed, fresh=True)
     register_counter(N.SparseConv, "sparse_conv3d", _count_sparse_conv)
-    register_counter(N.LIF, "lif", _count_lif)
-    register_counter(N.CubaLIF, "cuba_lif", _count_cuba)
-    register_counter(N.ALIF, "alif", _count_cuba)  # two states per neuron (membrane, adaptation)
-    register_counter(N.Izhikevich, "izhikevich", _count_cuba)  # two states per neuron (membrane, recovery)
-    register_counter(N.Recurrent, lambda node: f"recurrent_{find_counter(node.neuron).kind(node.neuron)}"
-                     if find_counter(node.neuron) else "recurrent", _count_recurrent)
-    register_counter(N.IntegerSpike, "integer_spike", _count_integer_spike)
-    register_counter(N.LI, "li", _count_li)
-    register_counter(N.ELM, "elm", _count_elm)
     register_counter(N.AttentionProduct, "attention_v2", _count_attention_product)
     register_counter(N.SpikeColumnSum, "attention_v1", _count_column_sum)
     register_counter(N.BatchNorm, "batchnorm", _count_batchnorm)

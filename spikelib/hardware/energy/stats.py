@@ -24,17 +24,26 @@ Every field is an exact integer count summed over all calls of the layer (all ti
 ``weight_reads`` / ``state_reads`` / ``state_writes``
     memory accesses without reuse: one weight read per ``sop``/``mac``, one read and one write of the state per
     neuron update.
+``out_nonzero``
+    nonzero outputs of neuron layers (NeuroBench's activation count; ``out_spikes`` counts an integer spike ``v``
+    as ``v`` spikes).
+``nb_acs`` / ``nb_macs`` / ``nb_dense``
+    NeuroBench's ``SynapticOperations`` of ``Linear``/``Conv`` layers (:mod:`.weighted`): (nonzero input, nonzero
+    weight) pairs of calls whose inputs are all in {-1, 0, 1} (ACs) or not (MACs), and every pair (``Dense``).
+``nb_membrane_updates``
+    NeuroBench's ``MembraneUpdates`` rule for LIF layers (:mod:`.membrane`), counted when asked for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 __all__ = ["LayerCounts", "NetworkCounts", "COUNT_FIELDS"]
 
 COUNT_FIELDS = ("calls", "in_elements", "in_spikes", "sops", "macs", "dense_macs", "norm_macs", "adds",
-                "neuron_updates", "out_elements", "out_spikes", "weight_reads", "state_reads", "state_writes")
+                "neuron_updates", "out_elements", "out_spikes", "weight_reads", "state_reads", "state_writes",
+                "out_nonzero", "nb_acs", "nb_macs", "nb_dense", "nb_membrane_updates")
 
 
 @dataclass
@@ -58,6 +67,12 @@ class LayerCounts:
     weight_reads: int = 0
     state_reads: int = 0
     state_writes: int = 0
+    out_nonzero: int = 0
+    nb_acs: int = 0
+    nb_macs: int = 0
+    nb_dense: int = 0
+    nb_membrane_updates: int = 0
+    neuron: str = ""  # the declared neuron (node kind and reset) of a neuron layer, for NeuroBench's cost table
     raster: Optional[Any] = field(default=None, repr=False)  # bool tensor [T, neurons] of one sample
 
     @property
@@ -83,6 +98,7 @@ class LayerCounts:
     def to_dict(self) -> Dict[str, Any]:
         d = {k: getattr(self, k) for k in ("name", "kind") + COUNT_FIELDS}
         d["binary_calls"] = self.binary_calls
+        d["neuron"] = self.neuron
         d["input_rate"] = self.input_rate
         d["firing_rate"] = self.firing_rate
         return d
@@ -94,6 +110,9 @@ class NetworkCounts:
 
     layers: List[LayerCounts]
     samples: int = 0
+    static_input: bool = False  # the batches had no time dimension (static images repeated by the model)
+    batches: List[Tuple[int, int, int]] = field(default_factory=list)  # per batch: (nonzero, neuron outputs, samples)
+    options: Dict[str, bool] = field(default_factory=dict)  # counting options (nonzero_weights, ...)
 
     def total(self, name: str) -> int:
         """Sum of one count field over all layers."""
@@ -108,6 +127,15 @@ class NetworkCounts:
                 return layer
         raise KeyError(f"no counted layer named {name!r}; counted: {', '.join(x.name for x in self.layers)}")
 
+    def per_sample(self, name: str) -> Optional[float]:
+        """One count field summed over all layers, divided by the number of samples (None without samples)."""
+        return self.total(name) / self.samples if self.samples else None
+
+    def silent_layers(self) -> List[str]:
+        """Neuron layers that emitted no spike in the whole pass."""
+        return [c.name for c in self.layers if c.out_elements and c.out_spikes == 0]
+
     def to_dict(self) -> Dict[str, Any]:
-        return {"samples": self.samples, "layers": [layer.to_dict() for layer in self.layers],
+        return {"samples": self.samples, "static_input": self.static_input, "options": dict(self.options),
+                "layers": [layer.to_dict() for layer in self.layers],
                 "totals": {k: self.total(k) for k in COUNT_FIELDS}}
