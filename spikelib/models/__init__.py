@@ -6,8 +6,10 @@ from spikelib.models.elm_net import ELMClassifier
 from spikelib.models.maxformer import MaxFormer
 from spikelib.models.mlp import SpikingMLP
 from spikelib.models.registry import get_model, list_models, register_model
+from spikelib.models.resnet import resnet_ann, resnet_snn  # registers resnet_ann/snn, resnet20_*, resnet_tiny_*
 from spikelib.models.snn_delays import SNNDelays
 from spikelib.models.spikeformer_v2 import MetaSpikeFormer
+from spikelib.models.vgg import vgg_ann, vgg_snn  # registers vgg_ann/snn, vgg16_*, vgg_tiny_*
 
 __all__ = ["ELMClassifier", "MaxFormer", "MetaSpikeFormer", "SNNDelays", "SpikingMLP", "get_model", "list_models",
-           "register_model"]
+           "register_model", "resnet_ann", "resnet_snn", "vgg_ann", "vgg_snn"]
