@@ -234,8 +234,23 @@ def test_loihi_errors_name_the_layer_and_why():
         quantize(net_a(), input_shape=(2, 6, 6))
     with pytest.raises(UnsupportedLayerError, match=r"layer 'ResidualNet:add' \(add\).*residual addition"):
         quantize(ResidualNet().eval())
-    with pytest.raises(UnsupportedLayerError, match=r"layer '1': per-neuron tau"):
-        quantize(net_c())
+    with pytest.raises(UnsupportedLayerError, match=r"layer '1': per-neuron v_threshold"):
+        quantize(Sequential(nn.Linear(3, 2), LIF(v_threshold=torch.tensor([0.5, 1.0]))))
+
+
+def test_c_per_neuron_tau_maps_to_per_neuron_decays():
+    """ParametricLIF's per-neuron tau becomes per-neuron vDecay; the chip's hidden spikes are the float ones."""
+    net = net_c()
+    x = _spikes((12, 3, 8), 0.4, 11)
+    loihi, report = quantize(net)
+    v_decay = loihi.layers[0].v_decay
+    tau = 1.0 / torch.sigmoid(net[1].w.detach().double())
+    assert torch.equal(v_decay, torch.round(4096.0 / tau).long()) and len(set(v_decay.tolist())) > 1
+    assert "vDecay per neuron" in report.summary()
+    with torch.no_grad():
+        hidden = net[:2](x)
+    sim = simulate(loihi, torch.cat([x, torch.zeros(2, 3, 8)]))
+    assert hidden.sum() > 0 and (sim.spikes[0][1:13] == hidden).float().mean() >= 0.97
 
 
 def loihi_part_of_a():
@@ -260,3 +275,39 @@ def test_a_loihi_part_quantises_exports_and_simulates_like_float():
         hidden = tail[:3](pooled)
     assert hidden.sum() > 0
     assert (sim.spikes[0][1:7] == hidden).float().mean() >= 0.97  # one step of synaptic latency on the chip
+
+
+# ------------------------------------------------------------------------------------ a new layer kind in one file
+class GainDense(nn.Module):
+    """A user's own layer kind: one class with a graph_node() method, no registration anywhere."""
+
+    def __init__(self, n_in: int, n_out: int, gain: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n_out, n_in) * 0.5)
+        self.gain = gain
+
+    def forward(self, x):
+        return x @ (self.gain * self.weight).t()
+
+    def graph_node(self):
+        from spikelib.graph import nodes
+
+        return nodes.Affine(self.gain * self.weight.detach())
+
+
+def test_a_new_layer_kind_needs_only_its_own_class():
+    torch.manual_seed(3)
+    net = Sequential(GainDense(6, 8, 3.0), LIF(v_threshold=0.5), GainDense(8, 4, 3.0), LIF(v_threshold=0.5)).eval()
+    x = _spikes((10, 2, 6), 0.4, 10)
+    seen = _outputs(net, x)
+    counts = measure(net, [x], prepare=lambda b: (b, 2))
+    assert counts.layer("0").sops == int(x.sum()) * 8 and counts.layer("2").sops == int(seen[1][1].sum()) * 4 > 0
+    net_q, _ = quantize(net)
+    assert [tuple(layer.weight.shape) for layer in net_q.layers] == [(8, 6), (4, 8)]
+    nir = pytest.importorskip("nir")
+    from spikelib.hardware.nir import from_nir, to_nir
+
+    graph = to_nir(net)
+    assert isinstance(graph.nodes["0"], nir.Linear)
+    with torch.no_grad():
+        assert torch.equal(from_nir(graph)(x), net(x))

@@ -180,27 +180,34 @@ def test_import_after_start_method_was_fixed():
 
 
 def test_conv_layers(tmp_path):
-    """Two conv layers (padding, stride (1, 2), groups 2, per-channel bias): Lava's Conv synapse is torch's
-    cross-correlation on netx's (C_out, C_in, kh, kw) kernels, flattened C, H, W here and (W, H, C) in Lava."""
+    """Two conv layers (padding, stride (1, 2), groups 2, per-channel bias, per-channel decays in the second, which Lava
+    broadcasts over its channel axis): Lava's Conv synapse is torch's cross-correlation on netx's (C_out, C_in, kh, kw)
+    kernels, flattened C, H, W here and (W, H, C) in Lava."""
     from spikelib.hardware.loihi.network import ConvGeometry
 
     g = torch.Generator().manual_seed(12)
     c1 = LoihiLayer(weight=torch.randint(-100, 200, (4, 2, 3, 3), generator=g), vth=300, i_decay=1000, v_decay=500,
                     bias=torch.tensor([1, -2, 3, 0]), conv=ConvGeometry((2, 6, 5), stride=(1, 2), padding=1),
                     name="c1")
-    c2 = LoihiLayer(weight=torch.randint(-100, 200, (6, 2, 2, 2), generator=g), vth=200, v_decay=300,
+    c2 = LoihiLayer(weight=torch.randint(-100, 200, (6, 2, 2, 2), generator=g), vth=200,
+                    i_decay=torch.tensor([0, 500, 4096, 2000, 100, 3000]),
+                    v_decay=torch.tensor([300, 0, 4096, 9, 800, 1]),
                     conv=ConvGeometry(c1.conv.out_shape(c1.weight), groups=2), name="c2")
     _assert_same(LoihiNetwork(60, [c1, c2]), _rand_spikes(12, 1, 60, 0.4, 13), tmp_path)
 
 
-def test_conv_then_dense_is_refused_instead_of_hanging(tmp_path):
+def test_conv_flatten_dense_with_input_side_200(tmp_path):
+    """conv -> flatten -> dense (Lava 0.10's ReshapePort needed install_lava.sh's NumPy 2.4 patch) on an input of side
+    200 (Lava's int8 conv padding needed the other patch): Lava runs it and equals the simulator."""
     from spikelib.hardware.loihi.network import ConvGeometry
 
-    c1 = LoihiLayer(weight=torch.ones(2, 1, 2, 2, dtype=torch.long), vth=3, conv=ConvGeometry((1, 3, 3)), name="c")
-    d = LoihiLayer(weight=torch.ones(1, 8, dtype=torch.long), vth=3, name="d")
-    path = export_netx(LoihiNetwork(9, [c1, d]), tmp_path / "cd.h5")
-    with pytest.raises(NotImplementedError, match="conv layer followed by a dense layer"):
-        run_lava(path, torch.zeros(4, 1, 9))
+    g = torch.Generator().manual_seed(16)
+    c1 = LoihiLayer(weight=torch.randint(-60, 120, (2, 1, 3, 3), generator=g), vth=200, i_decay=2000, v_decay=400,
+                    bias=torch.tensor([3, -1]), conv=ConvGeometry((1, 3, 200), stride=(1, 4), padding=1), name="c")
+    d = LoihiLayer(weight=torch.randint(-100, 120, (5, c1.out_features), generator=g), vth=4000, v_decay=200,
+                   name="d")
+    assert c1.conv.out_shape(c1.weight) == (2, 3, 50)
+    _assert_same(LoihiNetwork(600, [c1, d]), _rand_spikes(8, 1, 600, 0.4, 17), tmp_path)
 
 
 @pytest.mark.parametrize("delays", [False, True])

@@ -145,8 +145,8 @@ def test_unsupported_layers_are_named():
         extract_float_network(nn.Sequential(nn.Conv1d(2, 2, 3), LIF()), input_shape=(2, 5))
     with pytest.raises(UnsupportedLayerError, match=r"layer '1'.*reset='soft'"):
         extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(reset="soft")))
-    with pytest.raises(UnsupportedLayerError, match="per-neuron tau"):
-        extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(tau=torch.tensor([2.0, 3.0]))))
+    with pytest.raises(UnsupportedLayerError, match="per-neuron v_threshold"):
+        extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(v_threshold=torch.tensor([0.5, 1.0]))))
     with pytest.raises(UnsupportedLayerError, match=r"layer '2' \(pool, AvgPool1d\).*pooling"):
         extract_float_network(nn.Sequential(nn.Linear(2, 2), LIF(), nn.AvgPool1d(2), nn.Linear(1, 2), LIF()))
     with pytest.raises(UnsupportedLayerError, match="training mode"):
@@ -194,3 +194,25 @@ def test_conv_network_hidden_spikes_match_float():
     assert (fixed.spikes[1][2:22] == out).float().mean() >= 0.97
     with pytest.raises(UnsupportedLayerError, match="input_shape is needed: the first layer '0' \\(Conv2d\\)"):
         quantize(model)
+
+
+def test_non_finite_and_outlier_weights_are_refused_or_warned(caplog):
+    """issue #23: an inf weight, a NaN and a 1e30 outlier."""
+    for bad in (float("inf"), float("nan")):
+        model = nn.Sequential(nn.Linear(4, 32), LIF())
+        with torch.no_grad():
+            model[0].weight[0, 0] = bad
+        with pytest.raises(QuantizationRangeError, match="NaN or infinite"):
+            quantize(model.eval())
+    model = nn.Sequential(nn.Linear(4, 32), LIF(v_threshold=1.0))
+    with torch.no_grad():
+        model[0].weight[0, 0] = 1e30
+    with pytest.raises(QuantizationRangeError, match="threshold rounds to 0.*outliers"):
+        quantize(model.eval())
+    model = nn.Sequential(nn.Linear(4, 32), LIF(v_threshold=10.0))
+    with torch.no_grad():
+        model[0].weight.uniform_(-0.1, 0.1)
+        model[0].weight[0, 0] = 200.0
+    with caplog.at_level("WARNING"):
+        quantize(model.eval())
+    assert "round to 0" in caplog.text and "outliers" in caplog.text

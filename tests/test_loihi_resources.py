@@ -46,3 +46,15 @@ def test_bad_input():
         estimate_resources(net, limits={"cores": 3})
     with pytest.raises(ValueError, match="must be an int >= 1"):
         estimate_resources(net, limits={"neurons_per_core": 0})
+
+
+def test_input_neurons_and_recurrent_synapses():
+    from spikelib.hardware.loihi import InputNeurons
+
+    rec = LoihiLayer(weight=torch.ones(4, 10, dtype=torch.long), weight_rec=torch.eye(4, dtype=torch.long), vth=1,
+                     name="rec")
+    net = LoihiNetwork(10, [rec], input_neurons=InputNeurons(shape=(10,), vth=5, name="in"))
+    inp, r = estimate_resources(net).layers
+    assert (inp["name"], inp["neurons"], inp["synapses"], inp["memory_bytes"]) == ("in", 10, 0, 10 * 48 // 8)
+    assert r["synapses"] == 40 + 16 and r["nonzero_synapses"] == 40 + 4
+    assert r["memory_bytes"] == (56 * 8 + 4 * 48) // 8

@@ -138,7 +138,7 @@ def test_traces_optional_and_batch_independent():
     (dict(delay=torch.tensor([[63]])), r"delay must be in \[0, 62\]"),
     (dict(delay=torch.tensor([1, 2])), "delay must have shape"),
     (dict(bias=torch.tensor([4096])), r"bias must be in \[-4096, 4095\]"),
-    (dict(vth=131072), r"vth must be in \[0, 131071\]"),
+    (dict(vth=131073), r"vth must be in \[0, 131071\]"),  # 131072 is netx's never-spiking value
     (dict(i_decay=4097), r"i_decay must be in \[0, 4096\]"),
     (dict(v_decay=-1), r"v_decay must be in \[0, 4096\]"),
 ])

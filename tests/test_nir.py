@@ -261,3 +261,52 @@ def test_bad_input(tmp_path):
         read_nir(tmp_path / "missing.nir")
     with pytest.raises(TypeError, match="nir.NIRGraph"):
         from_nir(42)
+
+
+def test_nothing_is_clamped_or_imported_broken():
+    """issue #23: NaN tau/threshold, negative delays and delays beyond the sub-graph's maximum are errors on import."""
+    graph = to_nir(_peer_net(True))
+    graph.nodes["1"].tau[0] = np.nan
+    with pytest.raises(NIRConversionError, match=r"node '1': tau holds NaN"):
+        from_nir(graph)
+    graph = to_nir(_peer_net(True))
+    graph.nodes["3"].v_threshold[:] = np.inf
+    with pytest.raises(NIRConversionError, match=r"node '3': v_threshold holds NaN or infinite"):
+        from_nir(graph)
+    neg = nir.NIRGraph(nodes={"input": nir.Input(input_type={"input": np.array([3])}),
+                              "d": nir.Delay(np.array([-1e-4, 1e-4, 0.0])),
+                              "output": nir.Output(output_type={"output": np.array([3])})},
+                       edges=[("input", "d"), ("d", "output")])
+    with pytest.raises(NIRConversionError, match="must be >= 0 steps"):
+        from_nir(neg, dt=1e-4)
+    g = torch.Generator().manual_seed(0)
+    model = SNNDelays(4, hidden=(3,), out_features=2, max_delay=3, delays="random", generator=g).eval()
+    graph = to_nir(model)
+    sub = graph.nodes["synapses_0"]
+    sub.metadata["spikelib_max_delay"] = 0 if int(model.synapses[0].integer_delays().max()) else -1
+    with pytest.raises(NIRConversionError, match="exceeds the sub-graph's spikelib_max_delay"):
+        from_nir(graph)
+
+
+def test_if_and_cuba_neurons_round_trip(tmp_path):
+    """spikelib's IF exports as NIR's IF (r = 1/dt) and CubaLIF (Loihi's form) as NIR's CubaLIF with unit gains; both
+    import back to the same modules, spike for spike."""
+    from spikelib.neurons import IF
+    from spikelib.neurons import CubaLIF as Cuba
+
+    torch.manual_seed(6)
+    model = Sequential(nn.Linear(6, 8, bias=False), Cuba(current_decay=torch.linspace(0.1, 0.8, 8),
+                                                          voltage_decay=0.3, v_threshold=0.4, bias=0.02),
+                       nn.Linear(8, 4), IF(v_threshold=0.6))
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+        model[2].weight.mul_(3.0)
+    graph = to_nir(model)
+    assert isinstance(graph.nodes["1"], nir.CubaLIF) and isinstance(graph.nodes["3"], nir.IF)
+    back = from_nir(_through_file(graph, tmp_path))
+    assert [type(m).__name__ for m in back] == ["Linear", "CubaLIF", "Linear", "IF"]
+    x = _spikes(20, 3, (6,), p=0.4)
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.equal(back(x), ref) and ref.sum() > 0
+        assert torch.equal(back[:2](x), model[:2](x))

@@ -20,7 +20,8 @@ import numpy as np
 
 from spikelib._atomic import atomic_path  # re-exported: the data writers use it from here
 
-__all__ = ["atomic_path", "atomic_save_npy", "LazyH5", "file_sha256", "open_h5", "require_dataset"]
+__all__ = ["atomic_path", "atomic_save_npy", "LazyH5", "check_stored", "file_sha256", "open_h5",
+           "require_dataset"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -62,12 +63,53 @@ def open_h5(path: PathLike) -> Any:
 
 
 def require_dataset(handle: Any, name: str, path: PathLike, what: str) -> Any:
-    """``handle[name]`` if it exists and is a dataset, else ``ValueError`` naming the file and expected layout."""
+    """``handle[name]`` if it exists and is a dataset stored in this file, else ``ValueError`` naming the file and
+    the expected layout.
+
+    A dataset (or a group on its path) that is an external link, or whose data live in external files or other files
+    (virtual dataset), is refused: a data file never makes spikelib read other files.
+    """
     h5py = _h5py()
+    parts = [p for p in name.split("/") if p]
+    for k in range(1, len(parts) + 1):
+        link = handle.get("/".join(parts[:k]), getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            raise ValueError(f"{path}: '{'/'.join(parts[:k])}' is an external link to {link.filename}; datasets must "
+                             f"be stored in the file itself (expected layout: {what})")
     obj = handle.get(name)
     if obj is None or not isinstance(obj, h5py.Dataset):
         raise ValueError(f"{path}: missing HDF5 dataset '{name}' (expected layout: {what})")
     return obj
+
+
+def check_stored(ds: Any, path: PathLike, name: str) -> None:
+    """Raise ``ValueError`` unless dataset ``ds`` stores all the data its shape declares, in this file.
+
+    HDF5 returns the fill value (zeros, or empty arrays for variable-length data) for parts of a dataset that were
+    never written, so a tiny file can declare millions of samples that read as zeros (silently wrong labels, and a
+    huge allocation before any other check). Checked without reading data: a contiguous dataset must have its storage
+    allocated, a chunked one every chunk; external and virtual storage is refused.
+    """
+    h5py = _h5py()
+    if ds.size == 0:
+        return
+    plist = ds.id.get_create_plist()
+    layout = plist.get_layout()
+    if layout == h5py.h5d.VIRTUAL or plist.get_external_count() > 0:
+        raise ValueError(f"{path}: dataset '{name}' keeps its data in other files (virtual or external storage); "
+                         "it must be stored in the file itself")
+    if layout == h5py.h5d.CHUNKED:
+        needed = 1
+        for extent, chunk in zip(ds.shape, ds.chunks):
+            needed *= -(-extent // chunk)
+        stored = ds.id.get_num_chunks()
+        if stored < needed:
+            raise ValueError(f"{path}: dataset '{name}' declares shape {ds.shape} but only {stored} of its {needed} "
+                             "chunks were ever written (the rest would read as fill values): truncated or crafted "
+                             "file")
+    elif layout == h5py.h5d.CONTIGUOUS and ds.id.get_storage_size() < ds.size * ds.id.get_type().get_size():
+        raise ValueError(f"{path}: dataset '{name}' declares shape {ds.shape} but its data were never written (the "
+                         "file stores none of it): truncated or crafted file")
 
 
 class LazyH5:

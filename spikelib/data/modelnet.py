@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spikelib.data._hdf5 import LazyH5, atomic_path, open_h5, require_dataset
+from spikelib.data._hdf5 import LazyH5, atomic_path, check_stored, open_h5, require_dataset
 
 __all__ = ["ModelNet40Dataset", "RandomScaleShift", "ShufflePoints", "read_off", "write_off", "sample_surface",
            "normalize_unit_sphere", "MODELNET40_URL"]
@@ -67,9 +67,11 @@ def read_off(path: Union[str, Path]) -> Tuple[np.ndarray, np.ndarray]:
     if verts.shape != (n_vert, 3) or len(face_lines) != n_face:
         raise ValueError(f"{path}: expected {n_vert} vertices and {n_face} faces, found {verts.shape[0]} and "
                          f"{len(face_lines)} (truncated file?)")
+    if not np.all(np.isfinite(verts)):
+        raise ValueError(f"{path}: vertex coordinates must be finite numbers")
     faces = _uniform_faces(face_lines)
     if faces is None:
-        faces = _polygon_faces(face_lines, path)
+        faces = _polygon_faces(face_lines, path, n_vert)
     if faces.size and (faces.min() < 0 or faces.max() >= n_vert):
         raise ValueError(f"{path}: face vertex index out of range 0..{n_vert - 1}")
     return verts, faces
@@ -81,7 +83,7 @@ def _uniform_faces(face_lines: List[str]) -> Optional[np.ndarray]:
         return np.zeros((0, 3), dtype=np.int64)
     try:
         arr = np.array([ln.split() for ln in face_lines], dtype=np.int64)
-    except ValueError:  # ragged rows or non-integers: the slow path reports the offending face
+    except (ValueError, OverflowError):  # ragged rows, non-integers, beyond int64: the slow path reports the face
         return None
     if arr.ndim != 2 or arr.shape[1] < 4 or not np.all(arr[:, 0] == arr.shape[1] - 1):
         return None
@@ -90,17 +92,19 @@ def _uniform_faces(face_lines: List[str]) -> Optional[np.ndarray]:
     return np.stack(fans, axis=1).reshape(-1, 3)
 
 
-def _polygon_faces(face_lines: List[str], path: Path) -> np.ndarray:
+def _polygon_faces(face_lines: List[str], path: Path, n_vert: int) -> np.ndarray:
     tris: List[Tuple[int, int, int]] = []
     for k, ln in enumerate(face_lines):
+        tokens = ln.split()
         try:
-            vals = [int(v) for v in ln.split()]
+            n = int(tokens[0]) if tokens else 0
+            idx = [int(v) for v in tokens[1:1 + n]] if n >= 3 else []  # values after them (colours) are ignored
         except ValueError:
             raise ValueError(f"{path}: face {k} is not a list of integers: {ln!r}") from None
-        n = vals[0] if vals else 0
-        idx = vals[1:1 + n]
         if n < 3 or len(idx) != n:
             raise ValueError(f"{path}: face {k} must list n >= 3 vertex indices after its count, got {ln!r}")
+        if min(idx) < 0 or max(idx) >= n_vert:
+            raise ValueError(f"{path}: face {k} has a vertex index out of range 0..{n_vert - 1}: {ln!r}")
         tris.extend((idx[0], idx[i], idx[i + 1]) for i in range(1, n - 1))
     return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
 
@@ -269,8 +273,9 @@ class ModelNet40Dataset(Dataset):
             with open_h5(path) as f:
                 data = require_dataset(f, "data", path, _H5_LAYOUT)
                 label = require_dataset(f, "label", path, _H5_LAYOUT)
-                if data.ndim != 3 or data.shape[2] != 3:
-                    raise ValueError(f"{path}: 'data' must have shape [N, P, 3], got {data.shape}")
+                if data.ndim != 3 or data.shape[2] != 3 or data.dtype.kind != "f":
+                    raise ValueError(f"{path}: 'data' must be floating point of shape [N, P, 3], got {data.shape} "
+                                     f"{data.dtype}")
                 n = data.shape[0]
                 if label.shape not in ((n,), (n, 1)) or label.dtype.kind not in "iu":
                     raise ValueError(f"{path}: 'label' must be integers of shape [{n}, 1] or [{n}], got "
@@ -278,15 +283,22 @@ class ModelNet40Dataset(Dataset):
                 if data.shape[1] < self.n_points:
                     raise ValueError(f"{path}: clouds have {data.shape[1]} points, fewer than n_points "
                                      f"{self.n_points}")
+                stored = [("data", data), ("label", label)]
                 if self.use_normals:
                     normal = require_dataset(f, "normal", path, _H5_LAYOUT + " (use_normals=True needs 'normal')")
-                    if normal.shape != data.shape:
-                        raise ValueError(f"{path}: 'normal' has shape {normal.shape}, expected {data.shape}")
-                lab = label[()].reshape(-1).astype(np.int64)
-            bad = (lab < 0) | (lab >= len(self.class_names))
+                    if normal.shape != data.shape or normal.dtype.kind != "f":
+                        raise ValueError(f"{path}: 'normal' has shape {normal.shape} {normal.dtype}, expected "
+                                         f"floating point {data.shape}")
+                    stored.append(("normal", normal))
+                for name, ds in stored:
+                    check_stored(ds, path, name)  # before reading: unwritten data would read as zeros
+                raw = label[()].reshape(-1)
+            bad = (raw < 0) | (raw >= len(self.class_names))  # in the stored type: no wrap of large unsigned values
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{path}: label {lab[i]} of sample {i} is out of range 0..{len(self.class_names) - 1}")
+                raise ValueError(f"{path}: label {raw[i].item()} of sample {i} is out of range "
+                                 f"0..{len(self.class_names) - 1}")
+            lab = raw.astype(np.int64)
             labels.append(lab)
             offsets.append(offsets[-1] + lab.size)
         self.labels = np.concatenate(labels)

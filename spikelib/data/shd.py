@@ -17,11 +17,14 @@ tested against spikingjelly's own integration). Items are ``(x: float32 [T, C], 
 int)``; a DataLoader gives ``[B, T, C]``.
 
 Files are opened lazily, once per process (safe with DataLoader workers; the dataset pickles without its handle) and
-closed by :meth:`SHDDataset.close` / garbage collection. The layout is checked when the dataset is created (missing
-datasets, empty file, labels out of range, class-name count), each sample when it is read (unit index >= 700,
-negative, non-finite or unsorted times). Binned samples can be cached in memory (``cache="memory"``, per process) or
-on disk (``cache=<folder>``; one ``.npy`` per sample under a key made of the file's SHA-256 and the binning
-arguments, written atomically).
+closed by :meth:`SHDDataset.close` / garbage collection. The layout is checked when the dataset is created, before
+anything is read (missing datasets, external links or storage, empty file, dtypes, shapes, datasets that declare more
+samples than the file stores), then the labels' range in their stored type; each sample when it is read (unit indices
+that are not integers in 0..699, checked before any cast; negative, non-finite or unsorted times). Binning compares
+``floor(t / dt)`` with ``T`` in float64, so no time overflows into another bin, and with ``max_time=None`` a sample
+longer than ``max_steps`` bins is an error rather than a huge allocation. Binned samples can be cached in memory
+(``cache="memory"``, per process) or on disk (``cache=<folder>``; one ``.npy`` per sample under a key made of the
+file's SHA-256 and the binning arguments, written atomically; a cached file of the wrong shape or type is rebuilt).
 
 Validation data come from the training file only (:func:`train_val_split`, by held-out speakers or a seeded
 stratified fraction); the SSC files also have an official ``valid`` split.
@@ -41,7 +44,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from spikelib.data._hdf5 import LazyH5, atomic_save_npy, file_sha256, open_h5, require_dataset
+from spikelib.data._hdf5 import LazyH5, atomic_save_npy, check_stored, file_sha256, open_h5, require_dataset
 
 __all__ = ["SHDDataset", "SSCDataset", "bin_events", "pad_collate", "train_val_split", "expected_files",
            "DATASET_URL"]
@@ -50,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 DATASET_URL = "https://zenkelab.org/datasets/"
 N_UNITS = 700
+MAX_STEPS = 20_000  # bins of one variable-length sample (max_time=None): 20 s at 1 ms, 14 MB at 700 channels
 _KINDS: Dict[str, Dict[str, Any]] = {
     "shd": {"splits": ("train", "test"), "n_classes": 20, "folder": "SHD"},
     "ssc": {"splits": ("train", "valid", "test"), "n_classes": 35, "folder": "SSC"},
@@ -65,21 +69,80 @@ def expected_files(kind: str = "shd") -> List[str]:
     return [f"{kind}_{split}.h5" for split in _KINDS[kind]["splits"]]
 
 
+def _unit_indices(units: Any, n_units: int, where: str) -> np.ndarray:
+    """Unit indices as int64, checked in their stored type (no truncation of 699.9, no wrap of 2^64 - 1)."""
+    raw = np.asarray(units)
+    if raw.ndim != 1:
+        raise ValueError(f"{where}: units must be 1-D, got shape {raw.shape}")
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: units must be integers, got dtype {raw.dtype}")
+    if raw.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if raw.dtype.kind == "f":
+        bad = ~np.isfinite(raw) | (raw != np.floor(raw))
+        if bad.any():
+            raise ValueError(f"{where} has unit index {raw[bad][0]}, not an integer (expected 0..{n_units - 1})")
+    bad = (raw < 0) | (raw >= n_units)
+    if bad.any():
+        raise ValueError(f"{where} has unit index {raw[bad][0]}, expected 0..{n_units - 1}")
+    return raw.astype(np.int64)
+
+
+def _spike_times(times: Any, where: str) -> np.ndarray:
+    """Spike times as float64 seconds, checked: finite, >= 0, ascending; integers only where float64 is exact."""
+    raw = np.asarray(times)
+    if raw.ndim != 1:
+        raise ValueError(f"{where}: times must be 1-D, got shape {raw.shape}")
+    if raw.dtype.kind not in "iuf":
+        raise ValueError(f"{where}: times must be numbers (seconds), got dtype {raw.dtype}")
+    if raw.dtype.kind in "iu" and raw.size and (raw.max() > 2**53 or raw.min() < 0):
+        raise ValueError(f"{where}: integer spike times must be in 0..2^53 (exact in float64), got "
+                         f"{raw.min()}..{raw.max()}")
+    t = raw.astype(np.float64)
+    if t.size:
+        if not np.all(np.isfinite(t)) or t.min() < 0:
+            raise ValueError(f"{where} has negative or non-finite spike times (expected seconds >= 0)")
+        if np.any(np.diff(t) < 0):
+            raise ValueError(f"{where} has unsorted spike times (expected ascending)")
+    return t
+
+
 def bin_events(times: np.ndarray, units: np.ndarray, dt: float, n_steps: Optional[int] = None,
-               n_units: int = N_UNITS, pool: int = 1) -> np.ndarray:
-    """Spike counts ``[T, n_units // pool]`` (float32) of one sample; see the module docstring for the equation."""
+               n_units: int = N_UNITS, pool: int = 1, max_steps: int = MAX_STEPS) -> np.ndarray:
+    """Spike counts ``[T, n_units // pool]`` (float32) of one sample; see the module docstring for the equation.
+
+    ``times`` (seconds, finite, >= 0, ascending) and ``units`` (integers in ``0..n_units-1``; integral floats are
+    accepted) are checked. With ``n_steps=None`` the length follows the last spike and may not exceed ``max_steps``
+    bins. Raises ``ValueError`` for anything that cannot be binned exactly (a bin count above 2^24, which float32
+    cannot hold).
+    """
     if not (isinstance(dt, numbers.Real) and math.isfinite(dt) and dt > 0):
         raise ValueError(f"dt must be a finite number > 0 (seconds), got {dt!r}")
+    for value, name in ((n_units, "n_units"), (pool, "pool"), (max_steps, "max_steps")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     if n_units % pool:
         raise ValueError(f"pool ({pool}) must divide n_units ({n_units})")
-    steps = np.floor(np.asarray(times, dtype=np.float64) / float(dt)).astype(np.int64)
-    n_out = n_units // pool
+    t = _spike_times(times, "bin_events input")
+    u = _unit_indices(units, n_units, "bin_events input")
+    if t.shape != u.shape:
+        raise ValueError(f"bin_events: {t.size} times but {u.size} units")
+    steps = np.floor(t / float(dt))  # float64: compared with n_steps before any cast, so no int64 overflow
     if n_steps is None:
-        n_steps = int(steps[-1]) + 1 if steps.size else 1
+        last = float(steps[-1]) if steps.size else 0.0
+        if last + 1 > max_steps:
+            raise ValueError(f"the last spike at {t[-1]:g} s needs {last + 1:.0f} bins of {dt:g} s, more than "
+                             f"max_steps={max_steps}; give a fixed length (max_time / n_steps) or a larger max_steps")
+        n_steps = int(last) + 1
+    elif isinstance(n_steps, bool) or not isinstance(n_steps, numbers.Integral) or n_steps < 1:
+        raise ValueError(f"n_steps must be None or an int >= 1, got {n_steps!r}")
+    n_out = n_units // pool
     keep = steps < n_steps
-    flat = steps[keep] * n_out + np.asarray(units, dtype=np.int64)[keep] // pool
-    counts = np.bincount(flat, minlength=n_steps * n_out)
-    return counts.reshape(n_steps, n_out).astype(np.float32)
+    flat = steps[keep].astype(np.int64) * n_out + u[keep] // pool
+    counts = np.bincount(flat, minlength=int(n_steps) * n_out)
+    if counts.size and counts.max() > 2**24:
+        raise ValueError(f"a bin holds {counts.max()} spikes, more than float32 counts represent exactly (2^24)")
+    return counts.reshape(int(n_steps), n_out).astype(np.float32)
 
 
 def _check_choice(value: object, name: str, choices: Sequence[object]) -> None:
@@ -110,6 +173,8 @@ class SHDDataset(Dataset):
         download: when files are missing, download them through tonic (needs tonic and a network).
         time_origin: ``"zero"`` (times as in the file) or ``"first_spike"`` (each sample's times minus its first
             spike time, as spikingjelly's frame integration that SNN-delays used).
+        max_steps: with ``max_time=None``, the most bins a sample may need (a longer one raises ``ValueError``
+            instead of allocating ``T x channels`` counts for a stray late spike).
     """
 
     kind = "shd"
@@ -128,6 +193,7 @@ class SHDDataset(Dataset):
         cache: Union[None, str, Path] = None,
         download: bool = False,
         time_origin: str = "zero",
+        max_steps: int = MAX_STEPS,
     ) -> None:
         kind = self.kind if kind is None else kind
         _check_choice(kind, "kind", sorted(_KINDS))
@@ -139,6 +205,9 @@ class SHDDataset(Dataset):
         self.n_classes: int = info["n_classes"]
         self.dt, self.n_steps = self._time_grid(bin_ms, n_bins, max_time)
         self.max_time = max_time
+        if isinstance(max_steps, bool) or not isinstance(max_steps, numbers.Integral) or max_steps < 1:
+            raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
+        self.max_steps = int(max_steps)
         _check_choice(time_origin, "time_origin", ("zero", "first_spike"))
         self.time_origin = time_origin
         if isinstance(channels_out, bool) or not isinstance(channels_out, numbers.Integral) or channels_out < 1:
@@ -249,9 +318,10 @@ class SHDDataset(Dataset):
             import h5py
 
             for name, ds in (("spikes/times", times), ("spikes/units", units)):
-                if ds.ndim != 1 or h5py.check_vlen_dtype(ds.dtype) is None:
-                    raise ValueError(f"{where}: '{name}' must be a 1-D variable-length dataset, got shape "
-                                     f"{ds.shape} dtype {ds.dtype} (expected layout: {_LAYOUT})")
+                base = h5py.check_vlen_dtype(ds.dtype)
+                if ds.ndim != 1 or base is None or base.kind not in "iuf":
+                    raise ValueError(f"{where}: '{name}' must be a 1-D variable-length dataset of numbers, got "
+                                     f"shape {ds.shape} dtype {base or ds.dtype} (expected layout: {_LAYOUT})")
             n = times.shape[0]
             if n == 0:
                 raise ValueError(f"{where}: empty data set (0 samples)")
@@ -260,24 +330,35 @@ class SHDDataset(Dataset):
                                  f"labels has shape {labels_ds.shape} (expected [{n}])")
             if labels_ds.dtype.kind not in "iu":
                 raise ValueError(f"{where}: labels must be integers, got dtype {labels_ds.dtype}")
-            labels = labels_ds[()].astype(np.int64)
-            bad = (labels < 0) | (labels >= self.n_classes)
+            for name, ds in (("spikes/times", times), ("spikes/units", units), ("labels", labels_ds)):
+                check_stored(ds, where, name)  # before reading: declared but unwritten data read as zeros
+            raw = labels_ds[()]
+            bad = (raw < 0) | (raw >= self.n_classes)  # in the stored type: no wrap of large unsigned values
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
-                raise ValueError(f"{where}: label {labels[i]} of sample {i} is out of range 0..{self.n_classes - 1} "
-                                 f"for kind '{self.kind}'")
+                raise ValueError(f"{where}: label {raw[i].item()} of sample {i} is out of range "
+                                 f"0..{self.n_classes - 1} for kind '{self.kind}'")
+            labels = raw.astype(np.int64)
             self.class_names = [f"class{i}" for i in range(self.n_classes)]
             if "extra/keys" in f:
-                names = _decode(f["extra/keys"][()])
-                if len(names) != self.n_classes:
-                    raise ValueError(f"{where}: extra/keys has {len(names)} class names, expected {self.n_classes} "
-                                     f"for kind '{self.kind}'")
-                self.class_names = names
+                keys = require_dataset(f, "extra/keys", where, _LAYOUT)
+                if keys.shape != (self.n_classes,):
+                    raise ValueError(f"{where}: extra/keys has {keys.size} class names (shape {keys.shape}), expected "
+                                     f"{self.n_classes} for kind '{self.kind}'")
+                if keys.dtype.kind not in "SUO":
+                    raise ValueError(f"{where}: extra/keys must hold strings, got dtype {keys.dtype}")
+                check_stored(keys, where, "extra/keys")
+                self.class_names = _decode(keys[()])
             self.speakers: Optional[np.ndarray] = None
             if "extra/speaker" in f:
-                speakers = f["extra/speaker"][()]
-                if speakers.shape != (n,):
-                    raise ValueError(f"{where}: extra/speaker has shape {speakers.shape}, expected [{n}]")
+                speaker_ds = require_dataset(f, "extra/speaker", where, _LAYOUT)
+                if speaker_ds.shape != (n,) or speaker_ds.dtype.kind not in "iu":
+                    raise ValueError(f"{where}: extra/speaker must be integers of shape [{n}], got shape "
+                                     f"{speaker_ds.shape} dtype {speaker_ds.dtype}")
+                check_stored(speaker_ds, where, "extra/speaker")
+                speakers = speaker_ds[()]
+                if speakers.dtype.kind == "u" and speakers.max() > np.iinfo(np.int64).max:
+                    raise ValueError(f"{where}: extra/speaker holds {speakers.max()}, beyond int64")
                 self.speakers = speakers.astype(np.int64)
         self.labels = labels
 
@@ -299,22 +380,14 @@ class SHDDataset(Dataset):
         return int(index) % n
 
     def events(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
-        """Raw spikes of a sample: ``(times [n] float64 seconds, units [n] int64)``, checked."""
+        """Raw spikes of a sample: ``(times [n] float64 seconds, units [n] int64)``, checked in their stored types."""
         i = self._index(index)
         f = self._h5.file
-        times = np.asarray(f["spikes/times"][i], dtype=np.float64)
-        units = np.asarray(f["spikes/units"][i], dtype=np.int64)
         where = f"{self.path}: sample {i}"
-        if times.shape != units.shape or times.ndim != 1:
-            raise ValueError(f"{where} has {times.shape} times but {units.shape} units")
-        if units.size:
-            if units.min() < 0 or units.max() >= N_UNITS:
-                bad = units[(units < 0) | (units >= N_UNITS)][0]
-                raise ValueError(f"{where} has unit index {bad}, expected 0..{N_UNITS - 1}")
-            if not np.all(np.isfinite(times)) or times.min() < 0:
-                raise ValueError(f"{where} has negative or non-finite spike times (expected seconds >= 0)")
-            if np.any(np.diff(times) < 0):
-                raise ValueError(f"{where} has unsorted spike times (expected ascending)")
+        times = _spike_times(f["spikes/times"][i], where)
+        units = _unit_indices(f["spikes/units"][i], N_UNITS, where)
+        if times.shape != units.shape:
+            raise ValueError(f"{where} has {times.size} times but {units.size} units")
         return times, units
 
     def binned(self, index: int) -> np.ndarray:
@@ -328,7 +401,7 @@ class SHDDataset(Dataset):
             times, units = self.events(i)
             if self.time_origin == "first_spike" and times.size:
                 times = times - times[0]
-            x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool)
+            x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
             if cached is not None:
                 # A cache can be rebuilt: atomic rename without fsync (fsync per sample is ~10x slower).
                 atomic_save_npy(cached, x.astype(np.uint16) if x.max(initial=0) < 65536 else x, fsync=False)
@@ -340,15 +413,17 @@ class SHDDataset(Dataset):
         if not cached.is_file():
             return None
         try:
-            x = np.load(cached, allow_pickle=False)
+            x = np.load(cached, mmap_mode="r", allow_pickle=False)  # header first: nothing is read before the checks
         except (OSError, ValueError, EOFError) as exc:  # damaged by a crash: rebuild it
             logger.warning("ignoring unreadable cache file %s (%s); rebuilding it", cached, exc)
             return None
         expected = (self.n_steps, self.channels_out)
-        if x.ndim != 2 or x.shape[1] != self.channels_out or (self.n_steps is not None and x.shape != expected):
-            logger.warning("ignoring cache file %s with shape %s; rebuilding it", cached, x.shape)
+        if (x.ndim != 2 or x.shape[1] != self.channels_out or x.dtype not in (np.uint16, np.float32)
+                or (self.n_steps is not None and x.shape != expected)
+                or (self.n_steps is None and not 1 <= x.shape[0] <= self.max_steps)):
+            logger.warning("ignoring cache file %s with shape %s dtype %s; rebuilding it", cached, x.shape, x.dtype)
             return None
-        return x.astype(np.float32)
+        return np.array(x, dtype=np.float32)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         i = self._index(index)

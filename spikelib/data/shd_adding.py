@@ -63,7 +63,7 @@ class SHDAdding(Dataset):
             raise ValueError(f"base[{index}] spikes must be a tensor [T, C], got "
                              f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         if isinstance(y, torch.Tensor):
-            if y.numel() != 1 or y.is_floating_point():
+            if y.numel() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
                 raise ValueError(f"base[{index}] label must be one integer, got {y!r}")
             y = int(y)
         if isinstance(y, bool) or not isinstance(y, numbers.Integral) or not 0 <= y <= 19:

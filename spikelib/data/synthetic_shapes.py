@@ -14,7 +14,9 @@ Classes (default order = label): sphere, cube (box with side ratios in [0.7, 1])
 in [0.7, 1.5] x side), octahedron, prism (triangular, length in [1, 2.5] x side), capsule (cylinder with hemispherical
 ends) and hemisphere. Files: ``ply_data_{train,test}<k>.h5`` with ``data`` float32 ``[N, P, 3]``, ``normal`` float32
 ``[N, P, 3]``, ``label`` uint8 ``[N, 1]`` (at most 2048 shapes per file, as the official files), ``shape_names.txt``,
-``train_files.txt`` / ``test_files.txt``; each written atomically. Deterministic in ``seed``; balanced classes.
+``train_files.txt`` / ``test_files.txt``; each written atomically. Deterministic in ``seed``; balanced classes. Files
+``ply_data_*.h5`` of an earlier synthetic run that this one does not rewrite are removed (the reader would mix them
+in); any other such file is an error.
 """
 
 from __future__ import annotations
@@ -172,19 +174,37 @@ def synthetic_shape(name: str, n_points: int, rng: np.random.Generator, noise: f
     return pts.astype(np.float32), normals.astype(np.float32)
 
 
-def _refuse_foreign(path: Path) -> None:
-    if not path.exists():
-        return
+def _is_synthetic(path: Path) -> bool:
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            synthetic = "spikelib_synthetic" in f.attrs
+            return "spikelib_synthetic" in f.attrs
     except OSError:
-        synthetic = False
-    if not synthetic:
+        return False
+
+
+def _refuse_foreign(path: Path) -> None:
+    if path.exists() and not _is_synthetic(path):
         raise FileExistsError(f"{path} exists and was not written by the synthetic shape generator (real ModelNet40 "
                               f"data?); choose another folder or pass overwrite=True (--force)")
+
+
+def _stale_files(out: Path, counts: Dict[str, int], per_file: int) -> List[Path]:
+    """Files ``ply_data_<split>*.h5`` in ``out`` that this run does not write: the reader would mix them in. Those of
+    an earlier synthetic run are returned (to be removed); any other one is an error, even with ``overwrite``."""
+    stale = []
+    for split, n in counts.items():
+        ours = {f"ply_data_{split}{k}.h5" for k in range((n + per_file - 1) // per_file)}
+        for path in sorted(out.glob(f"ply_data_{split}*.h5")):
+            if path.name in ours:
+                continue
+            if not _is_synthetic(path):
+                raise FileExistsError(f"{path} is not written by this run and not by the synthetic generator; "
+                                      f"ModelNet40Dataset would read it together with the new files: move it away "
+                                      f"or choose another folder")
+            stale.append(path)
+    return stale
 
 
 def _check_int(value: object, name: str, minimum: int) -> int:
@@ -234,6 +254,7 @@ def write_synthetic_shapes(
         for split, n in (("train", n_train), ("test", n_test)):
             for k in range((n + per_file - 1) // per_file):
                 _refuse_foreign(out / f"ply_data_{split}{k}.h5")
+    stale = _stale_files(out, {"train": n_train, "test": n_test}, per_file) if out.is_dir() else []
     out.mkdir(parents=True, exist_ok=True)
     result: Dict[str, object] = {}
     for split, n, stream in (("train", n_train, 1), ("test", n_test, 2)):
@@ -264,6 +285,8 @@ def write_synthetic_shapes(
         with atomic_path(listing) as tmp:
             tmp.write_text("".join(f"data/modelnet40_ply_hdf5_2048/{p.name}\n" for p in paths))
         result[split] = paths
+    for path in stale:  # an earlier, larger synthetic run's files: never read together with these
+        path.unlink()
     names = out / "shape_names.txt"
     with atomic_path(names) as tmp:
         tmp.write_text("".join(f"{c}\n" for c in classes))

@@ -61,6 +61,9 @@ __all__ = ["SHD_KEYS", "SyntheticSHDConfig", "class_templates", "generate_synthe
 
 logger = logging.getLogger(__name__)
 
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+_UINT16_IDS = 1 << 16  # labels, speaker ids and units are stored as uint16
+
 SHD_KEYS: Tuple[str, ...] = (
     "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
     "null", "eins", "zwei", "drei", "vier", "fuenf", "sechs", "sieben", "acht", "neun",
@@ -106,8 +109,9 @@ class SyntheticSHDConfig:
                 f"{self.ridge_width} (need > 4*ridge_width + 1)"
             )
         for name in ("spikes_per_sweep", "ridge_width"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         for name in ("onset_jitter", "jitter", "rate_noise", "sweep_rate_noise", "warp", "background_rate",
                      "speaker_gain_sd"):
             value = getattr(self, name)
@@ -119,8 +123,8 @@ class SyntheticSHDConfig:
             lo, hi = getattr(self, name)
             if not (0 <= lo <= hi and math.isfinite(hi)):
                 raise ValueError(f"{name} must be a range (lo, hi) with 0 <= lo <= hi, got {(lo, hi)!r}")
-        if not self.gaps or any(not g > 0 for g in self.gaps):
-            raise ValueError(f"gaps must be a non-empty tuple of numbers > 0, got {self.gaps!r}")
+        if not self.gaps or any(not (isinstance(g, numbers.Real) and 0 < g < math.inf) for g in self.gaps):
+            raise ValueError(f"gaps must be a non-empty tuple of finite numbers > 0, got {self.gaps!r}")
 
     def to_json(self) -> str:
         """The configuration as JSON (stored in the files)."""
@@ -200,6 +204,9 @@ def _one_sample(rng: np.random.Generator, tpl: Dict[str, np.ndarray], spk: Dict[
     t = tempo * (t + kappa * t * t)
     t = np.abs(t + rng.normal(0.0, config.jitter, size=t.shape))
     keep = (c >= 0) & (c < C)
+    if keep.any() and not t[keep].max() <= _FLOAT16_MAX:
+        raise ValueError(f"a spike time of {t[keep].max():g} s is beyond float16 (the SHD time type, at most "
+                         f"{_FLOAT16_MAX:g} s); reduce onset, gaps, sweep_duration or the tempo ranges")
     t16 = t[keep].astype(np.float16)
     c16 = c[keep].astype(np.uint16)
     order = np.argsort(t16, kind="stable")
@@ -241,6 +248,8 @@ def generate_synthetic_shd(
     n_test_speakers = _check_count(n_test_speakers, "n_test_speakers", 1)
     if n_test_speakers >= n_speakers:
         raise ValueError(f"n_test_speakers must be < n_speakers ({n_speakers}), got {n_test_speakers}")
+    if n_speakers > _UINT16_IDS:
+        raise ValueError(f"n_speakers must be <= {_UINT16_IDS} (speaker ids are stored as uint16), got {n_speakers}")
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     templates = class_templates(config, task_seed)

@@ -19,7 +19,9 @@ from spikelib.kernels import delay_torch as _delay_torch  # noqa: F401  (registe
 from spikelib.kernels import elm_torch as _elm_torch  # noqa: F401  (registers the "elm" backends)
 from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (registers the delay operations' "numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
+from spikelib.kernels.cpu import neuron_numba as _neuron_numba  # noqa: F401  (registers the families' "numba")
 from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
+from spikelib.kernels.cupy import multistate as _cupy_multistate  # noqa: F401  (registers the families' "cupy")
 
 __all__ = [
     "BackendUnavailableError",

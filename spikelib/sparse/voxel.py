@@ -21,6 +21,7 @@ construction.
 
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -69,9 +70,21 @@ def grid_sample(xyz: torch.Tensor, grid_size: float, training: bool,
         and the index of the point kept in each occupied voxel (sorted by voxel).
     """
     _check_points(xyz, "xyz")
-    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, float)) or not grid_size > 0:
-        raise ValueError(f"grid_size must be a positive number, got {grid_size!r}")
-    g = torch.floor(xyz / grid_size).long()
+    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, float)) or not 0 < grid_size < math.inf:
+        raise ValueError(f"grid_size must be a positive finite number, got {grid_size!r}")
+    q = torch.floor(xyz / grid_size)
+    # The voxel indices must be exact in the points' float type and their keys must fit int64 (beyond that the cast
+    # and the keys wrap around and points land in wrong voxels): 2^24 for float32, 2^53 for float64.
+    exact = 2.0 / torch.finfo(xyz.dtype).eps
+    reach = float(q.abs().max()) if bool(torch.isfinite(q).all()) else math.inf
+    if reach > exact:
+        raise ValueError(f"grid_size {grid_size!r} is too small for these points: xyz / grid_size reaches {reach:g}, "
+                         f"beyond {exact:.0f} where {xyz.dtype} voxel indices are exact")
+    extent = (q.max(0).values - q.min(0).values + 1).double()
+    if float(extent.prod()) >= 2.0 ** 62:
+        raise ValueError(f"grid_size {grid_size!r} is too small for these points: the voxel grid would be "
+                         f"{[int(v) for v in extent.tolist()]} voxels, more than int64 keys can index (2^62)")
+    g = q.long()
     g = g - g.min(0).values
     shape = (g.max(0).values + 1).tolist()
     keys = coordinate_keys(torch.cat([torch.zeros_like(g[:, :1]), g], 1), shape)
@@ -99,8 +112,8 @@ class SpikeVoxelCoding:
 
     def __init__(self, grid_size: float = 0.01, use_normals: bool = True, augment: bool = True,
                  scale: Tuple[float, float] = (0.9, 1.1), shift: float = 0.2) -> None:
-        if isinstance(grid_size, bool) or not isinstance(grid_size, (int, float)) or not grid_size > 0:
-            raise ValueError(f"grid_size must be a positive number, got {grid_size!r}")
+        if isinstance(grid_size, bool) or not isinstance(grid_size, (int, float)) or not 0 < grid_size < math.inf:
+            raise ValueError(f"grid_size must be a positive finite number, got {grid_size!r}")
         self.grid_size = float(grid_size)
         self.use_normals = bool(use_normals)
         self.augment = bool(augment)

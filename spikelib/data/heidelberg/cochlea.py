@@ -285,9 +285,9 @@ def bushy_cells(probability: np.ndarray, out_rate: int, seed: int,
 
 def _kernels():
     _numba()
-    from spikelib.data.heidelberg import _cochlea_kernels
+    from spikelib.kernels.cpu.cache import import_kernel_module  # numba's cache in the verified store
 
-    return _cochlea_kernels
+    return import_kernel_module("spikelib.data.heidelberg._cochlea_kernels")
 
 
 class Cochlea:

@@ -11,7 +11,8 @@ Loihi's voltage with ``iDecay = 4096`` (no current memory, ``u[t] = a[t] << 6``)
     vDecay = round(4096 / tau)                         iDecay = 4096
     w      = step * round(lambda c W / step)           8-bit weights: step = 2^(9 - weight_bits) = 2, w in [-256, 254]
     bias   = round(lambda c b)                         13-bit mantissa in [-4096, 4095] (netx bias exponent 6)
-    vth    = round(lambda v_th)                        17-bit mantissa in [0, 131071]; a non-firing readout gets 131071
+    vth    = round(lambda v_th)                        17-bit mantissa in [0, 131071]; a non-firing readout gets
+                                                       netx's 131072 (1 << 17), which no clipped v can exceed
     delay  = D (already integers: DelayedLinear rounds its delays at inference), in [0, 62]
 
 ``w = m * 2^(9 - weight_bits)`` with an 8-bit signed mantissa ``m`` in ``[-128, 127]`` is Loihi's mixed-sign synapse
@@ -38,6 +39,7 @@ an approximation.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -47,18 +49,28 @@ from torch import nn
 
 from spikelib.graph import declared_layers
 from spikelib.graph import nodes as N
-from spikelib.hardware.loihi.extract import READOUTS, FloatNetwork, extract_float_network
-from spikelib.hardware.loihi.network import LIMITS, LoihiLayer, LoihiNetwork
+from spikelib.hardware.loihi.extract import READOUTS, FloatLayer, FloatNetwork, extract_float_network
+from spikelib.hardware.loihi.network import LIMITS, VTH_NEVER, LoihiLayer, LoihiNetwork
 from spikelib.hardware.loihi.simulator import simulate
 
 __all__ = ["QuantizationRangeError", "QuantReport", "quantize", "fixed_point_logits", "float_logits",
            "compare_float_fixed", "fake_quantize", "fake_quantized"]
 
-VTH_NON_FIRING = LIMITS["vth"][1]
+logger = logging.getLogger(__name__)
+
+VTH_MAX = LIMITS["vth"][1]  # the largest threshold mantissa a firing layer can have
 
 
 class QuantizationRangeError(ValueError):
     """Values outside Loihi's ranges and ``clip=False``; the message lists them per layer."""
+
+
+def _decay_text(r: Dict[str, Any]) -> str:
+    if isinstance(r["tau"], list):
+        errs = [abs(e - t) / t for t, e in zip(r["tau"], r["tau_effective"]) if math.isfinite(t)]
+        return (f"vDecay per neuron {min(r['v_decay'])}..{max(r['v_decay'])} (tau {min(r['tau']):.4g}.."
+                f"{max(r['tau']):.4g}, largest rounding {100 * max(errs, default=0.0):.2f}%)")
+    return f"vDecay {r['v_decay']} (tau {r['tau']:.4g} -> {r['tau_effective']:.4g})"
 
 
 @dataclass
@@ -74,8 +86,8 @@ class QuantReport:
             w = r["weight"]
             line = (f"{r['name']}: scale {r['scale']:.4g}, weights max rounding error {w['max_abs_error']:.3g} "
                     f"({100 * w['max_rel_error']:.2f}% of max|W|), {w['zeroed']} rounded to 0, {w['clipped']} clipped; "
-                    f"vth {r['vth']} (threshold error {100 * r['threshold_rel_error']:.3f}%); vDecay {r['v_decay']} "
-                    f"(tau {r['tau']:.4g} -> {r['tau_effective']:.4g})")
+                    f"vth {r['vth']} (threshold error {100 * r['threshold_rel_error']:.3f}%); "
+                    f"{_decay_text(r)}")
             if r["bias"] is not None:
                 line += f"; bias max error {r['bias']['max_abs_error']:.3g}, {r['bias']['clipped']} clipped"
             if r["delay"] is not None:
@@ -98,6 +110,37 @@ def _quantize_values(x: torch.Tensor, lo: int, hi: int, step: int, clip: bool, w
             problems.append(f"{what}: {n_bad} values outside [{lo}, {hi}] (range of the rounded values "
                             f"[{q.min().item():.0f}, {q.max().item():.0f}])")
     return q.to(torch.int64), n_bad
+
+
+def _per_neuron(tau: Union[float, torch.Tensor], n: int, name: str) -> torch.Tensor:
+    """``tau`` as a float64 tensor ``[n]`` (one value per neuron, or per output channel of a conv layer)."""
+    t = torch.as_tensor(tau, dtype=torch.float64).reshape(-1)
+    if t.numel() == 1:
+        return t.expand(n).clone()
+    if t.numel() != n:
+        raise QuantizationRangeError(f"layer {name!r}: {t.numel()} time constants for {n} neurons (Loihi decays are "
+                                     f"one per neuron of a dense layer, one per channel of a conv layer)")
+    return t
+
+
+def _check_finite(fl: FloatLayer) -> None:
+    for what, value in (("weight", fl.weight), ("bias", fl.bias), ("delay", fl.delay)):
+        if value is not None and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise QuantizationRangeError(f"layer {fl.name!r}: {bad} {what} value(s) are NaN or infinite; Loihi "
+                                         f"takes finite integers (check the trained weights)")
+    if math.isnan(fl.v_threshold) or (not math.isfinite(fl.v_threshold) and fl.v_threshold < 0):
+        raise QuantizationRangeError(f"layer {fl.name!r}: v_threshold is {fl.v_threshold}")
+
+
+def _warn_outliers(name: str, zeroed: int, nonzero: int, w_eff: torch.Tensor) -> None:
+    """Warn when the largest weights are so far above the rest that rounding zeroes most weights."""
+    if nonzero and zeroed > nonzero // 2:
+        a = w_eff.abs().reshape(-1)
+        logger.warning("layer %r: %d of %d nonzero weights round to 0 on Loihi's 8-bit grid: the largest weight "
+                       "(%.4g) is %.3g times the median magnitude (%.4g); a few outliers set the scale. Clip or "
+                       "regularise the outliers, or fine-tune with fake quantisation.", name, zeroed, nonzero,
+                       float(a.max()), float(a.max() / a[a > 0].median()), float(a[a > 0].median()))
 
 
 def quantize(
@@ -129,9 +172,15 @@ def quantize(
     w_max = 256 - step
     layers, report, problems = [], QuantReport(), []
     for i, fl in enumerate(fnet.layers):
-        c = 1.0 / fl.tau if fl.decay_input else 1.0
-        w_eff = fl.weight.double() * c
-        w_abs = float(w_eff.abs().max())
+        _check_finite(fl)
+        n_out = int(fl.weight.shape[0])
+        tau = _per_neuron(fl.tau, n_out, fl.name)  # [out] (per neuron, or per channel of a conv)
+        c = ((1.0 / tau) if fl.decay_input else torch.ones_like(tau)) * fl.input_gain
+        rows = c.reshape((-1,) + (1,) * (fl.weight.dim() - 1))
+        w_eff = fl.weight.double() * rows
+        w_rec = None if fl.weight_rec is None else fl.weight_rec.double() * c.reshape(-1, 1)
+        both = w_eff if w_rec is None else torch.cat([w_eff.reshape(n_out, -1), w_rec], dim=1)
+        w_abs = float(both.abs().max())
         if w_abs == 0.0:
             raise QuantizationRangeError(f"layer {fl.name!r}: all weights are zero (nothing to map)")
         if scales is not None:
@@ -141,42 +190,68 @@ def quantize(
         else:
             lam = w_max / w_abs
             if math.isfinite(fl.v_threshold):
-                lam = min(lam, VTH_NON_FIRING / fl.v_threshold)
-        lo = -256 if bool((w_eff > 0).any()) else -w_max
+                lam = min(lam, VTH_MAX / fl.v_threshold)
+        lo = -256 if bool((both > 0).any()) else -w_max  # netx scales the feed-forward and recurrent weights together
         w, w_clip = _quantize_values(lam * w_eff, lo, w_max, step, clip, f"layer {fl.name!r} weight", problems)
+        rec = None
+        if w_rec is not None:
+            rec, r_clip = _quantize_values(lam * w_rec, lo, w_max, step, clip, f"layer {fl.name!r} weight_rec",
+                                           problems)
+            w_clip += r_clip
         zeroed = int(((w == 0) & (w_eff != 0)).sum())
+        _warn_outliers(fl.name, zeroed, int((w_eff != 0).sum()), w_eff)
         err = (w.double() / lam - w_eff).abs().max().item()
+        c_max = float(c.max())
         bias = bias_rep = None
-        if fl.bias is not None:
-            bias, b_clip = _quantize_values(lam * c * fl.bias.double(), *LIMITS["bias"], 1, clip,
-                                            f"layer {fl.name!r} bias", problems)
-            bias_rep = {"max_abs_error": (bias.double() / lam - c * fl.bias.double()).abs().max().item() / c,
-                        "clipped": b_clip}
+        if fl.bias is not None or fl.neuron_bias is not None:
+            # a synapse bias is scaled like the input (c); a CUBA neuron's bias adds to v directly
+            b_eff = torch.zeros(n_out, dtype=torch.float64) if fl.bias is None else c * fl.bias.double()
+            if fl.neuron_bias is not None:
+                b_eff = b_eff + torch.as_tensor(fl.neuron_bias, dtype=torch.float64).reshape(-1).expand(n_out)
+            bias, b_clip = _quantize_values(lam * b_eff, *LIMITS["bias"], 1, clip, f"layer {fl.name!r} bias",
+                                            problems)
+            bias_rep = {"max_abs_error": float((bias.double() / lam - b_eff).abs().max()), "clipped": b_clip}
         if math.isfinite(fl.v_threshold):
             vth_t, _ = _quantize_values(torch.tensor([lam * fl.v_threshold]), *LIMITS["vth"], 1, clip,
                                         f"layer {fl.name!r} threshold", problems)
             vth = int(vth_t[0])
+            if vth == 0 and not problems:
+                raise QuantizationRangeError(
+                    f"layer {fl.name!r}: the threshold rounds to 0 at scale {lam:.4g} (the largest weight, "
+                    f"{w_abs / float(c.min()):.4g}, is {w_abs / float(c.min()) / fl.v_threshold:.3g} thresholds): "
+                    f"every input would fire the layer; check the weights for outliers")
             th_err = abs(vth / lam - fl.v_threshold) / fl.v_threshold
         else:
-            vth, th_err = VTH_NON_FIRING, 0.0
+            vth, th_err = VTH_NEVER, 0.0  # 1 << 17: v (clipped to 2^23 - 1) never exceeds vth << 6
         delay = delay_rep = None
         if fl.delay is not None:
             delay, d_clip = _quantize_values(fl.delay.double(), *LIMITS["delay"], 1, clip,
                                              f"layer {fl.name!r} delay", problems)
             delay_rep = {"max": int(delay.max()), "clipped": d_clip}
-        v_decay = int(round(4096.0 / fl.tau))
+        v_decay_t = torch.round(4096.0 / tau).to(torch.int64)  # tau = inf (no leak): 0
+        uniform = bool((v_decay_t == v_decay_t[0]).all()) and bool((tau == tau[0]).all())
+        v_decay = int(v_decay_t[0]) if uniform else v_decay_t
+        i_decay: Any = 4096  # no current memory: u = a_in every step (a LIF)
+        if fl.current_decay is not None:
+            du = _per_neuron(fl.current_decay, n_out, fl.name)
+            i_decay_t = torch.round(4096.0 * du).to(torch.int64)
+            i_decay = int(i_decay_t[0]) if bool((i_decay_t == i_decay_t[0]).all()) else i_decay_t
+        tau_eff = torch.where(v_decay_t > 0, 4096.0 / v_decay_t.clamp_min(1).double(), torch.full_like(tau, math.inf))
         report.clipped |= bool(w_clip or (bias_rep and bias_rep["clipped"]) or (delay_rep and delay_rep["clipped"]))
         report.layers.append({
-            "name": fl.name, "scale": lam, "weight_bits": weight_bits, "vth": vth, "v_decay": v_decay, "i_decay": 4096,
-            "tau": fl.tau, "tau_effective": 4096.0 / v_decay if v_decay else math.inf,
+            "name": fl.name, "scale": lam, "weight_bits": weight_bits, "vth": vth,
+            "v_decay": v_decay if uniform else v_decay_t.tolist(),
+            "i_decay": i_decay if isinstance(i_decay, int) else i_decay.tolist(),
+            "tau": float(tau[0]) if uniform else tau.tolist(),
+            "tau_effective": float(tau_eff[0]) if uniform else tau_eff.tolist(),
             "threshold_rel_error": th_err, "non_firing": not math.isfinite(fl.v_threshold),
-            "weight": {"max_abs_error": err / c, "max_rel_error": err / w_abs, "zeroed": zeroed, "clipped": w_clip,
-                       "nonzero": int((w != 0).sum()), "total": w.numel()},
+            "weight": {"max_abs_error": err / float(c.min()) if c_max else 0.0, "max_rel_error": err / w_abs,
+                       "zeroed": zeroed, "clipped": w_clip, "nonzero": int((w != 0).sum()), "total": w.numel()},
             "bias": bias_rep, "delay": delay_rep,
         })
         if not problems:
-            layers.append(LoihiLayer(weight=w, vth=vth, i_decay=4096, v_decay=v_decay, bias=bias, delay=delay,
-                                     name=fl.name, conv=fl.conv))
+            layers.append(LoihiLayer(weight=w, vth=vth, i_decay=i_decay, v_decay=v_decay, bias=bias, delay=delay,
+                                     name=fl.name, conv=fl.conv, weight_rec=rec))
     if problems:
         raise QuantizationRangeError("values outside Loihi's ranges (pass clip=True to clip them):\n  " +
                                      "\n  ".join(problems))

@@ -22,7 +22,9 @@ neuron state ``u`` and ``v`` at 24 bits each (lava-nc/lava ``src/lava/proc/lif/m
 delays, a dendritic accumulator ring of ``max_delay + 1`` entries of 16 bits per neuron (lava-nc/lava
 ``src/lava/proc/dense/models.py``, ``PyDelayDenseModelBitAcc.a_buff``: ``(out, max_delay + 1)``, ``precision=16``).
 Cores per layer ``= max(ceil(neurons / neurons_per_core), ceil(memory / memory_per_core))``; layers do not share cores.
-A conv layer counts ``out x C_in / groups x kh x kw`` synapses (connections) but stores its kernel once.
+A conv layer counts ``out x C_in / groups x kh x kw`` synapses (connections) but stores its kernel once. A recurrent
+layer (netx ``dense_rec``) adds its ``out x out`` recurrent synapses. Input neurons (netx's input layer with a neuron
+group) count as a layer of neurons without synapses.
 """
 
 from __future__ import annotations
@@ -71,6 +73,18 @@ class ResourceReport:
         return {"layers": self.layers, "total": self.total, "limits": self.limits}
 
 
+def _row(name: str, n: int, syn: int, stored: int, nonzero: int, has_delay: bool, max_delay: int,
+         lim: Mapping[str, Any]) -> Dict[str, Any]:
+    syn_bits = stored * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0))
+    bits = syn_bits + n * _STATE_BITS + (n * (max_delay + 1) * _ACC_BITS if has_delay else 0)
+    mem = math.ceil(bits / 8)
+    by_neurons = math.ceil(n / lim["neurons_per_core"])
+    by_memory = math.ceil(mem / lim["memory_per_core_bytes"])
+    return {"name": name, "neurons": n, "synapses": syn, "nonzero_synapses": nonzero, "delays": has_delay,
+            "max_delay": max_delay, "memory_bytes": mem, "synaptic_memory_bytes": math.ceil(syn_bits / 8),
+            "cores": max(by_neurons, by_memory), "bound_by": "memory" if by_memory > by_neurons else "neurons"}
+
+
 def estimate_resources(net: LoihiNetwork, limits: Optional[Mapping[str, Any]] = None) -> ResourceReport:
     """Estimate Loihi 2 resources of ``net`` (see the module docstring); ``limits`` overrides entries of ``LOIHI2``."""
     if not isinstance(net, LoihiNetwork):
@@ -83,26 +97,21 @@ def estimate_resources(net: LoihiNetwork, limits: Optional[Mapping[str, Any]] = 
             raise ValueError(f"limit {key!r} must be an int >= 1, got {value!r}")
         lim[key] = value
     report = ResourceReport(limits=lim)
+    if net.input_neurons is not None:
+        n = net.input_neurons.size
+        report.layers.append(_row(net.input_neurons.name, n, 0, 0, 0, False, 0, lim))
     for layer in net.layers:
         n = layer.out_features
         # a conv layer stores its shared kernel once; it makes out x (C_in / groups x kh x kw) connections
         syn = n * layer.weight[0].numel() if layer.conv is not None else layer.weight.numel()
         stored = layer.weight.numel() if layer.conv is not None else syn
+        nonzero = int((layer.weight != 0).sum()) * (n // layer.weight.shape[0] if layer.conv else 1)
+        if layer.weight_rec is not None:
+            syn, stored = syn + layer.weight_rec.numel(), stored + layer.weight_rec.numel()
+            nonzero += int((layer.weight_rec != 0).sum())
         has_delay = layer.delay is not None
         max_delay = int(layer.delay.max()) if has_delay else 0
-        bits = stored * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) + n * _STATE_BITS
-        if has_delay:
-            bits += n * (max_delay + 1) * _ACC_BITS
-        mem = math.ceil(bits / 8)
-        by_neurons = math.ceil(n / lim["neurons_per_core"])
-        by_memory = math.ceil(mem / lim["memory_per_core_bytes"])
-        report.layers.append({
-            "name": layer.name, "neurons": n, "synapses": syn,
-            "nonzero_synapses": int((layer.weight != 0).sum()) * (n // layer.weight.shape[0] if layer.conv else 1),
-            "delays": has_delay, "max_delay": max_delay, "memory_bytes": mem,
-            "synaptic_memory_bytes": math.ceil(stored * (_WEIGHT_BITS + (_DELAY_BITS if has_delay else 0)) / 8),
-            "cores": max(by_neurons, by_memory), "bound_by": "memory" if by_memory > by_neurons else "neurons",
-        })
+        report.layers.append(_row(layer.name, n, syn, stored, nonzero, has_delay, max_delay, lim))
     tot = {k: sum(r[k] for r in report.layers) for k in ("neurons", "synapses", "nonzero_synapses", "memory_bytes",
                                                          "cores")}
     tot["chips"] = math.ceil(tot["cores"] / lim["cores_per_chip"])

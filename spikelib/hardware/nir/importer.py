@@ -32,6 +32,28 @@ def _arr(value: Any) -> np.ndarray:
     return np.asarray(value, dtype=np.float64)
 
 
+def _finite_node(node: Any, name: str) -> None:
+    """Every numeric field of a NIR node must be finite (a NaN tau or threshold would only fail at forward)."""
+    for field in ("weight", "bias", "tau", "tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in",
+                  "delay"):
+        value = getattr(node, field, None)
+        if value is None or isinstance(value, str):
+            continue
+        a = np.asarray(value)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            raise _api.NIRConversionError(f"node {name!r}: {field} holds NaN or infinite values")
+
+
+def _whole_steps(delay_s: np.ndarray, dt: float, name: str, what: str = "delays") -> np.ndarray:
+    """Delays in seconds -> integer steps ``>= 0``, exactly (no rounding, no clamping)."""
+    steps = np.round(delay_s / dt)
+    if not np.allclose(delay_s, steps * dt, rtol=1e-6, atol=1e-12):
+        raise _api.NIRConversionError(f"node {name!r}: {what} must be whole numbers of steps of dt={dt:g}")
+    if np.any(steps < 0):
+        raise _api.NIRConversionError(f"node {name!r}: {what} must be >= 0 steps, got {steps.min():g}")
+    return steps
+
+
 def _uniform(value: Any, what: str, name: str) -> float:
     a = _arr(value).reshape(-1)
     if a.size == 0 or not np.all(a == a[0]):
@@ -77,6 +99,27 @@ def _lif(nir, name: str, node, dt: float) -> nn.Module:
     return LIF(tau=tau_p, v_threshold=vth_p, v_reset=v_reset, reset="hard", decay_input=decay_input)
 
 
+def _cuba(node: Any, name: str, dt: float) -> nn.Module:
+    """spikelib's CubaLIF when the node's gains are 1 (``w_in = tau_syn``, ``r = tau_mem``: Loihi's form, what spikelib
+    exports), exactly from the stored decays; NIR's general CubaLIF otherwise."""
+    from spikelib.neurons import CubaLIF as SpikelibCuba
+
+    tau_syn = _tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps")
+    tau_mem = _tau_steps(node, node.tau_mem, dt, "spikelib_tau_mem_steps")
+    in_gain, cur_gain = _arr(node.w_in) / tau_syn, _arr(node.r) / tau_mem
+    reset = _arr(node.v_reset).reshape(-1)
+    if np.allclose(in_gain, 1.0, rtol=1e-6) and np.allclose(cur_gain, 1.0, rtol=1e-6) and np.all(reset == reset[0]):
+        def value(key: str, default: np.ndarray) -> Any:
+            a = _arr(_meta(node, key, default)).reshape(-1)
+            return float(a[0]) if np.all(a == a[0]) else torch.from_numpy(a.reshape(_arr(default).shape)).float()
+
+        return SpikelibCuba(current_decay=value("spikelib_current_decay", 1.0 / tau_syn),
+                            voltage_decay=value("spikelib_voltage_decay", 1.0 / tau_mem),
+                            v_threshold=value("spikelib_v_threshold", _arr(node.v_threshold)),
+                            bias=value("spikelib_bias", _arr(node.v_leak) / tau_mem), v_reset=float(reset[0]))
+    return CubaLIF(tau_syn, tau_mem, node.r, node.v_leak, node.v_threshold, node.v_reset, node.w_in)
+
+
 def _delayed_linear(nir, name: str, sub, dt: float) -> nn.Module:
     from spikelib.layers.delay import DelayedLinear
 
@@ -93,12 +136,14 @@ def _delayed_linear(nir, name: str, sub, dt: float) -> nn.Module:
         if not isinstance(node, (nir.Linear, nir.Affine)):
             raise _api.NIRConversionError(f"node {name!r}/{key!r} ({type(node).__name__}): a delayed-linear "
                                           f"sub-graph holds only Delay -> Linear branches")
+        _finite_node(node, f"{name}/{key}")
         w = torch.from_numpy(np.asarray(node.weight, dtype=np.float32))
         before = sub.nodes.get(src.get(key, ""))
         if isinstance(before, nir.Delay):
-            steps = np.round(_arr(before.delay) / dt)
+            _finite_node(before, f"{name}/{src[key]}")
+            steps = _whole_steps(_arr(before.delay), dt, f"{name}/{src[key]}")
             d = _meta(before, "spikelib_delay_steps", steps.reshape(-1)[0])
-            if not np.allclose(steps, steps.reshape(-1)[0]) or not np.allclose(_arr(before.delay), steps * dt):
+            if not np.allclose(steps, steps.reshape(-1)[0]) or not np.allclose(_arr(d), steps.reshape(-1)[0]):
                 raise _api.NIRConversionError(f"node {name!r}/{src[key]!r}: delays must be one integer number of "
                                               f"steps per branch")
             weight += w
@@ -110,6 +155,9 @@ def _delayed_linear(nir, name: str, sub, dt: float) -> nn.Module:
         if isinstance(node, nir.Affine) and np.any(node.weight):
             raise _api.NIRConversionError(f"node {name!r}/{key!r}: biases belong to a zero-weight Affine branch")
     max_delay = int(_meta(sub, "spikelib_max_delay", max(1, int(delay.max()))))
+    if int(delay.max()) > max_delay or max_delay < 1:
+        raise _api.NIRConversionError(f"node {name!r}: a delay of {int(delay.max())} steps exceeds the sub-graph's "
+                                      f"spikelib_max_delay {max_delay} (delays are never clamped on import)")
     layer = DelayedLinear(n_in, n_out, max_delay, delays="random", bias=bias is not None)
     with torch.no_grad():
         layer.weight.copy_(weight)
@@ -120,6 +168,8 @@ def _delayed_linear(nir, name: str, sub, dt: float) -> nn.Module:
 
 
 def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
+    if not isinstance(node, nir.NIRGraph):
+        _finite_node(node, name)
     if isinstance(node, nir.Affine):
         w = np.asarray(node.weight, dtype=np.float32)
         m = nn.Linear(w.shape[1], w.shape[0], bias=True)
@@ -141,15 +191,23 @@ def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
         from spikelib.neurons import LeakyIntegrator
 
         return LeakyIntegrator(_uniform(tau, "tau", name), decay_input, _uniform(node.v_leak, "v_leak", name), r)
+    if isinstance(node, nir.IF):
+        from spikelib.neurons import IF
+
+        gain = _uniform(_arr(node.r) * dt, "r dt", name)
+        if not np.isclose(gain, 1.0, rtol=1e-6):
+            raise _api.NIRConversionError(f"node {name!r}: an IF node imports when r dt = 1 (V += X per step), got "
+                                          f"{gain:g}")
+        vth = _arr(node.v_threshold)
+        vth_p = float(vth.reshape(-1)[0]) if np.all(vth == vth.reshape(-1)[0]) else torch.from_numpy(vth).float()
+        return IF(v_threshold=vth_p, v_reset=_uniform(node.v_reset, "v_reset", name))
     if isinstance(node, nir.CubaLIF):
-        return CubaLIF(_tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps"),
-                            _tau_steps(node, node.tau_mem, dt, "spikelib_tau_mem_steps"), node.r, node.v_leak,
-                            node.v_threshold, node.v_reset, node.w_in)
+        return _cuba(node, name, dt)
     if isinstance(node, nir.Delay):
-        steps = _meta(node, "spikelib_delay_steps")
-        steps = np.round(_arr(node.delay) / dt) if steps is None else _arr(steps)
-        if not np.allclose(_arr(node.delay), steps * dt, rtol=1e-6, atol=1e-12):
-            raise _api.NIRConversionError(f"node {name!r}: delays must be whole numbers of steps of dt={dt:g}")
+        steps = _whole_steps(_arr(node.delay), dt, name)
+        stored = _meta(node, "spikelib_delay_steps")
+        if stored is not None and not np.array_equal(_arr(stored).reshape(steps.shape), steps):
+            raise _api.NIRConversionError(f"node {name!r}: spikelib_delay_steps disagrees with delay / dt")
         from spikelib.layers import ChannelDelay
 
         return ChannelDelay(torch.from_numpy(steps.astype(np.int64)))

@@ -23,8 +23,9 @@ with each input's synapses sorted by delay (a table built per call: O(synapses) 
 ``T B C_in (D_max + 1) C_out``. ``delay_gaussian_kernel``: the kernel and its gradients in one pass per synapse.
 
 The kernels (:mod:`._delay_kernels`) are serial ``@numba.njit(nogil=True, cache=True)`` functions over a range of units,
-run on spikelib's kernel threads (:mod:`.threads`, not numba's OpenMP layer), compiled once per machine (numba caches
-the machine code beside the module) and imported only when a backend first runs, so numba stays optional.
+run on spikelib's kernel threads (:mod:`.threads`, not numba's OpenMP layer), compiled once per machine (numba keeps
+the machine code in the verified kernel cache, :mod:`.cache`) and imported only when a backend first runs, so numba
+stays optional.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import Any, Optional
 
 import torch
 
+from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynamic
 from spikelib.kernels.registry import count_call, register_backend
 
@@ -43,7 +45,7 @@ _SUPPORTED = (torch.float32, torch.float64)
 @functools.lru_cache(maxsize=None)
 def _kernels() -> Any:
     try:
-        from spikelib.kernels.cpu import _delay_kernels
+        _delay_kernels = import_kernel_module("spikelib.kernels.cpu._delay_kernels")
     except ImportError as exc:
         raise ImportError(
             "the 'numba' delay backend needs numba: pip install 'spikelib[fast]' (or pip install numba)"
