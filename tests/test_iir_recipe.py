@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("spikelib.training.stages", reason="needs the training core's stages (branch 'training')")
-
-from spikelib.conversion.iir import load_recipe, run_iir, summary_table  # noqa: E402
-from spikelib.training import ConfigError  # noqa: E402
+from spikelib.conversion.iir import load_recipe, run_iir, summary_table
+from spikelib.training import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +105,15 @@ def test_sigkill_in_a_stage_then_resume_equals_an_uninterrupted_run(tmp_path):
     ra = json.loads((tmp_path / "full" / "result.json").read_text())
     rb = json.loads((tmp_path / "killed" / "result.json").read_text())
     assert ra["iir"] == rb["iir"] and ra["ann"] == rb["ann"]
+
+
+def test_command_line_errors_are_one_line(tmp_path, capsys):
+    from spikelib.conversion.iir import main
+
+    assert main([str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: config file") and "does not exist" in err[0]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {dataset: digits}\nann: {model: {name: vgg_tiny_ann}}\nsnn: {model: {name: vgg_tiny_snn}}\n")
+    assert main([str(bad), "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip() == "error: snn.stages: required (e.g. {timesteps: [5, 3, 2, 1], epochs: 10})"

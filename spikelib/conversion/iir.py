@@ -47,7 +47,8 @@ from spikelib._atomic import atomic_write_text
 from spikelib.conversion import image_datasets as _image_datasets  # noqa: F401  (registers the data sets)
 from spikelib.conversion.convert import convert
 from spikelib.conversion.thresholds import neuron_thresholds
-from spikelib.training import ConfigError, DatasetBundle, Trainer, build_datasets, parse_config
+from spikelib.training import (CheckpointError, ConfigError, DatasetBundle, RunLockedError, Trainer,
+                               TrainingDivergedError, TrainingInterrupted, build_datasets, parse_config)
 from spikelib.training.build import seed_everything
 from spikelib.training.checkpoint import load_checkpoint, save_checkpoint
 from spikelib.training.config import read_yaml
@@ -319,8 +320,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         result = run_iir(args.recipe, args.run_dir, resume=args.resume,
                          progress=False if args.no_progress else None)
-    except (ConfigError, FileNotFoundError, ImportError) as exc:
+    except (ConfigError, CheckpointError, RunLockedError, TrainingDivergedError, FileNotFoundError,
+            ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingInterrupted as exc:
+        print(f"error: {exc} (continue with --resume)", file=sys.stderr)
         return 2
     print(summary_table(result), end="")
     return 0
