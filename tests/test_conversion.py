@@ -288,3 +288,36 @@ def test_thresholds_leave_the_model_as_it_was():
     assert snn.training and [m.stateful for m in snn.modules() if hasattr(m, "stateful")] == states
     assert all(getattr(m, "state", None) is None for m in snn.modules())
     assert all(math.isfinite(v) and v > 0 for v in neuron_thresholds(snn).values())
+
+
+def test_normalize_bias_makes_the_conversion_exact_at_large_t():
+    """With biases divided by the scale of the spikes they join, rate * lambda -> the ANN's output; the reference's
+    rule (biases as they are) stays off however long it runs."""
+    torch.manual_seed(2)
+    ann = nn.Sequential(nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 12), nn.ReLU(),
+                        nn.Linear(12, 3)).double().eval()
+    _randomise_bn_1d = ann[1]
+    with torch.no_grad():
+        _randomise_bn_1d.running_mean.uniform_(-0.5, 0.5)
+        _randomise_bn_1d.running_var.uniform_(0.5, 2.0)
+        _randomise_bn_1d.bias.uniform_(-0.3, 0.3)
+        ann[3].bias.uniform_(-0.5, 0.5)
+    x = torch.randn(64, 10, dtype=torch.float64)
+    with torch.no_grad():
+        ref = ann(x)
+    errors = {}
+    for normalize in (False, True):
+        snn = convert(ann, x, method="max", steps=50, timesteps=3000, normalize_bias=normalize)
+        lam = 1.0
+        for v in neuron_thresholds(snn).values():
+            lam *= v
+        with torch.no_grad():
+            out = snn(x) / 3000 * lam
+        errors[normalize] = float((out - ref).abs().max() / ref.abs().max())
+    assert errors[True] < 0.02 < errors[False]
+
+
+def test_normalize_bias_handles_chains_only():
+    ann = _ann("resnet_tiny_ann")
+    with pytest.raises(ValueError, match="normalize_bias handles chains.*'net.layer1_0.add'"):
+        convert(ann, torch.randn(4, 1, 8, 8, dtype=torch.float64), steps=2, normalize_bias=True)

@@ -27,7 +27,8 @@ __all__ = ["convert"]
 
 def convert(ann: nn.Module, calibration: torch.Tensor, *, timesteps: int = 5, percentile: float = 90.0,
             method: str = "percentile", steps: int = 500, scale: float = 1.0, per_neuron: bool = False,
-            leak: float = 1.0, learn: bool = True, chunk: Optional[int] = None) -> DirectInputSNN:
+            leak: float = 1.0, learn: bool = True, chunk: Optional[int] = None,
+            normalize_bias: bool = False) -> DirectInputSNN:
     """The spiking network of ``ann`` with balanced thresholds.
 
     Args:
@@ -35,7 +36,7 @@ def convert(ann: nn.Module, calibration: torch.Tensor, *, timesteps: int = 5, pe
             ``nn.Sequential`` and :class:`~spikelib.models.iir_blocks.ResidualBlock`).
         calibration: one training batch ``[B, ...]`` (the reference: 512 samples) for threshold balancing.
         timesteps: ``T`` of the result for static inputs.
-        percentile, method, steps, scale, chunk: threshold balancing
+        percentile, method, steps, scale, chunk, normalize_bias: threshold balancing
             (:func:`~spikelib.conversion.thresholds.balance_thresholds`).
         per_neuron: one leak and threshold per neuron (all neurons of a layer start from the layer's value).
         leak: initial leak of every neuron (the reference: 1, i.e. integrate-and-fire).
@@ -54,5 +55,5 @@ def convert(ann: nn.Module, calibration: torch.Tensor, *, timesteps: int = 5, pe
     if param is not None:
         snn = snn.to(device=param.device, dtype=param.dtype)
     balance_thresholds(snn, calibration, percentile=percentile, method=method, steps=steps, scale=scale,
-                       chunk=chunk)
+                       chunk=chunk, normalize_bias=normalize_bias)
     return snn

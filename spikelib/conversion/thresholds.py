@@ -18,6 +18,13 @@ reference's ``scaling_factor``, 1 by default). The reference calibrates over 500
 pre-processing convolutions and leaves the residual blocks at ``default_threshold``; here every neuron layer is
 balanced by the same rule.
 
+``normalize_bias=True`` (not in the reference; chains only, no residual additions) also divides the bias of every
+synapse by ``lambda`` of the neuron layer it reads, ``lambda_l = lambda_{l-1} V_l`` (``lambda = 1`` for the input):
+with spike rates ``r_l = relu(a_l) / lambda_l`` the current of the next layer is then ``(W a_l + b) / lambda_l``,
+proportional to the ANN's pre-activation, so the converted network approaches the ANN as ``T`` grows (the
+reference's rule leaves the biases as they are, which the retraining corrects; Rueckauer et al., Front. Neurosci.
+2017, normalise the same way). The output logits come out divided by ``lambda`` of the last neuron layer.
+
 The steps run in chunks of ``chunk`` steps with the neurons' states carried over (memory stays bounded for any
 ``steps``); the result does not depend on the chunk size. Dropout is off (eval mode), as in the reference.
 """
@@ -81,6 +88,33 @@ def neuron_thresholds(snn: nn.Module) -> "OrderedDict[str, float]":
     return out
 
 
+def _chain_links(snn: nn.Module) -> Tuple[Dict[nn.Module, Tuple[nn.Module, Optional[nn.Module]]], list]:
+    """For a chain: ``{neuron: (its synapse, the neuron that synapse reads or None)}`` and ``[(synapse, source)]``
+    of the synapses after the last neuron (the output)."""
+    links: Dict[nn.Module, Tuple[nn.Module, Optional[nn.Module]]] = {}
+    pending: list = []
+    source: Optional[nn.Module] = None
+    for name, m, node in declared_layers(snn):
+        if isinstance(node, N.Add):
+            raise ValueError(f"normalize_bias handles chains of layers; {name!r} is a residual addition")
+        if isinstance(node, N.SYNAPSE_NODES):
+            pending.append((m, source))
+        elif isinstance(node, N.LIF):
+            if len(pending) != 1:
+                raise ValueError(f"normalize_bias: neuron layer {name!r} must read exactly one synapse, found "
+                                 f"{len(pending)}")
+            links[m] = pending[0]
+            pending, source = [], m
+    return links, pending
+
+
+def _set_biases(links, outputs, lam: Dict[nn.Module, float], original: Dict[nn.Module, torch.Tensor]) -> None:
+    for syn, src in list(links.values()) + list(outputs):
+        if syn in original:
+            with torch.no_grad():
+                syn.bias.copy_(original[syn] / (1.0 if src is None else lam[src]))
+
+
 def _run_order(snn: nn.Module, x: torch.Tensor) -> Tuple[List[Tuple[str, nn.Module]], int]:
     """Neuron layers in the order of one 1-step pass, and the bytes of their inputs per step."""
     layers = neuron_layers(snn)
@@ -111,7 +145,7 @@ def _run_order(snn: nn.Module, x: torch.Tensor) -> Tuple[List[Tuple[str, nn.Modu
 @torch.no_grad()
 def balance_thresholds(snn: nn.Module, x: torch.Tensor, *, percentile: float = 90.0, method: str = "percentile",
                        steps: int = 500, scale: float = 1.0, chunk: Optional[int] = None,
-                       max_bytes: int = 1 << 29) -> "OrderedDict[str, float]":
+                       max_bytes: int = 1 << 29, normalize_bias: bool = False) -> "OrderedDict[str, float]":
     """Set the threshold of every neuron layer of ``snn`` by the rule of the module docstring; returns them by name.
 
     Args:
@@ -123,6 +157,7 @@ def balance_thresholds(snn: nn.Module, x: torch.Tensor, *, percentile: float = 9
         steps: time steps simulated per layer (the reference: 500 for VGG).
         scale: factor applied to every threshold at the end.
         chunk: steps per forward pass (None: as many as fit in ``max_bytes`` of neuron inputs, at most ``steps``).
+        normalize_bias: divide every bias by the scale of the spikes it is added to (module docstring; chains only).
     """
     if method not in ("percentile", "max"):
         raise ValueError(f"method must be 'percentile' or 'max', got {method!r}")
@@ -136,7 +171,13 @@ def balance_thresholds(snn: nn.Module, x: torch.Tensor, *, percentile: float = 9
     if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() < 2 or x.shape[0] < 1:
         raise ValueError(f"x must be a floating-point batch [B, ...], got "
                          f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if not isinstance(normalize_bias, bool):
+        raise TypeError(f"normalize_bias must be a bool, got {type(normalize_bias).__name__}")
     q = 100.0 if method == "max" else float(percentile)
+    links, outputs = _chain_links(snn) if normalize_bias else ({}, [])
+    original = {syn: syn.bias.detach().clone() for syn, _ in list(links.values()) + outputs
+                if getattr(syn, "bias", None) is not None}
+    lam: Dict[nn.Module, float] = {}
     was_training = snn.training
     stateful = {m: m.stateful for m in snn.modules() if isinstance(m, StatefulModule)}
     snn.eval()
@@ -158,6 +199,8 @@ def balance_thresholds(snn: nn.Module, x: torch.Tensor, *, percentile: float = 9
                         best[0] = p
                 raise _Stop
 
+            if normalize_bias:
+                _set_biases({module: links[module]}, [], lam, original)
             handle = module.register_forward_pre_hook(measure)
             try:
                 reset(snn)
@@ -173,10 +216,18 @@ def balance_thresholds(snn: nn.Module, x: torch.Tensor, *, percentile: float = 9
                 handle.remove()
             found[name] = best[0] if best[0] != 0.0 else 0.1
             set_threshold(module, found[name])
+            if normalize_bias:
+                src = links[module][1]
+                lam[module] = (1.0 if src is None else lam[src]) * found[name]
         if scale != 1.0:
             for name, module in order:
                 found[name] *= float(scale)
                 set_threshold(module, found[name])
+                if normalize_bias:
+                    src = links[module][1]
+                    lam[module] = (1.0 if src is None else lam[src]) * found[name]
+        if normalize_bias:
+            _set_biases(links, outputs, lam, original)
         return found
     finally:
         for m, flag in stateful.items():
