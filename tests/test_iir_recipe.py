@@ -30,7 +30,7 @@ TINY = {
 
 
 def test_shipped_recipes_parse():
-    files = sorted(glob.glob(str(ROOT / "configs" / "iir_*.yaml")))
+    files = sorted(glob.glob(str(ROOT / "configs" / "iir" / "*.yaml")))
     assert len(files) >= 4
     for f in files:
         recipe = load_recipe(f)
@@ -117,3 +117,10 @@ def test_command_line_errors_are_one_line(tmp_path, capsys):
     bad.write_text("data: {dataset: digits}\nann: {model: {name: vgg_tiny_ann}}\nsnn: {model: {name: vgg_tiny_snn}}\n")
     assert main([str(bad), "--run-dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip() == "error: snn.stages: required (e.g. {timesteps: [5, 3, 2, 1], epochs: 10})"
+
+
+def test_spikelib_iir_command(tmp_path, capsys):
+    from spikelib.cli import main
+
+    assert main(["iir", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: config file")

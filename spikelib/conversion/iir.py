@@ -6,9 +6,10 @@ Chowdhury, Rathi, Roy, "One Timestep is All You Need: Training Spiking Neural Ne
 ``snncifar_bnfused.py`` balances thresholds and retrains at one ``T`` per run, the next run starting from the previous
 checkpoint). Here one recipe file drives the whole pipeline in one run folder::
 
-    python -m spikelib.conversion.iir configs/iir_digits.yaml --run-dir runs/iir-digits   [--resume]
+    spikelib iir configs/iir/digits.yaml --run-dir runs/iir-digits   [--resume]
+    python -m spikelib.conversion.iir configs/iir/digits.yaml --run-dir runs/iir-digits   (the same)
 
-Recipe sections (YAML; see configs/iir_*.yaml):
+Recipe sections (YAML; see configs/iir/*.yaml):
 
 ``data``        the trainer's ``data`` section (shared by every part).
 ``train``       the trainer's ``train`` section shared by every part (seed, device, ...).
@@ -177,7 +178,8 @@ def _energy(model: nn.Module, loader: Any, batches: int, energy_model: str, devi
     n = counts.samples
     snn = estimate_energy(counts, energy_model).total_pj * 1e-6 / n
     ann = ann_baseline(counts).total_pj * 1e-6 / n
-    return {"samples": n, "sops_per_inference": counts.total("sops") / n, "macs_per_inference": counts.total("macs") / n,
+    return {"samples": n, "sops_per_inference": counts.total("sops") / n,
+            "macs_per_inference": counts.total("macs") / n,
             "spikes_per_inference": counts.total("out_spikes") / n,
             "ann_macs_per_inference": counts.total("dense_macs") / n, "energy_uj_per_inference": snn,
             "ann_energy_uj_per_inference": ann}
@@ -288,7 +290,8 @@ def summary_table(result: Mapping[str, Any]) -> str:
     """The Markdown table of a result: ANN, converted SNN, IIR stages and the scratch baseline."""
     conv = result["conversion"]["test_acc_by_T"]
     lines = [f"IIR-SNN on {result['dataset']} (seed {result['seed']}): test accuracy and energy per inference",
-             "", "| network | T | test acc. | converted, no retraining | SOPs / inf. | MACs / inf. | energy / inf. (uJ) |",
+             "",
+             "| network | T | test acc. | converted, no retraining | SOPs / inf. | MACs / inf. | energy / inf. (uJ) |",
              "|---|---|---|---|---|---|---|"]
     ann = result["ann"]
     first = result["iir"][0] if result["iir"] else {}
@@ -311,7 +314,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m spikelib.conversion.iir RECIPE --run-dir DIR [--resume]``: run and print the table."""
     parser = argparse.ArgumentParser(prog="python -m spikelib.conversion.iir",
                                      description="IIR-SNN: ANN -> conversion -> SNN retrained at T = 5, 3, 2, 1")
-    parser.add_argument("recipe", help="recipe YAML (configs/iir_*.yaml)")
+    parser.add_argument("recipe", help="recipe YAML (configs/iir/*.yaml)")
     parser.add_argument("--run-dir", required=True, help="run folder (new, or an interrupted run with --resume)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
