@@ -1,12 +1,15 @@
 """spikelib: spiking neural networks from surrogate-gradient training to Loihi deployment and energy reports.
 
 Tensors are time first, ``[T, B, ...]``. Sequence modules (``LIF``) take a whole sequence, ``*Cell`` modules one step;
-``spikelib.reset(model)`` clears every kept state. See README.md for a tour.
+``spikelib.reset(model)`` clears every kept state. Around them: ``spikelib.encoders`` (rate, Poisson, latency, delta
+codes), ``spikelib.losses`` (spike-train losses, TET, rate regularisers), ``spikelib.monitor`` (recording layers) and
+``spikelib.plot`` (rasters, traces, firing rates). See README.md and docs/getting-started.md for a tour.
 """
 
 # kernels/ first: it registers every built-in backend, and the functional core it imports needs only its registry.
 from spikelib import kernels  # noqa: I001
 from spikelib import functional, surrogate
+from spikelib import encoders, losses, monitor, plot
 from spikelib.functional.lif import LIFOutput, LIFState, lif
 from spikelib.kernels import available_backends, backend_calls
 from spikelib.layers import DelayedLinear
@@ -56,5 +59,9 @@ __all__ = [
     "lif",
     "reset",
     "surrogate",
+    "encoders",
+    "losses",
+    "monitor",
+    "plot",
     "__version__",
 ]

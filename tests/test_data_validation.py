@@ -158,6 +158,27 @@ def test_damaged_npy_cache_files_are_rebuilt(tmp_path):
     assert torch.equal(SHDDataset(path, cache=tmp_path / "cache")[0][0], expected)
 
 
+def test_chunked_spike_data_are_read_exactly(tmp_path):
+    path = shd_file(tmp_path / "c.h5", [[0.1, 0.25], [0.3]], [[5, 699], [0]], [3, 4], chunked=True)
+    ds = SHDDataset(path)
+    (x0, y0), (x1, y1) = ds[0], ds[1]
+    assert (y0, y1) == (3, 4) and x0[10, 5] == 1 and x0[25, 699] == 1 and x0.sum() == 2 and x1[30, 0] == x1.sum() == 1
+
+
+@pytest.mark.timeout(120, method="thread")  # without the heap check HDF5 1.14.6 loops forever on this file
+def test_a_damaged_heap_is_an_error_not_a_hang(tmp_path):
+    write_synthetic_shd(tmp_path, n_train=4, n_test=2, seed=1,
+                        config=SyntheticSHDConfig(spikes_per_sweep=20.0, background_rate=0.2))
+    path = tmp_path / "shd_train.h5"
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"GCOL") + 576  # 64 zero bytes over heap objects of spikes/times (found by the fuzz tests)
+    raw[start:start + 64] = bytes(64)
+    path.write_bytes(bytes(raw))
+    ds = SHDDataset(path, max_time=None)
+    with pytest.raises(ValueError, match="damaged global heap collection"):
+        [ds[i] for i in range(len(ds))]
+
+
 @pytest.mark.slow
 def test_bin_counts_beyond_float32_are_refused():
     n = 2**24 + 1

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from spikelib.data._hdf5 import LazyH5, atomic_path, check_stored, open_h5, require_dataset
+from spikelib.data._hdf5 import LazyH5, atomic_path, check_stored, h5_errors, open_h5, require_dataset
 
 __all__ = ["ModelNet40Dataset", "RandomScaleShift", "ShufflePoints", "read_off", "write_off", "sample_surface",
            "normalize_unit_sphere", "MODELNET40_URL"]
@@ -270,7 +270,7 @@ class ModelNet40Dataset(Dataset):
         self.files = _numbered(list(folder.glob(f"ply_data_{self.split}*.h5")))
         labels, offsets = [], [0]
         for path in self.files:
-            with open_h5(path) as f:
+            with open_h5(path) as f, h5_errors(path):
                 data = require_dataset(f, "data", path, _H5_LAYOUT)
                 label = require_dataset(f, "label", path, _H5_LAYOUT)
                 if data.ndim != 3 or data.shape[2] != 3 or data.dtype.kind != "f":
@@ -311,9 +311,10 @@ class ModelNet40Dataset(Dataset):
         k = int(np.searchsorted(self._offsets, i, side="right") - 1)
         f = self._handles[k].file
         j = i - int(self._offsets[k])
-        pts = np.asarray(f["data"][j, : self.n_points], dtype=np.float64)
-        if self.use_normals:
-            pts = np.concatenate([pts, np.asarray(f["normal"][j, : self.n_points], dtype=np.float64)], axis=1)
+        with h5_errors(self.files[k]):
+            pts = np.asarray(f["data"][j, : self.n_points], dtype=np.float64)
+            if self.use_normals:
+                pts = np.concatenate([pts, np.asarray(f["normal"][j, : self.n_points], dtype=np.float64)], axis=1)
         return pts
 
     # ------------------------------------------------------------------ OFF

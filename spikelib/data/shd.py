@@ -16,6 +16,15 @@ each sample's first spike with ``time_origin="first_spike"`` (spikingjelly's SHD
 tested against spikingjelly's own integration). Items are ``(x: float32 [T, C], label:
 int)``; a DataLoader gives ``[B, T, C]``.
 
+Event transforms. ``event_transform`` is applied to each sample's events before binning, in tonic's event format
+(a structured array with fields ``t`` in microseconds (float64), ``x`` the unit index and ``p = 1``, as tonic's SHD
+reader gives them; ``sensor_size = (700, 1, 1)``), so tonic's event transforms (``DropEvent``, ``TimeJitter``,
+``SpatialJitter``, ...) work as they do on tonic's own datasets. The events it returns are sorted by time and binned as
+above (times ``t / 1e6`` seconds; with ``time_origin="first_spike"`` from the first transformed spike); negative times
+and units outside ``0..699`` are errors. ``transform`` receives the binned tensor, so a tonic transform given there is
+an error that says to use ``event_transform``. An event transform runs on every read (augmentation): it cannot be
+combined with ``cache``. Times stored as float16/float32 (the official files) round-trip exactly through microseconds.
+
 Files are opened lazily, once per process (safe with DataLoader workers; the dataset pickles without its handle) and
 closed by :meth:`SHDDataset.close` / garbage collection. The layout is checked when the dataset is created, before
 anything is read (missing datasets, external links or storage, empty file, dtypes, shapes, datasets that declare more
@@ -44,9 +53,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from spikelib.data._hdf5 import LazyH5, atomic_save_npy, check_stored, file_sha256, open_h5, require_dataset
+from spikelib.data._hdf5 import (LazyH5, VlenGuard, atomic_save_npy, check_stored, file_sha256, h5_errors,
+                                 open_h5, require_dataset)
 
-__all__ = ["SHDDataset", "SSCDataset", "bin_events", "pad_collate", "train_val_split", "expected_files",
+__all__ = ["SHDDataset", "SSCDataset", "EVENT_DTYPE", "bin_events", "pad_collate", "train_val_split", "expected_files",
            "DATASET_URL"]
 
 logger = logging.getLogger(__name__)
@@ -58,6 +68,7 @@ _KINDS: Dict[str, Dict[str, Any]] = {
     "shd": {"splits": ("train", "test"), "n_classes": 20, "folder": "SHD"},
     "ssc": {"splits": ("train", "valid", "test"), "n_classes": 35, "folder": "SSC"},
 }
+EVENT_DTYPE = np.dtype([("t", np.float64), ("x", np.int64), ("p", np.int64)])  # tonic's event fields (t in us)
 _LAYOUT = ("spikes/times (vlen float, seconds), spikes/units (vlen int, 0..699), labels [N], "
            "optional extra/keys and extra/speaker [N]")
 
@@ -145,6 +156,11 @@ def bin_events(times: np.ndarray, units: np.ndarray, dt: float, n_steps: Optiona
     return counts.reshape(int(n_steps), n_out).astype(np.float32)
 
 
+def _is_tonic(fn: object) -> bool:
+    module = type(fn).__module__ or ""
+    return module == "tonic" or module.startswith("tonic.")
+
+
 def _check_choice(value: object, name: str, choices: Sequence[object]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
@@ -169,6 +185,8 @@ class SHDDataset(Dataset):
             :func:`pad_collate`).
         channels_out: channels after pooling (sums of ``700 / channels_out`` neighbouring units); must divide 700.
         transform: called on the binned ``float32 [T, C]`` tensor of every item (e.g. augmentations).
+        event_transform: called on the events of every item before binning, in tonic's format (module docstring),
+            e.g. ``tonic.transforms.DropEvent(p=0.1)``.
         cache: ``None``, ``"memory"`` (per process) or a folder for ``.npy`` caches of binned samples.
         download: when files are missing, download them through tonic (needs tonic and a network).
         time_origin: ``"zero"`` (times as in the file) or ``"first_spike"`` (each sample's times minus its first
@@ -190,6 +208,7 @@ class SHDDataset(Dataset):
         max_time: Optional[float] = 1.4,
         channels_out: int = N_UNITS,
         transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        event_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
         cache: Union[None, str, Path] = None,
         download: bool = False,
         time_origin: str = "zero",
@@ -218,7 +237,17 @@ class SHDDataset(Dataset):
         self.pool = N_UNITS // self.channels_out
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
+        if _is_tonic(transform):
+            raise TypeError(f"transform receives the binned tensor [T, C], but {type(transform).__name__} is a tonic "
+                            f"transform of events: pass it as event_transform= (applied to each sample's events before "
+                            f"binning)")
+        if event_transform is not None and not callable(event_transform):
+            raise TypeError(f"event_transform must be callable, got {type(event_transform).__name__}")
+        if event_transform is not None and cache is not None:
+            raise ValueError("cache holds binned samples without transforms, but an event_transform runs on every "
+                             "read (augmentation): use cache=None with event_transform")
         self.transform = transform
+        self.event_transform = event_transform
         self.path = self._resolve(Path(root), download)
         self._h5 = LazyH5(self.path)
         self._read_header()
@@ -310,7 +339,7 @@ class SHDDataset(Dataset):
         return ""
 
     def _read_header(self) -> None:
-        with open_h5(self.path) as f:
+        with open_h5(self.path) as f, h5_errors(self.path):
             where = str(self.path)
             times = require_dataset(f, "spikes/times", where, _LAYOUT)
             units = require_dataset(f, "spikes/units", where, _LAYOUT)
@@ -332,6 +361,8 @@ class SHDDataset(Dataset):
                 raise ValueError(f"{where}: labels must be integers, got dtype {labels_ds.dtype}")
             for name, ds in (("spikes/times", times), ("spikes/units", units), ("labels", labels_ds)):
                 check_stored(ds, where, name)  # before reading: declared but unwritten data read as zeros
+            self._guards = (VlenGuard(f, times, self.path, "spikes/times"),
+                            VlenGuard(f, units, self.path, "spikes/units"))
             raw = labels_ds[()]
             bad = (raw < 0) | (raw >= self.n_classes)  # in the stored type: no wrap of large unsigned values
             if bad.any():
@@ -384,8 +415,12 @@ class SHDDataset(Dataset):
         i = self._index(index)
         f = self._h5.file
         where = f"{self.path}: sample {i}"
-        times = _spike_times(f["spikes/times"][i], where)
-        units = _unit_indices(f["spikes/units"][i], N_UNITS, where)
+        for guard in self._guards:  # HDF5 can hang on a damaged heap: check it before HDF5 parses it
+            guard.check(i)
+        with h5_errors(self.path):
+            raw_times, raw_units = f["spikes/times"][i], f["spikes/units"][i]
+        times = _spike_times(raw_times, where)
+        units = _unit_indices(raw_units, N_UNITS, where)
         if times.shape != units.shape:
             raise ValueError(f"{where} has {times.size} times but {units.size} units")
         return times, units
@@ -401,7 +436,10 @@ class SHDDataset(Dataset):
             times, units = self.events(i)
             if self.time_origin == "first_spike" and times.size:
                 times = times - times[0]
-            x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
+            try:
+                x = bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool, self.max_steps)
+            except ValueError as exc:  # e.g. longer than max_steps: name the file and the sample
+                raise ValueError(f"{self.path}: sample {i}: {exc}") from None
             if cached is not None:
                 # A cache can be rebuilt: atomic rename without fsync (fsync per sample is ~10x slower).
                 atomic_save_npy(cached, x.astype(np.uint16) if x.max(initial=0) < 65536 else x, fsync=False)
@@ -425,9 +463,49 @@ class SHDDataset(Dataset):
             return None
         return np.array(x, dtype=np.float32)
 
+    def transformed_events(self, index: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The events of a sample after ``event_transform``: ``(times [n] float64 seconds, units [n] int64)``, sorted
+        by time and checked (the transform runs again on every call)."""
+        if self.event_transform is None:
+            raise ValueError("this dataset has no event_transform; read the raw events with events()")
+        i = self._index(index)
+        times, units = self.events(i)
+        events = np.empty(times.shape[0], dtype=EVENT_DTYPE)
+        events["t"] = times * 1e6
+        events["x"] = units
+        events["p"] = 1
+        out = self.event_transform(events)
+        where = f"{self.path}: sample {i}: event_transform {type(self.event_transform).__name__}"
+        if not isinstance(out, np.ndarray) or out.dtype.names is None or not {"t", "x"} <= set(out.dtype.names):
+            what = out.dtype if isinstance(out, np.ndarray) else type(out).__name__
+            raise TypeError(f"{where} must return a structured array of events with fields t (microseconds) and x "
+                            f"(unit), got {what}")
+        out = out.reshape(-1)
+        t = out["t"].astype(np.float64) / 1e6
+        u = np.asarray(out["x"])
+        if t.size:
+            if not np.all(np.isfinite(t)) or t.min() < 0:
+                raise ValueError(f"{where} returned negative or non-finite times (min {t.min():g} s); a time jitter "
+                                 f"needs to keep times >= 0 (tonic's TimeJitter: clip_negative=True)")
+            if u.dtype.kind not in "iuf" or (u.dtype.kind == "f" and not np.all(u == np.floor(u))):
+                raise ValueError(f"{where} returned non-integer units (dtype {u.dtype})")
+            if u.min() < 0 or u.max() >= N_UNITS:
+                raise ValueError(f"{where} returned unit indices in {u.min()}..{u.max()}, expected 0..{N_UNITS - 1}")
+        order = np.argsort(t, kind="stable")
+        return t[order], u[order].astype(np.int64)
+
+    def _binned_transformed(self, i: int) -> np.ndarray:
+        times, units = self.transformed_events(i)
+        if self.time_origin == "first_spike" and times.size:
+            times = times - times[0]
+        return bin_events(times, units, self.dt, self.n_steps, N_UNITS, self.pool)
+
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, int]:
         i = self._index(index)
-        x = torch.from_numpy(np.array(self.binned(i), dtype=np.float32, copy=True))
+        if self.event_transform is not None:
+            x = torch.from_numpy(self._binned_transformed(i))
+        else:
+            x = torch.from_numpy(np.array(self.binned(i), dtype=np.float32, copy=True))
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.labels[i])

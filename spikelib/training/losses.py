@@ -16,7 +16,8 @@ Outputs are either logits ``[B, C]`` or time-resolved ``o [T, B, C]`` (spikes or
   and ``incorrect_rate`` for the others (snnTorch's ``mse_count_loss``, which also rounds the target counts ``T r_c``
   down to integers); scores are the spike counts.
 
-Cross-entropy losses take ``label_smoothing`` (``train.label_smoothing``). A plain callable ``fn(output, y)`` can be
+The spike-train losses compute with :mod:`spikelib.losses` (one implementation; these classes add the trainer's
+interface: per-sample values and class scores). Cross-entropy losses take ``label_smoothing`` (``train.label_smoothing``). A plain callable ``fn(output, y)`` can be
 passed to the trainer instead (:func:`as_loss`): it may return per-sample values or a scalar mean (then no batch
 mixing); its scores are the output itself, or the output's mean over time for ``[T, B, C]``.
 """
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spikelib import losses as spike_losses
 from spikelib.training.errors import ConfigError
 
 __all__ = ["Loss", "CrossEntropy", "SumSoftmaxCrossEntropy", "TETLoss", "RateCrossEntropy", "RateMSE", "as_loss",
@@ -140,14 +142,8 @@ class TETLoss(Loss):
 
     def forward(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         _check_time_resolved(output, self.name)
-        o = _wide(output)
-        T, B = o.shape[:2]
-        ce = F.cross_entropy(o.reshape(T * B, -1), y.repeat(T), reduction="none",
-                             label_smoothing=self.label_smoothing).reshape(T, B).mean(0)
-        if self.lam == 0.0:
-            return ce
-        mse = (o - self.phi).pow(2).transpose(0, 1).reshape(B, -1).mean(1)
-        return (1.0 - self.lam) * ce + self.lam * mse
+        return spike_losses.tet_loss(output, y, lam=self.lam, phi=self.phi, label_smoothing=self.label_smoothing,
+                                     reduction="none")
 
 
 class RateCrossEntropy(TETLoss):
@@ -174,11 +170,9 @@ class RateMSE(Loss):
         return output.sum(0)
 
     def forward(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        counts = _wide(self.scores(output))
-        T = output.shape[0]
-        target = torch.full_like(counts, self.incorrect_rate * T)
-        target.scatter_(1, y[:, None], self.correct_rate * T)
-        return (counts - target).pow(2).mean(1) / T
+        _check_time_resolved(output, self.name)
+        return spike_losses.count_mse(output, y, correct_rate=self.correct_rate, incorrect_rate=self.incorrect_rate,
+                                      reduction="none") / output.shape[0]
 
 
 _LOSSES: Dict[str, Type[Loss]] = {}
