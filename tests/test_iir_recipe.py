@@ -124,3 +124,20 @@ def test_spikelib_iir_command(tmp_path, capsys):
 
     assert main(["iir", str(tmp_path / "missing.yaml"), "--run-dir", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: config file")
+
+
+def test_calibration_batch_comes_from_the_training_part_only():
+    from spikelib.conversion.iir import _calibration_batch
+    from spikelib.training.build import split_train_val
+    from spikelib.training.datasets import build_datasets
+
+    recipe = load_recipe(TINY)
+    bundle = build_datasets("digits", 0)
+    x = _calibration_batch(bundle, recipe["ann"], 5000, 0)
+    train, val = split_train_val(bundle.train, 0.1, 0)
+    assert x.shape[0] == len(train) == 1347 - 135
+    # the whole training part, in some order: the same images as the trainer's training subset, no validation image
+    assert sorted(tuple(v.flatten().tolist()) for v in x) == sorted(
+        tuple(bundle.train[i][0].flatten().tolist()) for i in train.indices)
+    again = _calibration_batch(bundle, recipe["ann"], 64, 0)
+    assert torch.equal(again, _calibration_batch(bundle, recipe["ann"], 64, 0))

@@ -15,7 +15,7 @@ Recipe sections (YAML; see configs/iir/*.yaml):
 ``train``       the trainer's ``train`` section shared by every part (seed, device, ...).
 ``ann``         ``model``, ``optim``, ``schedule``, ``loss``, ``train`` (epochs, ...) of the ANN run.
 ``conversion``  ``percentile`` (90), ``method`` (percentile | max), ``steps`` (500), ``batch_size`` (512, drawn from
-                the training split with a seeded choice), ``scale`` (1), ``per_neuron`` (false), ``leak`` (1),
+                the images the ANN trained on, without the validation split, with a seeded choice), ``scale`` (1), ``per_neuron`` (false), ``leak`` (1),
                 ``eval_timesteps`` (the ``T`` at which the converted network is evaluated before retraining).
 ``snn``         ``model`` (the spiking twin's registry entry: its structure must equal the converted network's; only
                 the scratch baseline uses its initial weights), ``optim``, ``schedule``, ``loss``, ``train`` and
@@ -50,7 +50,7 @@ from spikelib.conversion.convert import convert
 from spikelib.conversion.thresholds import neuron_thresholds
 from spikelib.training import (CheckpointError, ConfigError, DatasetBundle, RunLockedError, Trainer,
                                TrainingDivergedError, TrainingInterrupted, build_datasets, parse_config)
-from spikelib.training.build import seed_everything
+from spikelib.training.build import DEFAULT_VAL_FRACTION, seed_everything, split_train_val
 from spikelib.training.checkpoint import load_checkpoint, save_checkpoint
 from spikelib.training.config import read_yaml
 from spikelib.training.evaluation import evaluate_loader
@@ -151,16 +151,23 @@ def _load_best(model: nn.Module, path: Path) -> nn.Module:
     return model
 
 
-def _calibration_batch(bundle: DatasetBundle, size: int, seed: int) -> torch.Tensor:
-    n = len(bundle.train)
+def _calibration_batch(bundle: DatasetBundle, run, size: int, seed: int) -> torch.Tensor:
+    """``size`` images of the training split the trainer uses (never validation images), a seeded choice."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ConfigError(f"conversion.batch_size: expected an integer >= 1, got {size!r}")
+    fraction = run.data.val_fraction
+    if fraction is None and bundle.val is not None:
+        train = bundle.train
+    else:
+        train, _ = split_train_val(bundle.train, DEFAULT_VAL_FRACTION if fraction is None else fraction,
+                                   run.train.seed)
+    n = len(train)
     gen = torch.Generator().manual_seed(seed + 104729)
     idx = torch.randperm(n, generator=gen)[:min(size, n)].tolist()
     state = torch.get_rng_state()
     torch.manual_seed(seed + 1)  # augmentations draw from the global generator: a fixed batch for a fixed seed
     try:
-        return torch.stack([bundle.train[i][0] for i in idx])
+        return torch.stack([train[i][0] for i in idx])
     finally:
         torch.set_rng_state(state)
 
@@ -233,7 +240,7 @@ def run_iir(source: Union[str, Path, Mapping[str, Any]], run_dir: Union[str, Pat
         _load_best(snn, converted_path)
         conversion = json.loads((run_dir / "conversion.json").read_text(encoding="utf-8"))
     else:
-        x = _calibration_batch(bundle, conv["batch_size"], seed).to(device)
+        x = _calibration_batch(bundle, ann_run, conv["batch_size"], seed).to(device)
         snn = convert(ann, x, timesteps=first_t, percentile=conv["percentile"], method=conv["method"],
                       steps=conv["steps"], scale=conv["scale"], per_neuron=conv["per_neuron"], leak=conv["leak"])
         twin = _snn_model(snn_run, first_t)
