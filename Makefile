@@ -13,7 +13,7 @@ export MALLOC_TOP_PAD_ ?= 1073741824
 
 $(STAMP): pyproject.toml constraints/cpu.txt constraints/peers.txt $(wildcard scripts/install_*.sh)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[fast,dev,report]"
+	$(PY) -m pip install -q -c constraints/cpu.txt -e ".[fast,dev,report,digits]"
 	$(PY) -m pip install -q --no-deps -r constraints/peers.txt
 	for script in $(sort $(wildcard scripts/install_*.sh)); do bash $$script $(PY) || exit 1; done
 	$(PY) -c "import torch, numba; assert torch.__version__.startswith('2.13.0'), torch.__version__"

@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "spikelib.hardware.energy.cli",
     "spikelib.hardware.loihi.cli",
     "spikelib.commands.nir",
+    "spikelib.commands.iir",
 )
 
 #: loggers that stay at WARNING under ``-v`` (their INFO messages matter only when debugging: ``-vv``)

@@ -9,11 +9,14 @@ from spikelib.models.maxformer import MaxFormer
 from spikelib.models.maxformer_variants import MaxFormerCIFAR, MaxFormerEvent
 from spikelib.models.mlp import SpikingMLP
 from spikelib.models.registry import get_model, list_models, register_model
+from spikelib.models.resnet import resnet_ann, resnet_snn  # registers resnet_ann/snn, resnet20_*, resnet_tiny_*
 from spikelib.models.sdt_v1 import SpikeDrivenTransformer
 from spikelib.models.snn_delays import SNNDelays
 from spikelib.models.spikeformer_v2 import MetaSpikeFormer
+from spikelib.models.vgg import vgg_ann, vgg_snn  # registers vgg_ann/snn, vgg16_*, vgg_tiny_*
 
 __all__ = ["CheckpointMismatchError", "ELMClassifier", "E3DSNN", "E3DSNNSeg", "MaxFormer", "MaxFormerCIFAR",
            "MaxFormerEvent",
            "MetaSpikeFormer", "SNNDelays", "SpikeDrivenTransformer", "SpikingMLP", "get_model", "list_models",
-           "load_reference_checkpoint", "reference_state_keys", "register_model"]
+           "load_reference_checkpoint", "reference_state_keys", "register_model", "resnet_ann", "resnet_snn",
+           "vgg_ann", "vgg_snn"]
