@@ -17,7 +17,9 @@ from spikelib.kernels.registry import (
 from spikelib.kernels import torch_reference as _torch_reference  # noqa: F401  (registers "torch")
 from spikelib.kernels import delay_torch as _delay_torch  # noqa: F401  (registers the delay operations' "torch")
 from spikelib.kernels import elm_torch as _elm_torch  # noqa: F401  (registers the "elm" backends)
+from spikelib.kernels import linear_torch as _linear_torch  # noqa: F401  (registers the "linear" reference)
 from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (registers the delay operations' "numba")
+from spikelib.kernels.cpu import linear_numba as _linear_numba  # noqa: F401  (registers "linear"'s "numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
 from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
 
