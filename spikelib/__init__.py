@@ -10,14 +10,40 @@ from spikelib import functional, surrogate
 from spikelib.functional.lif import LIFOutput, LIFState, lif
 from spikelib.kernels import available_backends, backend_calls
 from spikelib.layers import DelayedLinear
-from spikelib.neurons import LIF, LIFCell, ParametricLIF, reset
-from spikelib.neurons.elm import ELM, ELMv2
+from spikelib.neurons import (
+    ALIF,
+    IF,
+    LIF,
+    ALIFCell,
+    CubaLIF,
+    CubaLIFCell,
+    IFCell,
+    Izhikevich,
+    IzhikevichCell,
+    LIFCell,
+    ParametricLIF,
+    ParametricLIFCell,
+    Recurrent,
+    reset,
+)
+from spikelib.neurons.elm import ELM, ELMCell, ELMv2
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALIF",
+    "ALIFCell",
+    "CubaLIF",
+    "CubaLIFCell",
+    "IF",
+    "IFCell",
+    "Izhikevich",
+    "IzhikevichCell",
+    "ParametricLIFCell",
+    "Recurrent",
     "DelayedLinear",
     "ELM",
+    "ELMCell",
     "ELMv2",
     "LIF",
     "LIFCell",

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikelib.cli import fraction, new_run_dir, non_negative_int, positive_float, positive_int
+from spikelib.cli_common import fraction, new_run_dir, non_negative_int, positive_float, positive_int
 
 __all__ = ["DEMO_CONFIG", "DEMO_STAGES", "DemoContext", "run_demo", "register"]
 
@@ -62,6 +62,7 @@ DEMO_CONFIG: Dict[str, Any] = {
     "schedule": {"name": "cosine"},
     "delays": {"lr": 0.3, "final_epoch": 1},
     "train": {"epochs": 3, "seed": 0, "device": "cpu"},
+    "tiny": {"data.n_train": 120, "data.n_test": 40, "model.hidden": [16], "train.epochs": 1},
 }
 
 
@@ -126,7 +127,7 @@ def stage_data(ctx: DemoContext) -> Dict[str, Any]:
 
 def stage_model(ctx: DemoContext) -> Dict[str, Any]:
     """Build the network (seeded)."""
-    from spikelib.training.trainer import build_model, seed_everything
+    from spikelib.training.build import build_model, seed_everything
 
     config = ctx.state["config"]
     seed_everything(config.train.seed)
@@ -173,14 +174,11 @@ def stage_train(ctx: DemoContext) -> Dict[str, Any]:
 
 def stage_evaluate(ctx: DemoContext) -> Dict[str, Any]:
     """Evaluate the best model on the test split (rounded delays); ``passed`` when it reaches the threshold."""
-    from spikelib.training.trainer import evaluate_model
-
     trainer = ctx.state["trainer"]
     chance = ctx.info["chance"]
     min_acc = ctx.config.get("min_accuracy")
     min_acc = chance + 0.5 * (1.0 - chance) if min_acc is None else float(min_acc)
-    with trainer._eval_context():
-        test = evaluate_model(ctx.model, ctx.loaders["test"], ctx.device)
+    test = trainer.evaluate("test")
     passed = test["acc"] >= min_acc
     ctx.echo(f"test accuracy {test['acc']:.1%} on {test['count']} samples (chance {chance:.1%}, pass at >= "
              f"{min_acc:.1%}): {'PASSED' if passed else 'FAILED'}")

@@ -33,6 +33,7 @@ CPU kernels (:meth:`Surrogate.kernel_source`), so a surrogate is written once fo
 from __future__ import annotations
 
 import math
+import warnings
 from typing import ClassVar, Dict, Type, Union
 
 import torch
@@ -49,6 +50,8 @@ __all__ = [
     "get_surrogate",
     "register_surrogate",
     "spike",
+    "SlowPathWarning",
+    "warn_torch_loop",
 ]
 
 
@@ -61,6 +64,10 @@ class Surrogate:
 
     name: ClassVar[str] = ""
     default_alpha: ClassVar[float] = 1.0
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        _CLASSES[class_key(cls)] = cls
 
     def __init__(self, alpha: float | None = None) -> None:
         alpha = self.default_alpha if alpha is None else alpha
@@ -91,6 +98,11 @@ class Surrogate:
         """
         raise NotImplementedError
 
+    @classmethod
+    def has_kernel_source(cls) -> bool:
+        """Whether this class gives the expression the generated CPU kernels need (:meth:`kernel_source`)."""
+        return cls.kernel_source is not Surrogate.kernel_source
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return spike(x, self)
 
@@ -105,6 +117,21 @@ class Surrogate:
 
 
 SURROGATES: Dict[str, Type[Surrogate]] = {}
+_CLASSES: Dict[str, Type[Surrogate]] = {}  # every Surrogate subclass defined in this process, by module.qualname
+
+
+def class_key(cls: type) -> str:
+    """``module.qualname`` of a surrogate class (how kernels name a surrogate across process-local tables)."""
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def surrogate_from_key(key: str, alpha: float) -> Surrogate:
+    """The surrogate ``class_key(type(s)) == key`` with ``alpha`` (any subclass defined in this process)."""
+    try:
+        cls = _CLASSES[key]
+    except KeyError:
+        raise KeyError(f"no Surrogate subclass {key!r} is defined in this process") from None
+    return cls(alpha)
 
 
 def register_surrogate(cls: Type[Surrogate]) -> Type[Surrogate]:
@@ -255,6 +282,13 @@ def get_surrogate(surrogate: Union[str, Surrogate], alpha: float | None = None) 
         if key not in SURROGATES:
             raise ValueError(f"unknown surrogate {surrogate!r}; registered: {sorted(SURROGATES)}")
         return SURROGATES[key](alpha)
+    if callable(surrogate):
+        raise TypeError(
+            f"surrogate must be a registered name ({sorted(SURROGATES)}) or a spikelib.surrogate.Surrogate instance, got "
+            f"the callable {getattr(surrogate, '__name__', type(surrogate).__name__)!r}: spikelib needs the surrogate's "
+            "gradient as a method (and, for the fast kernels, as source), so subclass Surrogate and define grad() "
+            "(plus primitive() for tests and kernel_source() to run on the fast CPU path)"
+        )
     raise TypeError(f"surrogate must be a name or a Surrogate instance, got {type(surrogate).__name__}")
 
 
@@ -271,6 +305,27 @@ class _SpikeFunction(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
         return grad_out * ctx.surrogate.grad(x), None, None
+
+
+_WARNED_SLOW: set = set()
+
+
+def warn_torch_loop(surrogate: Surrogate) -> None:
+    """Say once per surrogate class that it runs on the torch loop because it gives no :meth:`Surrogate.kernel_source`
+    (called by the functional core when ``backend="auto"`` fell back to the torch reference for that reason)."""
+    cls = type(surrogate)
+    if cls in _WARNED_SLOW:
+        return
+    _WARNED_SLOW.add(cls)
+    warnings.warn(
+        f"surrogate {cls.__name__} defines no kernel_source(), so spikelib runs the torch reference loop instead of "
+        "the fast generated kernels (several times slower); define kernel_source() (and cuda_source() for CUDA) to "
+        "run it on the fast path, or pass backend='torch' to choose the loop explicitly. (Said once per class.)",
+        SlowPathWarning, stacklevel=3)
+
+
+class SlowPathWarning(UserWarning):
+    """A computation runs on a slower path than spikelib could use (and how to fix it)."""
 
 
 def spike(x: torch.Tensor, surrogate: Union[str, Surrogate] = "atan", strict: bool = False) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Checkpoints: weights_only round trip of every RNG state, atomic writes (an exception mid-write leaves the old file
-and no temporary file), clear errors for missing/corrupt/truncated/foreign files and for another model's weights."""
+and no temporary file; a full disk is a plain ENOSPC naming the file), the checksum (a flipped bit anywhere is an
+error), clear errors for missing/corrupt/truncated/foreign files and for another model's weights."""
 
+import errno
 import os
 import random
 
@@ -10,8 +12,8 @@ import torch
 import yaml
 
 from spikelib.training import atomic
-from spikelib.training.checkpoint import (CheckpointError, check_compatible, get_rng_state, load_checkpoint,
-                                          load_model_state, save_checkpoint, set_rng_state)
+from spikelib.training.checkpoint import (VERSION, CheckpointError, check_compatible, get_rng_state,
+                                          load_checkpoint, load_model_state, save_checkpoint, set_rng_state)
 from spikelib.training.config import parse_config
 from spikelib.training.trainer import Trainer
 
@@ -31,7 +33,7 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     first = _draws()
     save_checkpoint(tmp_path / "c.pt", {"model_name": "m", "config": {}, "model": {}, "rng": state})
     loaded = torch.load(tmp_path / "c.pt", weights_only=True)  # plain types and tensors only
-    assert loaded["format"] == "spikelib-checkpoint" and loaded["version"] == 1
+    assert loaded["format"] == "spikelib-checkpoint" and loaded["version"] == VERSION == 2
     _draws()
     set_rng_state(loaded["rng"])
     second = _draws()
@@ -42,8 +44,10 @@ def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
 def test_trainer_checkpoint_has_everything_and_loads_weights_only(tmp_path):
     Trainer(parse_config(CONFIG), tmp_path).fit()
     data = load_checkpoint(tmp_path / "last.pt")
-    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "batch", "global_step", "running", "best",
-            "history", "rng", "config", "model_name", "world_size"} <= set(data)
+    assert {"model", "optimizers", "scaler", "stage", "epoch", "batch", "global_step", "running", "best", "history",
+            "callbacks", "rng", "config", "model_name", "world_size", "checksum"} <= set(data)
+    assert set(data["optimizers"]) == {"weights"} and set(data["optimizers"]["weights"]) == {"optimizer",
+                                                                                            "schedulers"}
     assert data["epoch"] == 1 and data["batch"] == 0 and data["model_name"] == "spiking_mlp"
     assert parse_config(data["config"]) == parse_config(CONFIG)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == data["config"]
@@ -51,28 +55,85 @@ def test_trainer_checkpoint_has_everything_and_loads_weights_only(tmp_path):
     assert best["epoch"] == 1 and set(best["model"]) == set(data["model"])
 
 
-def test_exception_during_write_leaves_the_old_checkpoint_and_no_temporary_file(tmp_path, monkeypatch):
+class _FullDisk:
+    """A file object whose writes stop with ENOSPC after ``limit`` bytes (as a full disk does)."""
+
+    def __init__(self, fh, limit):
+        self.fh, self.limit = fh, limit
+
+    def write(self, data):
+        n = len(memoryview(data).cast("B"))
+        if n > self.limit:
+            self.fh.write(bytes(memoryview(data).cast("B")[: self.limit]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.limit -= n
+        return self.fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.fh, name)
+
+
+def test_a_full_disk_during_a_save_leaves_the_old_checkpoint_and_names_the_file(tmp_path, monkeypatch):
+    import builtins
+
+    from spikelib.training import checkpoint as C
+
     trainer = Trainer(parse_config(CONFIG), tmp_path)
     trainer.fit()
     before = (tmp_path / "last.pt").read_bytes()
-    real_save = torch.save
+    real_open = builtins.open
 
-    def failing_save(obj, fh, *args, **kwargs):
-        real_save(obj, fh, *args, **kwargs)
-        fh.write(b"half")
-        fh.flush()
-        raise OSError("disk full (injected)")
+    def full_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return _FullDisk(fh, 1000) if "w" in mode and str(path).endswith(".tmp") else fh
 
-    monkeypatch.setattr(atomic.torch, "save", failing_save)
     with torch.no_grad():
         for p in trainer.model.parameters():
             p.add_(1.0)
-    with pytest.raises(OSError, match="injected"):
+    monkeypatch.setattr(C, "atomic_write", lambda path, writer: _write_with(path, writer, full_open))
+    with pytest.raises(OSError) as exc:
         trainer.save()
+    assert exc.value.errno == errno.ENOSPC and exc.value.filename == str(tmp_path / "last.pt")
     assert (tmp_path / "last.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-    monkeypatch.setattr(atomic.torch, "save", real_save)
     load_checkpoint(tmp_path / "last.pt")  # still a complete, readable checkpoint
+
+
+def _write_with(path, writer, opener):
+    from spikelib._atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fh = opener(tmp, "wb")
+        try:
+            writer(fh)
+        finally:
+            fh.close()
+    return path
+
+
+def test_a_flipped_bit_is_an_error(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"model_name": "m", "config": {"a": 1}, "model": {"w": torch.randn(64)}})
+    data = bytearray((tmp_path / "c.pt").read_bytes())
+    raw = torch.randn(64).numpy().tobytes()  # find the tensor's bytes in the zip (stored uncompressed) and flip one
+    stored = torch.load(tmp_path / "c.pt", weights_only=True)["model"]["w"].numpy().tobytes()
+    at = bytes(data).find(stored)
+    assert at > 0 and raw != stored
+    data[at + 17] ^= 0x04
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    assert not torch.equal(torch.load(tmp_path / "flipped.pt", weights_only=True)["model"]["w"],
+                           torch.load(tmp_path / "c.pt", weights_only=True)["model"]["w"])  # loads, but differs
+    with pytest.raises(CheckpointError, match="checksum mismatch: the file was damaged after it was written"):
+        load_checkpoint(tmp_path / "flipped.pt")
+    payload = torch.load(tmp_path / "c.pt", weights_only=True)  # a changed plain value is caught as well
+    payload["config"]["a"] = 2
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        load_checkpoint(tmp_path / "edited.pt")
+    del payload["checksum"]
+    torch.save(payload, tmp_path / "nosum.pt")
+    with pytest.raises(CheckpointError, match="has no checksum entry"):
+        load_checkpoint(tmp_path / "nosum.pt")
+    load_checkpoint(tmp_path / "c.pt")
 
 
 def test_atomic_write_text_and_permissions(tmp_path):
@@ -102,6 +163,13 @@ def test_bad_checkpoint_files(tmp_path):
     torch.save({"format": "spikelib-checkpoint", "version": 99}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="version 99 is not supported"):
         load_checkpoint(tmp_path / "future.pt")
+    torch.save({"format": "spikelib-checkpoint", "version": 1, "model_name": "m", "config": {},
+                "model": {"w": torch.zeros(2)}}, tmp_path / "v1.pt")
+    assert load_checkpoint(tmp_path / "v1.pt")["model"]["w"].shape == (2,)  # version 1: no checksum, still read
+    torch.save({"format": "spikelib-checkpoint", "version": 1, "model_name": "m", "config": {},
+                "model": {"w": [1, 2]}}, tmp_path / "notensor.pt")
+    with pytest.raises(CheckpointError, match="'model' entry is not a state dict of named tensors"):
+        load_checkpoint(tmp_path / "notensor.pt")
     torch.save({"format": "spikelib-checkpoint", "version": 1, "model": {}}, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="has no 'model_name' entry"):
         load_checkpoint(tmp_path / "partial.pt")

@@ -99,9 +99,12 @@ def test_bad_input_exits_2_with_a_clear_message(argv, message, cfg, tmp_path, ca
 
 
 def test_argument_errors_exit_2(cfg, capsys):
-    for argv in (["train", str(cfg), "--epochs", "0"], ["train", str(cfg), "--nproc", "0"], ["train"],
+    for argv in (["train", str(cfg), "--epochs", "0"], ["train", str(cfg), "--nproc", "0"],
                  ["eval", "x.pt", "--split", "dev"], ["demo", "--min-accuracy", "2"], ["nope"], []):
         with pytest.raises(SystemExit) as exc:
             main(argv)
         assert exc.value.code == 2
     assert "--epochs" in capsys.readouterr().err
+    assert main(["train"]) == 2
+    assert capsys.readouterr().err == ("error: give the run configuration (spikelib train CONFIG.yaml), or --resume "
+                                       "--out RUN_DIR\n")

@@ -61,3 +61,22 @@ def test_a_broken_variant_fails_to_compile():
     compile_fn = compile_nvrtc if NVRTC is not None else compile_nvcc
     with pytest.raises(CompileError, match="inv_taus"):
         compile_fn(source)
+
+
+@pytest.mark.skipif(NVRTC is None and NVCC is None, reason="neither NVRTC nor nvcc is installed")
+def test_every_multistate_variant_compiles():
+    """The neuron families' generated kernels (every family x options x storage dtype, and every surrogate),
+    compiled with their own options (no FMA contraction); a broken one must fail."""
+    from spikelib.kernels.cupy.multistate import MULTISTATE_OPTIONS, all_multistate_keys
+
+    keys = list(all_multistate_keys())
+    assert len({k.tag for k in keys}) == len(keys) == 20 * 3 + 5
+    source = translation_unit(keys)
+    ptx = compile_nvrtc(source, options=MULTISTATE_OPTIONS) if NVRTC else compile_nvcc(source,
+                                                                                        options=MULTISTATE_OPTIONS)
+    _check_ptx(ptx, keys)
+    broken = translation_unit(keys[:1]).replace("surrogate(n", "surrogat(n")
+    with pytest.raises(CompileError):
+        compile_nvrtc(broken, options=MULTISTATE_OPTIONS) if NVRTC else compile_nvcc(broken,
+                                                                                     options=MULTISTATE_OPTIONS)
+

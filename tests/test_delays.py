@@ -11,7 +11,6 @@ from spikelib.functional.delay import delayed_linear_gaussian, delayed_linear_in
 from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
 from spikelib.layers import DelayedLinear
 from spikelib.layers.delay_schedule import (
-    DelayOptimizers,
     SigmaSchedule,
     clamp_delays_,
     rounded_delays,
@@ -205,22 +204,74 @@ def test_sigma_schedule_follows_reference():
     assert SigmaSchedule(24, 150, final_epoch=0)(50) == pytest.approx(12.27)
 
 
-def test_delay_optimizers_groups_clamp_and_sigma():
-    model = torch.nn.Sequential(DelayedLinear(4, 6, 9), torch.nn.BatchNorm1d(6), DelayedLinear(6, 2, 9))
+class _Chain(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn, self.b = DelayedLinear(4, 6, 9), torch.nn.BatchNorm1d(6), DelayedLinear(6, 2, 9)
+
+    def forward(self, x):
+        h = self.a(x)
+        T, B, C = h.shape
+        return self.b(torch.relu(self.bn(h.reshape(T * B, C)).reshape(T, B, C))).sum(0)
+
+
+def test_delay_recipe_in_the_trainer_two_optimisers_clamp_and_sigma():
+    """The SNN-delays optimisers as the training core builds them: Adam on weights (weight decay) and BatchNorm (none),
+    a second Adam on the positions (100x lr, cosine), positions clamped after every step, sigma per epoch."""
+    from torch.utils.data import TensorDataset
+
+    from spikelib.training import Callback, DatasetBundle, Trainer
+
+    model = _Chain()
     groups = split_delay_parameters(model)
     assert len(groups.weights) == 2 and len(groups.delays) == 2 and len(groups.no_decay) == 2
-    opt = DelayOptimizers(model, epochs=8, lr=1e-3)
-    assert opt.delays.param_groups[0]["lr"] == pytest.approx(0.1)  # 100x the weights' lr, cosine-annealed
-    assert opt.weights.param_groups[0]["weight_decay"] == 1e-5 and opt.weights.param_groups[1]["weight_decay"] == 0
-    assert model[0].sigma.item() == pytest.approx(5 + 0.27)
-    x = torch.rand(7, 3, 4)
-    opt.zero_grad()
-    y = model[2](torch.relu(model[0](x)))
-    (y.sum() * 1e3).backward()
-    opt.step()
-    for layer in (model[0], model[2]):
-        assert layer.delay.min() >= 0 and layer.delay.max() <= 9
-    assert opt.end_epoch(0) == pytest.approx(opt.sigma_schedule(1)) and model[2].sigma.item() < 5.27
+    seen = {}
+
+    class Probe(Callback):
+        def on_step_end(self, trainer):
+            seen.setdefault("bounds", []).append([(float(l.delay.detach().min()), float(l.delay.detach().max()))
+                                                  for l in (trainer.model.a, trainer.model.b)])
+
+        def on_epoch_start(self, trainer):
+            seen.setdefault("sigma", []).append(float(trainer.model.b.sigma))
+
+    x = torch.rand(16, 7, 4) * 50
+    data = DatasetBundle(TensorDataset(x, torch.arange(16) % 2), None, {"n_classes": 2})
+    cfg = {"data": {"batch_size": 8, "val_fraction": 0.0}, "optim": {"lr": 1e-3, "weight_decay": 1e-5},
+           "schedule": {"name": "constant"}, "delays": {"lr": 0.1, "final_epoch": 2},
+           "train": {"epochs": 3, "device": "cpu"}}
+    trainer = Trainer(cfg, None, model=model, datasets=data, callbacks=[Probe()])
+    trainer.setup()
+    weights, positions = (slot.optimizer for slot in trainer.optimizers)
+    assert [s.name for s in trainer.optimizers] == ["weights", "positions"]
+    assert [g["weight_decay"] for g in weights.param_groups] == [1e-5, 0.0]
+    assert positions.param_groups[0]["lr"] == pytest.approx(0.1) and positions.param_groups[0]["weight_decay"] == 0
+    assert {id(p) for p in positions.param_groups[0]["params"]} == {id(model.a.delay), id(model.b.delay)}
+    trainer.fit()
+    assert all(0 <= lo and hi <= 9 for step in seen["bounds"] for lo, hi in step)
+    sched = SigmaSchedule(9, 3, final_epoch=2)
+    assert seen["sigma"] == pytest.approx([sched(0), sched(1), sched(2)]) and seen["sigma"][2] < seen["sigma"][0]
+    assert [h["sigma"] for h in trainer.history] == pytest.approx(seen["sigma"])
+
+
+def test_reference_initial_positions_equal_dcls():
+    """``delay_init="reference"``: the positions SNN-delays draws (U[-K//2, K//2] on Dcls1d.P, clamped), as delays."""
+    modules = pytest.importorskip("DCLS.construct.modules")
+    for max_delay in (24, 6, 9):
+        K = max_delay + 1
+        ref = modules.Dcls1d(12, 16, kernel_count=1, dilated_kernel_size=K, bias=False, version="gauss")
+        torch.manual_seed(5)
+        torch.nn.init.uniform_(ref.P, a=-K // 2, b=K // 2)
+        ref.clamp_parameters()
+        layer = DelayedLinear(12, 16, max_delay)
+        layer.init_delays_("reference", torch.Generator().manual_seed(5))
+        assert torch.equal(layer.delay.detach(), (K // 2 - ref.P.detach()[0, :, :, 0]).clamp(0, max_delay))
+    big = DelayedLinear(200, 200, 24, delay_init="reference", generator=torch.Generator().manual_seed(0))
+    edge = float((big.delay == 24).float().mean())
+    assert 0.03 < edge < 0.05  # (-13, -12] of U[-13, 12] is clamped to -12: about 1/25 of the positions
+    assert float(big.delay.min()) >= 0 and float((big.delay == 0).float().mean()) == 0.0
+    with pytest.raises(ValueError, match="delay_init must be one of"):
+        DelayedLinear(3, 2, 4, delay_init="gauss")
 
 
 def test_auto_picks_the_event_path_for_sparse_inputs_only():

@@ -63,10 +63,10 @@ def test_energy_command_with_a_tensor_file(tmp_path):
     (["--data", "nothing.csv"], "--data must be"),
 ])
 def test_energy_command_bad_input(tmp_path, capsys, argv, message):
+    from spikelib.cli import main
+
     ckpt = tmp_path / "best.pt"
     _checkpoint(ckpt)
-    args = _parse(["energy", str(ckpt), "--out", str(tmp_path / "o")] + argv)
-    assert args.func(args) == 2
+    assert main(["energy", str(ckpt), "--out", str(tmp_path / "o")] + argv) == 2
     assert message in capsys.readouterr().err
-    missing = _parse(["energy", str(tmp_path / "none.pt")])
-    assert missing.func(missing) == 2 and "does not exist" in capsys.readouterr().err
+    assert main(["energy", str(tmp_path / "none.pt")]) == 2 and "does not exist" in capsys.readouterr().err

@@ -39,8 +39,8 @@ def test_backends_registered_whatever_is_imported_first():
     code = (
         "import spikelib.functional.delay, spikelib.functional.elm, spikelib.functional.lif\n"
         "from spikelib.kernels.registry import available_backends as a\n"
-        "ops = ['lif', 'elm', 'delay_linear_int', 'delay_gaussian_kernel', 'delay_shifted_matmul']\n"
+        "ops = ['lif', 'elm', 'delay_linear_int', 'delay_gaussian_kernel', 'delay_shifted_matmul', 'neuron']\n"
         "print(';'.join(','.join(sorted(a(op))) for op in ops))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "cupy,numba,torch;fast,torch_loop;numba,torch;numba,torch;numba,torch"
+    assert out == "cupy,numba,torch;fast,torch_loop;numba,torch;numba,torch;numba,torch;cupy,numba,torch"

@@ -70,11 +70,13 @@ def test_simulate_with_lava(checkpoint, tmp_path, capsys):
 
 
 def test_errors(tmp_path, capsys):
+    from spikelib.cli import main
+
     bad = tmp_path / "bad.h5"
     bad.write_text("x")
-    assert _run(["loihi", "simulate", str(bad), "--random", "5"]) == 2
+    assert main(["loihi", "simulate", str(bad), "--random", "5"]) == 2
     assert "not an HDF5 file" in capsys.readouterr().err
-    assert _run(["loihi", "export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n.h5")]) == 2
+    assert main(["loihi", "export", str(tmp_path / "none.pt"), "--out", str(tmp_path / "n.h5")]) == 2
     assert "does not exist" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         _parser().parse_args(["loihi", "export", "ck.pt", "--out", "n.h5", "--weight-bits", "9"])

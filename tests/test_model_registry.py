@@ -30,8 +30,10 @@ def test_keywords_override_the_defaults():
     m = get_model("maxformer_tiny_test", num_classes=3, T=3, in_channels=2)
     assert isinstance(m, MaxFormer) and m.T == 3
     assert m(torch.rand(1, 2, 32, 32)).shape == (1, 3)
-    # a sequence input sets its own T
-    assert m(torch.rand(5, 1, 2, 32, 32)).shape == (1, 3)
+    # a sequence must have the model's T steps (issue 19: a [B, T] / [T, B] mix-up must not run silently)
+    assert m(torch.rand(3, 1, 2, 32, 32)).shape == (1, 3)
+    with pytest.raises(ValueError, match="5 time steps, but the model runs T=3"):
+        m(torch.rand(5, 1, 2, 32, 32))
 
 
 def test_parameter_table():

@@ -286,3 +286,27 @@ def test_nothing_is_clamped_or_imported_broken():
     sub.metadata["spikelib_max_delay"] = 0 if int(model.synapses[0].integer_delays().max()) else -1
     with pytest.raises(NIRConversionError, match="exceeds the sub-graph's spikelib_max_delay"):
         from_nir(graph)
+
+
+def test_if_and_cuba_neurons_round_trip(tmp_path):
+    """spikelib's IF exports as NIR's IF (r = 1/dt) and CubaLIF (Loihi's form) as NIR's CubaLIF with unit gains; both
+    import back to the same modules, spike for spike."""
+    from spikelib.neurons import IF
+    from spikelib.neurons import CubaLIF as Cuba
+
+    torch.manual_seed(6)
+    model = Sequential(nn.Linear(6, 8, bias=False), Cuba(current_decay=torch.linspace(0.1, 0.8, 8),
+                                                          voltage_decay=0.3, v_threshold=0.4, bias=0.02),
+                       nn.Linear(8, 4), IF(v_threshold=0.6))
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+        model[2].weight.mul_(3.0)
+    graph = to_nir(model)
+    assert isinstance(graph.nodes["1"], nir.CubaLIF) and isinstance(graph.nodes["3"], nir.IF)
+    back = from_nir(_through_file(graph, tmp_path))
+    assert [type(m).__name__ for m in back] == ["Linear", "CubaLIF", "Linear", "IF"]
+    x = _spikes(20, 3, (6,), p=0.4)
+    with torch.no_grad():
+        ref = model(x)
+        assert torch.equal(back(x), ref) and ref.sum() > 0
+        assert torch.equal(back[:2](x), model[:2](x))

@@ -68,3 +68,92 @@ def test_integer_delays_nonfinite_gradients_agree():
     for backend, (bx, bw) in grads.items():
         torch.testing.assert_close(bx, gx, equal_nan=True)
         torch.testing.assert_close(bw, gw, equal_nan=True)
+
+
+# ------------------------------------------------------------------------------------------------ neurons
+from spikelib.functional import lif  # noqa: E402
+from spikelib.functional.dynamics import run_neuron  # noqa: E402
+from spikelib.kernels.cupy.backend import multistep  # noqa: E402
+from spikelib.kernels.cupy.emulation import HostLauncher, find_host_compiler  # noqa: E402
+from spikelib.kernels.cupy.multistate import multistate_key, run_multistate  # noqa: E402
+from spikelib.kernels.cupy.backend import variant_key  # noqa: E402
+from spikelib.functional.lif import resolve_lif_config  # noqa: E402
+from spikelib.functional.cuba import cuba_lif_spec  # noqa: E402
+from spikelib.functional.alif import alif_spec  # noqa: E402
+from spikelib.kernels.cupy.neurons import lif_model  # noqa: E402
+
+_CONFIGS = [resolve_lif_config(r, None, d, -0.1, "atan", decay, fire) for r in ("hard", "soft") for d in (False, True)
+            for decay, fire in (("tau", "difference"), ("leak", "ratio"))]
+_FAMILY_SPECS = [cuba_lif_spec("hard"), cuba_lif_spec("soft"), alif_spec("hard"), alif_spec("soft")]
+
+
+def _nonfinite_input():
+    x = torch.rand(6, 2, 5) * 0.5
+    x[1, 0, 0] = float("inf")
+    x[2, 1, 1] = -float("inf")
+    x[0, 0, 2] = float("nan")
+    x[3, 1, 3] = float("inf")
+    return x
+
+
+def test_lif_inf_input_documented_case():
+    """An infinite input fires; a hard reset then gives inf * 0 + v_reset = NaN, which never fires again."""
+    x = torch.tensor([float("inf"), 0.0, 0.0]).view(3, 1, 1)
+    for backend in ("torch", "numba"):
+        out = lif(x, return_membrane=True, backend=backend)
+        assert out.spikes.flatten().tolist() == [1.0, 0.0, 0.0]
+        assert torch.isnan(out.membrane).all()
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory):
+    if find_host_compiler() is None:
+        pytest.skip("needs a C++ compiler (g++)")
+    keys = [variant_key(lif_model(c.decay, c.decay_input), c, torch.float32) for c in _CONFIGS]
+    keys += [multistate_key(s, torch.float32) for s in _FAMILY_SPECS]
+    return HostLauncher(keys, tmp_path_factory.mktemp("slk_nonfinite"))
+
+
+def _same(a, b):
+    assert torch.equal(torch.isnan(a), torch.isnan(b))
+    ok = ~torch.isnan(b)
+    assert torch.equal(a[ok], b[ok])
+
+
+@pytest.mark.parametrize("config", _CONFIGS, ids=lambda c: f"{c.reset}-{c.detach_reset}-{c.decay}")
+def test_lif_nonfinite_inputs_same_in_every_backend(config, launcher):
+    x = _nonfinite_input().requires_grad_(True)
+    decay = 0.8 if config.decay == "leak" else 2.0
+    kw = dict(v_threshold=0.6, v_reset=config.v_reset, reset=config.reset, detach_reset=config.detach_reset,
+              decay_input=config.decay_input, fire=config.fire, return_membrane=True,
+              **({"leak": decay} if config.decay == "leak" else {"tau": decay}))
+    ref = lif(x, backend="torch", **kw)
+    (gr,) = torch.autograd.grad(ref.spikes.sum() + ref.membrane.nan_to_num().sum(), x)
+    assert torch.isnan(ref.membrane).any() and torch.isfinite(ref.membrane).any()
+    outs = [lif(x, backend="numba", **kw)]
+    outs.append(type(ref)(*multistep(x, torch.full_like(x[0], config.v_reset), decay, 0.6, config, True,
+                                     launcher=launcher)))
+    for out in outs:
+        _same(out.spikes, ref.spikes)
+        _same(out.membrane, ref.membrane)
+        (g,) = torch.autograd.grad(out.spikes.sum() + out.membrane.nan_to_num().sum(), x)
+        assert torch.equal(torch.isnan(g), torch.isnan(gr))
+        torch.testing.assert_close(g, gr, equal_nan=True, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", _FAMILY_SPECS, ids=lambda s: s.key[:30])
+def test_families_nonfinite_inputs_same_in_every_backend(spec, launcher):
+    x = _nonfinite_input()
+    params = ({"current_decay": 0.3, "voltage_decay": 0.2, "v_threshold": 0.6, "bias": 0.0}
+              if spec.family.name == "cuba_lif" else
+              {"tau_mem": 2.0, "v_threshold": 0.4, "beta": 0.2, "tau_adapt": 4.0})
+    ref = run_neuron(spec, x, None, params, {"v_reset": 0.0}, True, "torch")
+    assert any(torch.isnan(t).any() for t in ref.states)
+    num = run_neuron(spec, x, None, params, {"v_reset": 0.0}, True, "numba")
+    st0 = [torch.zeros_like(x[0]) for _ in spec.family.states]
+    ps = tuple(torch.tensor(params[n]) for n in spec.family.params)
+    emu = run_multistate(spec, x, tuple(st0), ps, (0.0,), True, launcher=launcher)
+    for s, tr in ((num.spikes, tuple(num.states)), (emu[0], emu[1])):
+        _same(s, ref.spikes)
+        for a, b in zip(tr, ref.states):
+            _same(a, b)

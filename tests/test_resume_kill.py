@@ -111,9 +111,13 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert a["model"].keys() == b["model"].keys()
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
-        for key in sa:
-            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+    assert a["optimizers"].keys() == b["optimizers"].keys() == {"weights", "positions"}
+    for name in a["optimizers"]:
+        oa, ob = a["optimizers"][name]["optimizer"], b["optimizers"][name]["optimizer"]
+        for sa, sb in zip(oa["state"].values(), ob["state"].values()):
+            for key in sa:
+                assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), (name, key)
+        assert a["optimizers"][name]["schedulers"] == b["optimizers"][name]["schedulers"]
     strip = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
     assert strip(a["history"]) == strip(b["history"])
     ra, rb = (json.loads((d / "result.json").read_text()) for d in (ref_dir, killed_dir))

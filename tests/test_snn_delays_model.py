@@ -1,5 +1,6 @@
 """SNN-delays: the architecture against a re-assembly of the reference (spikingjelly + DCLS), the loss, dropout, the
-recipe file, and a seeded synthetic task where learned delays beat fixed random delays, which beat no delays."""
+recipe file, and a seeded synthetic task where learned delays beat fixed random delays, which beat no delays (trained
+by the training core with the recipe's two optimisers and a fine-tuning stage with rounded delays)."""
 
 import time
 from pathlib import Path
@@ -12,7 +13,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from spikelib.data.timing import relative_timing_task
 from spikelib.layers.delay_schedule import delay_layers
 from spikelib.models.snn_delays import SNNDelays, TimeSharedDropout
-from spikelib.training.delays import train_delays
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "shd_delays.yaml"
 
@@ -129,7 +129,11 @@ def test_config_builds_the_reference_model():
 
 
 def test_learned_delays_beat_random_beat_none():
-    """Classes differ only in relative spike timing (with jitter and noise): seeded, CI-sized, rounded evaluation."""
+    """Classes differ only in relative spike timing (with jitter and noise): seeded, CI-sized, rounded evaluation;
+    25 epochs of the SNN-delays recipe (two Adams, one-cycle with beta1 cycling and cosine, per epoch), then 5 epochs
+    of fine-tuning with integer delays (the reference's ``fine_tune``), as two stages of one run."""
+    from spikelib.training import DatasetBundle, Trainer
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny model: one thread is fastest and deterministic
     try:
@@ -137,15 +141,21 @@ def test_learned_delays_beat_random_beat_none():
         task = dict(n_classes=8, channels=12, spacing=1, n_steps=40, jitter_prob=0.15, noise_rate=0.02, task_seed=5)
         x_train, y_train = relative_timing_task(512, seed=0, **task)
         x_test, y_test = relative_timing_task(256, seed=1, **task)
+        data = DatasetBundle(TensorDataset(x_train, y_train), TensorDataset(x_test, y_test), {"n_classes": 8})
+        config = {"data": {"batch_size": 64, "val_fraction": 0.0, "eval_batch_size": 256},
+                  "optim": {"lr": 1e-3, "weight_decay": 1e-5},
+                  "schedule": {"name": "onecycle", "max_lr": 5e-3, "interval": "epoch", "cycle_momentum": True},
+                  "delays": {"lr": 0.1}, "train": {"select": "last", "device": "cpu", "evaluate_test": False},
+                  "stages": [{"name": "train", "epochs": 25}, {"name": "finetune", "epochs": 5, "lr": 1.2e-3,
+                                                              "delays": "rounded", "init": "last"}]}
         accuracy = {}
         for delays in ("learn", "random", "none"):
-            torch.manual_seed(0)
             model = SNNDelays(12, (32,), 8, max_delay=16, delays=delays, dropout=0.0,
                               generator=torch.Generator().manual_seed(0))
-            train = DataLoader(TensorDataset(x_train, y_train), batch_size=64, shuffle=True,
-                               generator=torch.Generator().manual_seed(0))
-            test = DataLoader(TensorDataset(x_test, y_test), batch_size=256)
-            history = train_delays(model, train, test, epochs=25, lr=1e-3, finetune_epochs=5, finetune_lr=1e-3)
+            trainer = Trainer(config, None, model=model, datasets=data, monitor=("test",))
+            trainer.fit()
+            history = trainer.history
+            assert [h["stage"] for h in history] == ["train"] * 25 + ["finetune"] * 5
             accuracy[delays] = history[-1]["test_acc"]
             accuracy[delays + "_before_finetune"] = history[24]["test_acc"]
         seconds = time.perf_counter() - start

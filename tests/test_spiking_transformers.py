@@ -10,6 +10,7 @@ from torch import nn
 from spikelib.hardware.energy import EnergyCounter, measure
 from spikelib.layers.multistep import SeqConvBN
 from spikelib.layers.repconv import RepConv
+from spikelib.layers.residual_mlp import ResidualSpikingMLP
 from spikelib.layers.spike_attention import SpikeDrivenAttentionV1, SpikeDrivenAttentionV2, SpikingMLP2d
 from spikelib.models import get_model
 from spikelib.neurons.lif import LIF
@@ -59,7 +60,7 @@ def test_spike_driven_inputs_are_binary(label):
     for h in handles:
         h.remove()
     n_attn = sum(isinstance(m, (SpikeDrivenAttentionV1, SpikeDrivenAttentionV2)) for m in model.modules())
-    n_mlp = sum(isinstance(m, SpikingMLP2d) for m in model.modules())
+    n_mlp = sum(isinstance(m, (SpikingMLP2d, ResidualSpikingMLP)) for m in model.modules())
     print(f"\n{label}: {len(seen)} spike-driven inputs checked ({n_attn} attention, {n_mlp} MLP blocks), "
           f"non-binary: {len(bad)}")
     assert n_attn >= 1 and n_mlp >= 1 and len(seen) > 10
@@ -184,14 +185,16 @@ def _quadrant_task(n: int, gen: torch.Generator):
     return x, y
 
 
-@pytest.mark.parametrize("name,steps", [("meta_spikeformer_tiny_test", 100), ("maxformer_tiny_test", 60)])
-def test_tiny_models_learn_a_synthetic_image_task(name, steps):
+@pytest.mark.parametrize("name,steps,lr", [("meta_spikeformer_tiny_test", 100, 2e-2), ("maxformer_tiny_test", 60, 1e-2)])
+def test_tiny_models_learn_a_synthetic_image_task(name, steps, lr):
+    # Meta-SpikeFormer's head reads the spikes of a neuron on the pooled features (as the reference; few fire at
+    # initialisation), which needs the larger learning rate to learn within 100 steps
     g = torch.Generator().manual_seed(0)
     xtr, ytr = _quadrant_task(256, g)
     xte, yte = _quadrant_task(128, g)
     torch.manual_seed(0)
     model = get_model(name, num_classes=4)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     t0, losses = time.perf_counter(), []
     for _ in range(steps):
         idx = torch.randint(0, 256, (32,), generator=g)

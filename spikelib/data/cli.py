@@ -21,27 +21,20 @@ import sys
 from pathlib import Path
 from typing import Callable, List, Tuple
 
+from spikelib.cli_common import non_negative_float, non_negative_int, positive_int
+
 __all__ = ["DATA_COMMANDS", "register"]
 
 
 def _ints():
-    from spikelib.cli import non_negative_int, positive_int
-
     return positive_int, non_negative_int
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value}")
-    return value
+_non_negative_float = non_negative_float
 
 
 def _fail(command: str, exc: Exception) -> int:
-    print(f"spikelib data {command}: error: {exc}", file=sys.stderr)
+    print(f"error: spikelib data {command}: {exc}", file=sys.stderr)
     return 2
 
 

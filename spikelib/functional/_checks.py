@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence, Union
 
 import torch
 
 Number = Union[int, float]
+
+
+class LayoutWarning(UserWarning):
+    """An input whose layout looks mixed up (e.g. one step ``[B, N]`` given to a sequence module)."""
+
+
+def warn_two_dim_sequence(x: torch.Tensor, module: str) -> None:
+    """Warn that a 2-D input to a sequence module is read as ``[T, B]`` (time first, one neuron per sample): almost
+    always one step ``[B, N]`` given where a sequence was expected."""
+    if isinstance(x, torch.Tensor) and x.dim() == 2:
+        warnings.warn(
+            f"{module} got a 2-D input of shape {tuple(x.shape)}, read as [T={x.shape[0]}, B={x.shape[1]}] (time "
+            f"first, one neuron per sample); for one time step of shape [B, N] use {module}Cell or x.unsqueeze(0), for "
+            "a sequence pass [T, B, N]", LayoutWarning, stacklevel=3)
 
 
 def check_sequence_input(x: object, name: str = "x", min_dim: int = 2) -> torch.Tensor:
@@ -25,6 +40,11 @@ def check_sequence_input(x: object, name: str = "x", min_dim: int = 2) -> torch.
     return x
 
 
+def _finite(v: float) -> bool:
+    # comparisons, not math.isfinite: under torch.compile a float may be symbolic, which math.isfinite cannot take
+    return v == v and v != math.inf and v != -math.inf
+
+
 def check_scalar_or_neuronwise(
     value: object,
     name: str,
@@ -39,12 +59,13 @@ def check_scalar_or_neuronwise(
 
     Tensor parameters must already have ``like``'s dtype and device (nothing is silently converted). Values must be
     finite and, when given, ``>= minimum`` (``minimum_text`` explains why), ``<= maximum`` and ``> 0`` (``positive``).
+    Under ``torch.compile`` the value checks of tensors are assertions in the graph (a RuntimeError when it runs).
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be a real number or a tensor, got bool")
     if isinstance(value, (int, float)):
         v = float(value)
-        if not math.isfinite(v):
+        if not _finite(v):
             raise ValueError(f"{name} must be finite, got {v}")
         if minimum is not None and v < minimum:
             raise ValueError(f"{name} must be >= {minimum:g}{minimum_text}, got {v:g}")
@@ -65,10 +86,16 @@ def check_scalar_or_neuronwise(
     except RuntimeError:
         ok = False
     if not ok:
+        hint = (f" (the input, {tuple(like.shape)}, is read time first as [T, B, ...], so its neurons are "
+                f"{feature_shape}: was one step [B, N] or [B, T, N] given?)" if len(feature_shape) == 0 else "")
         raise ValueError(
             f"{name} must be a scalar or per-neuron tensor broadcastable to the neuron shape {feature_shape}, "
-            f"got shape {tuple(value.shape)}"
+            f"got shape {tuple(value.shape)}{hint}"
         )
+    if torch.compiler.is_compiling():  # no data-dependent Python branch in a graph: checked as the graph runs
+        with torch.no_grad():
+            _graph_checks(value, name, minimum, minimum_text, maximum, positive)
+        return value
     with torch.no_grad():
         if not bool(torch.isfinite(value).all()):
             raise ValueError(f"{name} contains NaN or inf")
@@ -79,6 +106,19 @@ def check_scalar_or_neuronwise(
         if positive and not bool((value > 0).all()):
             raise ValueError(f"{name} must be > 0, got min {float(value.min()):g}")
     return value
+
+
+def _graph_checks(value: torch.Tensor, name: str, minimum: float | None, minimum_text: str, maximum: float | None,
+                  positive: bool) -> None:
+    """The value checks of :func:`check_scalar_or_neuronwise` as assertions inside a compiled graph (they raise a
+    RuntimeError with the same message when the graph runs)."""
+    torch._assert_async(torch.isfinite(value).all(), f"{name} contains NaN or inf")
+    if minimum is not None:
+        torch._assert_async((value >= minimum).all(), f"{name} must be >= {minimum:g}{minimum_text}")
+    if maximum is not None:
+        torch._assert_async((value <= maximum).all(), f"{name} must be <= {maximum:g}")
+    if positive:
+        torch._assert_async((value > 0).all(), f"{name} must be > 0")
 
 
 def check_state(v: object, name: str, like: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:

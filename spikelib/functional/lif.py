@@ -39,6 +39,7 @@ tensors when CuPy imports, the fast CPU kernels for float32/float64 CPU tensors,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Tuple, Union
 
@@ -51,7 +52,7 @@ from spikelib.functional._checks import (
     check_state,
 )
 from spikelib.kernels.registry import select_backend
-from spikelib.surrogate import Surrogate, get_surrogate, spike
+from spikelib.surrogate import Surrogate, get_surrogate, spike, warn_torch_loop
 
 __all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config", "DECAYS", "FIRES"]
 
@@ -129,9 +130,16 @@ def resolve_lif_config(
             raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
     if isinstance(v_reset, bool) or not isinstance(v_reset, (int, float)):
         raise TypeError(f"v_reset must be a real number, got {type(v_reset).__name__}")
-    if not torch.isfinite(torch.tensor(float(v_reset))):
+    if not math.isfinite(float(v_reset)):
         raise ValueError(f"v_reset must be finite, got {v_reset}")
     return LIFConfig(reset, decay_input, detach_reset, float(v_reset), get_surrogate(surrogate), decay, fire)
+
+
+def note_slow_surrogate(surrogate: Surrogate, x: torch.Tensor) -> None:
+    """After ``backend="auto"`` chose the torch loop: say once if the surrogate (no kernel source) is why."""
+    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not surrogate.has_kernel_source()
+            and not torch.compiler.is_compiling()):
+        warn_torch_loop(surrogate)
 
 
 def lif_step(
@@ -224,6 +232,9 @@ def lif(
         isinstance(t, torch.Tensor) and t.requires_grad for t in (x, v0, decay, v_threshold)
     )
     request = LIFRequest(x.device, x.dtype, config, requires_grad)
-    impl = select_backend("lif", backend, request).impl
+    entry = select_backend("lif", backend, request)
+    if backend == "auto" and entry.name == "torch":
+        note_slow_surrogate(config.surrogate, x)
+    impl = entry.impl
     spikes, membrane, v_final = impl(x, v0, decay, v_threshold, config, return_membrane)
     return LIFOutput(spikes, membrane, LIFState(v_final))

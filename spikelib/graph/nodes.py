@@ -17,7 +17,10 @@ Conventions:
 - ``LIF``: the LIF of :mod:`spikelib.functional.lif` (``tau`` in steps, ``inf`` for no leak; hard or soft reset;
   ``fire`` is the firing rule: ``H >= v_th`` or, ``"ratio"``, ``H / v_th - 1 > 0``).
 - ``LI``: the same charge without threshold (a non-firing leaky integrator; readouts).
-- ``CubaLIF``: current-based LIF (``tau_syn``, ``tau_mem`` in steps).
+- ``CubaLIF``: current-based LIF in its discrete form (decays per step; NIR's ``CubaLIF`` has ``current_decay =
+  1/tau_syn``, ``input_gain = w_in/tau_syn``, ``voltage_decay = 1/tau_mem``, ``current_gain = r/tau_mem``, ``bias =
+  v_leak/tau_mem`` with times in steps). ``ALIF``, ``Izhikevich``: the adaptive and two-variable families.
+- ``Recurrent``: a neuron layer with all-to-all feedback of its own spikes.
 - ``IntegerSpike``: E-3DSNN's integer spike count ``floor(clamp(x, 0, D) + 1/2)``.
 - ``ELM``: the Expressive Leaky Memory neuron (sizes and routing; see :mod:`spikelib.functional.elm`).
 - ``BatchNorm``: ``(x - mean) / sqrt(var + eps) * gamma + beta`` per channel (dim 1 of a per-step tensor).
@@ -39,7 +42,8 @@ from typing import Any, ClassVar, Optional, Tuple, Union
 
 import torch
 
-__all__ = ["Node", "Input", "Output", "Affine", "Conv", "DelayedAffine", "Delay", "LIF", "LI", "CubaLIF", "IntegerSpike", "ELM",
+__all__ = ["Node", "Input", "Output", "Affine", "Conv", "DelayedAffine", "Delay", "LIF", "LI", "CubaLIF", "ALIF",
+           "Izhikevich", "Recurrent", "IntegerSpike", "ELM",
            "BatchNorm", "Pool", "AdaptivePool", "Flatten", "Add", "AttentionProduct", "SpikeColumnSum", "SparseConv",
            "Free", "TimePad", "Reduce", "Function", "NEURON_NODES", "SYNAPSE_NODES"]
 
@@ -150,14 +154,53 @@ class LI(Node):
 
 @dataclass(eq=False)
 class CubaLIF(Node):
-    tau_syn: Value
-    tau_mem: Value
+    """``I = (1 - current_decay) I + input_gain X``; ``H = (1 - voltage_decay) V + current_gain I + bias``; spike when
+    ``H > v_threshold`` (strict); ``V`` reset (hard: to ``v_reset``; soft: minus the threshold), ``I`` not."""
+
+    current_decay: Value
+    voltage_decay: Value
     v_threshold: Value
+    bias: Value = 0.0
     v_reset: Value = 0.0
-    v_leak: Value = 0.0
-    r: Value = 1.0
-    w_in: Value = 1.0
+    reset: str = "hard"
+    input_gain: Value = 1.0
+    current_gain: Value = 1.0
     kind: ClassVar[str] = "cuba_lif"
+
+
+@dataclass(eq=False)
+class ALIF(Node):
+    """Adaptive-threshold LIF (LSNN): the LIF membrane plus a threshold raised by ``beta`` per spike, relaxing with
+    ``tau_adapt`` (see :mod:`spikelib.functional.alif`)."""
+
+    tau_mem: Value
+    tau_adapt: Value
+    beta: Value
+    v_threshold: Value
+    v_reset: float = 0.0
+    reset: str = "hard"
+    decay_input: bool = True
+    kind: ClassVar[str] = "alif"
+
+
+@dataclass(eq=False)
+class Izhikevich(Node):
+    """A two-variable (membrane, recovery) neuron (see :mod:`spikelib.functional.izhikevich`); ``params`` holds its
+    parameters by name."""
+
+    params: Tuple[Tuple[str, Value], ...]
+    reset: str = "hard"
+    kind: ClassVar[str] = "izhikevich"
+
+
+@dataclass(eq=False)
+class Recurrent(Node):
+    """A neuron layer with all-to-all feedback: ``I[t] = X[t] + W S[t-1] + b``, then ``neuron`` (its own node)."""
+
+    neuron: Node
+    weight: torch.Tensor  # [N, N]
+    bias: Optional[torch.Tensor] = None
+    kind: ClassVar[str] = "recurrent"
 
 
 @dataclass(eq=False)
@@ -274,5 +317,5 @@ class Function(Node):
     kind: ClassVar[str] = "function"
 
 
-NEURON_NODES = (LIF, LI, CubaLIF, IntegerSpike, ELM)
+NEURON_NODES = (LIF, LI, CubaLIF, ALIF, Izhikevich, Recurrent, IntegerSpike, ELM)
 SYNAPSE_NODES = (Affine, Conv, DelayedAffine, SparseConv)

@@ -21,7 +21,9 @@ from spikelib.kernels import linear_torch as _linear_torch  # noqa: F401  (regis
 from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (registers the delay operations' "numba")
 from spikelib.kernels.cpu import linear_numba as _linear_numba  # noqa: F401  (registers "linear"'s "numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
+from spikelib.kernels.cpu import neuron_numba as _neuron_numba  # noqa: F401  (registers the families' "numba")
 from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
+from spikelib.kernels.cupy import multistate as _cupy_multistate  # noqa: F401  (registers the families' "cupy")
 
 __all__ = [
     "BackendUnavailableError",

@@ -4,7 +4,8 @@ A backend registers an implementation for an operation together with a ``check(r
 it can run the request, or a sentence saying why not. ``backend="auto"`` picks the registered backend of highest
 priority whose check passes; an explicit name that cannot run raises :class:`BackendUnavailableError` with the reason
 and the fix. Every dispatch is counted, so tests can prove that the intended path really ran
-(:func:`backend_calls`).
+(:func:`backend_calls`). Under ``torch.compile`` the choice is made once while tracing and nothing is counted or logged
+(a counter read in a graph would make every call recompile); the compiled graph names the operators that run.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
         for entry in sorted(entries.values(), key=lambda e: -e.priority):
             reason = entry.check(request)
             if reason is None:
-                if reasons:
+                if reasons and not _compiling():  # (logging cannot be traced by torch.compile)
                     key = (op, entry.name, tuple(reasons))
                     if key not in _REGISTRY.fallbacks_logged:
                         _REGISTRY.fallbacks_logged.add(key)
@@ -106,7 +107,7 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
                             entry.name,
                             "; ".join(f"{n!r} ({r})" for n, r in reasons),
                         )
-                if count:
+                if count and not _compiling():
                     _REGISTRY.calls[(op, entry.name)] += 1
                 return entry
             reasons.append((entry.name, reason))
@@ -119,15 +120,22 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
     reason = entry.check(request)
     if reason is not None:
         raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {reason}")
-    if count:
+    if count and not _compiling():
         _REGISTRY.calls[(op, entry.name)] += 1
     return entry
+
+
+def _compiling() -> bool:
+    import torch
+
+    return bool(torch.compiler.is_compiling())
 
 
 def count_call(op: str, name: str) -> None:
     """Count a choice made inside a backend (e.g. between its kernels), reported by :func:`backend_calls` like a
     dispatch: ``count_call("delay_linear_int.numba", "events")`` shows as ``"delay_linear_int.numba/events"``."""
-    _REGISTRY.calls[(op, name)] += 1
+    if not _compiling():
+        _REGISTRY.calls[(op, name)] += 1
 
 
 def backend_calls(op: Optional[str] = None) -> Dict[str, int]:

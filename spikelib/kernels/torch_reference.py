@@ -1,4 +1,5 @@
-"""The torch reference backend: a plain per-step loop over :func:`spikelib.functional.lif.lif_step`.
+"""The torch reference backends: a plain per-step loop over :func:`spikelib.functional.lif.lif_step` (operation
+``"lif"``) and over a neuron family's step function (operation ``"neuron"``, :mod:`spikelib.functional.dynamics`).
 
 This is the ground truth every other backend is tested against. It runs on any device and dtype and lets autograd
 do BPTT. The loop iterates ``x.unbind(0)`` rather than indexing ``x[t]``: indexing inside an autograd loop makes every
@@ -11,6 +12,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from spikelib.functional.dynamics import NeuronSpec, step_torch
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param, lif_step
 from spikelib.kernels.registry import register_backend
 
@@ -33,3 +35,22 @@ def lif_torch(
         if return_membrane:
             membrane.append(v)
     return torch.stack(spikes), (torch.stack(membrane) if return_membrane else None), v
+
+
+@register_backend("neuron", "torch", check=_always, priority=0,
+                  description="the family's step function in a torch loop (reference)")
+def neuron_torch(
+    spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor, ...], params: Tuple[torch.Tensor, ...],
+    scalars: Tuple[float, ...], return_states: bool,
+) -> Tuple[torch.Tensor, Optional[Tuple[torch.Tensor, ...]], Tuple[torch.Tensor, ...]]:
+    """A neuron family by the reference loop over its step function. Returns ``(spikes, traces or None, final)``."""
+    sc = tuple(torch.tensor(c, dtype=x.dtype, device=x.device) for c in scalars)
+    spikes = []
+    traces: list = [[] for _ in states]
+    for x_t in x.unbind(0):
+        s, states = step_torch(spec, x_t, states, params, sc)
+        spikes.append(s)
+        if return_states:
+            for k, v in enumerate(states):
+                traces[k].append(v)
+    return torch.stack(spikes), (tuple(torch.stack(t) for t in traces) if return_states else None), tuple(states)

@@ -16,8 +16,11 @@ Numerics are chosen by an explicit ``mode``, never by ``module.training``:
     :meth:`round_delays` switches a learnable layer to it (the real positions are kept, so :meth:`use_gaussian`
     switches back); :func:`spikelib.layers.delay_schedule.rounded_delays` does it temporarily for evaluation.
 
-Delay options: ``delays="learn"`` (a parameter ``delay``, uniform in ``[0, max_delay]`` at init, mode
-``"gaussian"``), ``"random"`` (fixed random integer delays, a buffer, mode ``"integer"``), ``"none"`` (all delays 0:
+Delay options: ``delays="learn"`` (a parameter ``delay``, mode ``"gaussian"``; initial positions by ``delay_init``:
+``"uniform"`` in ``[0, max_delay]``, or ``"reference"`` as SNN-delays draws its DCLS positions: ``P ~ U[(-K)//2,
+K//2]`` for ``K = max_delay + 1`` taps, clamped to ``[-(K//2), K//2]`` (``Dcls1d.clamp_parameters``), delay
+``K//2 - P`` clamped to ``[0, max_delay]``; for the reference's odd ``K`` about ``1/K`` of the positions sit on the
+longest delay), ``"random"`` (fixed random integer delays, a buffer, mode ``"integer"``), ``"none"`` (all delays 0:
 a plain linear map applied at every step). The weights start Kaiming-uniform for ReLU (``U(-sqrt(6/C_in),
 sqrt(6/C_in))``), as SNN-delays initialises its DCLS weights (Thvnvtos/SNN-delays, ``snn_delays.py``,
 ``init_model``).
@@ -48,6 +51,7 @@ __all__ = ["DelayedLinear", "DCLS_SIGMA_OFFSET", "default_sigma"]
 DCLS_SIGMA_OFFSET = 0.27  # DCLS "gauss": sigma = |SIG| + 0.27 (DCLS/construct/modules.py, forward_vgauss)
 _DELAY_OPTIONS = ("learn", "random", "none")
 _MODES = ("gaussian", "integer")
+_DELAY_INITS = ("uniform", "reference")
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -73,6 +77,7 @@ class DelayedLinear(nn.Module):
         delays: ``"learn"``, ``"random"`` or ``"none"``.
         bias: add a learnable bias per output (SNN-delays uses none).
         sigma: initial Gaussian width in steps for ``delays="learn"`` (default :func:`default_sigma`).
+        delay_init: initial positions of learnable delays, ``"uniform"`` or ``"reference"`` (module docstring).
         generator: random generator for the initial weights and delays (default: torch's global one).
         backend: ``"auto"``, ``"numba"`` or ``"torch"``: the implementation of the delay operations of the registry
             (``delay_gaussian_kernel``, ``delay_shifted_matmul``, ``delay_linear_int``); ``"auto"`` picks the fastest
@@ -90,6 +95,7 @@ class DelayedLinear(nn.Module):
         delays: str = "learn",
         bias: bool = False,
         sigma: Optional[float] = None,
+        delay_init: str = "uniform",
         generator: Optional[torch.Generator] = None,
         backend: str = "auto",
     ) -> None:
@@ -108,9 +114,12 @@ class DelayedLinear(nn.Module):
         self.weight = nn.Parameter(w)
         self.bias = nn.Parameter(torch.zeros(self.out_features)) if bias else None
         shape = (self.out_features, self.in_features)
+        if delay_init not in _DELAY_INITS:
+            raise ValueError(f"delay_init must be one of {list(_DELAY_INITS)}, got {delay_init!r}")
         if delays == "learn":
-            self.delay = nn.Parameter(torch.rand(shape, generator=generator) * self.max_delay)
+            self.delay = nn.Parameter(torch.empty(shape))
             self.mode = "gaussian"
+            self.init_delays_(delay_init, generator)
         elif delays == "random":
             d = torch.randint(0, self.max_delay + 1, shape, generator=generator).to(torch.get_default_dtype())
             self.register_buffer("delay", d)
@@ -148,6 +157,25 @@ class DelayedLinear(nn.Module):
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
         return self.use_gaussian() if mode == "gaussian" else self.round_delays()
+
+    @torch.no_grad()
+    def init_delays_(self, method: str = "uniform", generator: Optional[torch.Generator] = None) -> None:
+        """Redraw the learnable positions in place: ``"uniform"`` in ``[0, max_delay]`` or ``"reference"`` (the
+        SNN-delays draw of the module docstring; with the same generator state it gives exactly the positions
+        ``Dcls1d`` gets from ``nn.init.uniform_(P, -K // 2, K // 2)`` and ``clamp_parameters()``)."""
+        if self.delays != "learn":
+            raise ValueError(f"init_delays_ needs delays='learn', this layer has delays={self.delays!r}")
+        if method not in _DELAY_INITS:
+            raise ValueError(f"method must be one of {list(_DELAY_INITS)}, got {method!r}")
+        shape = tuple(self.delay.shape)
+        if method == "uniform":
+            drawn = torch.rand(shape, generator=generator) * self.max_delay
+        else:
+            taps = self.max_delay + 1
+            lim = taps // 2
+            p = torch.empty(shape).uniform_(-taps // 2, taps // 2, generator=generator).clamp_(-lim, lim)
+            drawn = (lim - p).clamp_(0, self.max_delay)
+        self.delay.copy_(drawn.to(self.delay))
 
     @torch.no_grad()
     def clamp_delays_(self) -> None:

@@ -1,4 +1,4 @@
-"""Training helpers for learnable delays: the sigma schedule, the two optimisers, clamping, rounded evaluation.
+"""Training helpers for learnable delays: the sigma schedule, clamping, rounded evaluation, the parameter split.
 
 The recipe of SNN-delays (Thvnvtos/SNN-delays: ``snn_delays.py`` ``decrease_sig``, ``model.py`` ``optimizers``/
 ``schedulers``/``eval_model``, ``best_config_SHD.py``):
@@ -7,10 +7,15 @@ The recipe of SNN-delays (Thvnvtos/SNN-delays: ``snn_delays.py`` ``decrease_sig`
   ``e < final_epoch`` (while ``SIG > 0.23``) it is multiplied by ``alpha = (0.23 / sig_init) ** (1 / final_epoch)``,
   so it reaches 0.23 after ``final_epoch = epochs // 4`` epochs and stays there. The Gaussian width is
   ``sigma = SIG + 0.27`` (DCLS).
-- Weights (and BatchNorm parameters, without weight decay) use Adam with a one-cycle schedule (max lr 5x); delay
-  positions use their own Adam with 100x the weights' learning rate, no weight decay, and cosine annealing. Both
-  schedules step once per epoch. Positions are clamped to ``[0, max_delay]`` after every optimiser step.
+- Weights (and BatchNorm parameters, without weight decay) use Adam with a one-cycle schedule (max lr 5x, beta1
+  cycled 0.95 -> 0.85 -> 0.95); delay positions use their own Adam with 100x the weights' learning rate, no weight
+  decay, and cosine annealing. Both schedules step once per epoch. Positions are clamped to ``[0, max_delay]`` after
+  every optimiser step.
 - Evaluation uses rounded integer delays (SIG = 0, positions rounded), restored afterwards for training.
+
+The recipe itself runs in the training core: ``configs/shd_delays.yaml`` through :class:`spikelib.training.Trainer`
+(its optimisers: :mod:`spikelib.training.optim`; sigma, clamping and rounded evaluation:
+:class:`spikelib.training.delays.DelayCallback`).
 """
 
 from __future__ import annotations
@@ -21,14 +26,12 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Iterator, List, Optional
 
-import torch
 from torch import nn
 
 from spikelib.layers.delay import DCLS_SIGMA_OFFSET, DelayedLinear
 
 __all__ = [
     "SigmaSchedule",
-    "DelayOptimizers",
     "delay_layers",
     "set_sigma_",
     "clamp_delays_",
@@ -143,67 +146,3 @@ def split_delay_parameters(model: nn.Module) -> _Groups:
         else:
             groups.no_decay.append(p)
     return groups
-
-
-class DelayOptimizers:
-    """The two optimisers and schedules of SNN-delays, with clamping and the sigma schedule built in.
-
-    Per batch: ``zero_grad()``, backward, ``step()`` (both optimisers, then positions clamped). Per epoch:
-    ``end_epoch(epoch)`` (both schedules step, and sigma is set for the next epoch).
-
-    Args:
-        model: holds :class:`DelayedLinear` layers.
-        epochs: total epochs (schedule lengths; default sigma schedule).
-        lr: weights' Adam learning rate (the one-cycle schedule peaks at ``max_lr_factor * lr``).
-        lr_delay: positions' Adam learning rate (default ``100 * lr``), annealed by a cosine over ``epochs``.
-        weight_decay: on the synaptic weights only.
-        max_lr_factor: one-cycle peak over ``lr`` (5 in the reference).
-        sigma_schedule: default ``SigmaSchedule(max_delay of the first delay layer, epochs)``.
-    """
-
-    def __init__(self, model: nn.Module, epochs: int, lr: float = 1e-3, lr_delay: Optional[float] = None,
-                 weight_decay: float = 1e-5, max_lr_factor: float = 5.0,
-                 sigma_schedule: Optional[SigmaSchedule] = None) -> None:
-        layers = delay_layers(model)
-        if not layers:
-            raise ValueError("model has no DelayedLinear layer")
-        epochs = _check_int(epochs, "epochs", 1)
-        lr = _check_real(lr, "lr")
-        lr_delay = _check_real(100.0 * lr if lr_delay is None else lr_delay, "lr_delay")
-        weight_decay = _check_real(weight_decay, "weight_decay", positive=False)
-        self.model = model
-        self.sigma_schedule = sigma_schedule or SigmaSchedule(layers[0].max_delay, epochs)
-        groups = split_delay_parameters(model)
-        param_groups = [{"params": groups.weights, "weight_decay": weight_decay}]
-        if groups.no_decay:
-            param_groups.append({"params": groups.no_decay, "weight_decay": 0.0})
-        self.weights = torch.optim.Adam(param_groups, lr=lr)
-        self.schedulers: list = [torch.optim.lr_scheduler.OneCycleLR(
-            self.weights, max_lr=_check_real(max_lr_factor, "max_lr_factor") * lr, total_steps=epochs)]
-        self.delays = None
-        if groups.delays:
-            self.delays = torch.optim.Adam(groups.delays, lr=lr_delay, weight_decay=0.0)
-            self.schedulers.append(torch.optim.lr_scheduler.CosineAnnealingLR(self.delays, T_max=epochs))
-        set_sigma_(model, self.sigma_schedule(0))
-
-    @property
-    def optimizers(self) -> List[torch.optim.Optimizer]:
-        return [self.weights] + ([self.delays] if self.delays is not None else [])
-
-    def zero_grad(self) -> None:
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
-
-    def step(self) -> None:
-        """Step both optimisers, then clamp the positions."""
-        for opt in self.optimizers:
-            opt.step()
-        clamp_delays_(self.model)
-
-    def end_epoch(self, epoch: int) -> float:
-        """After epoch ``epoch`` (0-based): step the schedules and set sigma for the next epoch; returns it."""
-        for sched in self.schedulers:
-            sched.step()
-        sigma = self.sigma_schedule(epoch + 1)
-        set_sigma_(self.model, sigma)
-        return sigma

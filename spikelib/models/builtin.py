@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from torch import nn
 
@@ -19,7 +19,7 @@ from spikelib.models.snn_delays import SNNDelays
 __all__: list = []
 
 
-@register_model("spiking_mlp")
+@register_model("spiking_mlp", params=SpikingMLP)
 def spiking_mlp(**kwargs: Any) -> nn.Module:
     """:class:`SpikingMLP` (``hidden`` may be a YAML list)."""
     if isinstance(kwargs.get("hidden"), list):
@@ -27,13 +27,16 @@ def spiking_mlp(**kwargs: Any) -> nn.Module:
     return SpikingMLP(**kwargs)
 
 
-@register_model("snn_delays")
-def snn_delays(**kwargs: Any) -> nn.Module:
-    """:class:`SNNDelays` from a ``model`` section (``SNNDelays.from_config``)."""
+@register_model("snn_delays", params=SNNDelays)
+def snn_delays(*, surrogate_alpha: Optional[float] = None, **kwargs: Any) -> nn.Module:
+    """:class:`SNNDelays` from a ``model`` section (``SNNDelays.from_config``; ``surrogate_alpha`` builds the ATan
+    surrogate)."""
+    if surrogate_alpha is not None:
+        kwargs["surrogate_alpha"] = surrogate_alpha
     return SNNDelays.from_config(kwargs)
 
 
-@register_model("elm_classifier")
+@register_model("elm_classifier", params=ELMClassifier)
 def elm_classifier(**kwargs: Any) -> nn.Module:
     """:class:`ELMClassifier` from a ``model`` section."""
     return ELMClassifier.from_config(kwargs)

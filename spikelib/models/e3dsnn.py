@@ -30,6 +30,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from spikelib.models.checkpoints import RefEntry, leaf
 from spikelib.models.registry import register_model
 from spikelib.sparse import (IntegerSpike, SparseBatchNorm, SparseConv3d, SparseSpikeTensor, SpikeVoxelCoding,
                              SubMConv3d, collate_voxels, global_avg_pool)
@@ -101,12 +102,14 @@ class E3DSNN(nn.Module):
         max_spikes: ``D`` of the integer spike (4).
         bn_eps, bn_momentum: batch-norm settings of the reference (1e-3, 0.01).
         grid_size, use_normals, margin: spike voxel coding used by :meth:`forward_points` (0.01, True, 96).
+        points_first: a point-cloud tensor is ``[P, B, C]`` (True: what spikelib's trainer hands over) or
+            ``[B, P, C]`` (False: a plain loader batch); the two cannot be told apart from the shape.
     """
 
     def __init__(self, in_channels: int = 6, num_classes: int = 40, embed_channels: int = 16,
                  enc_channels: Sequence[int] = (16, 32, 64, 128), enc_depth: Sequence[int] = (1, 1, 1, 1),
                  max_spikes: int = 4, bn_eps: float = 1e-3, bn_momentum: float = 0.01, grid_size: float = 0.01,
-                 use_normals: bool = True, margin: int = 96) -> None:
+                 use_normals: bool = True, margin: int = 96, points_first: bool = True) -> None:
         super().__init__()
         in_channels, num_classes, embed_channels = (_check_sizes(n, [v])[0] for n, v in (
             ("in_channels", in_channels), ("num_classes", num_classes), ("embed_channels", embed_channels)))
@@ -116,7 +119,10 @@ class E3DSNN(nn.Module):
         if self.coding.in_channels != in_channels:
             raise ValueError(f"in_channels={in_channels} but the voxel coding gives {self.coding.in_channels} "
                              f"features (use_normals={use_normals})")
+        if not isinstance(points_first, bool):
+            raise TypeError(f"points_first must be a bool, got {points_first!r}")
         self.in_channels, self.num_classes, self.margin = in_channels, num_classes, margin
+        self.points_first = points_first
         d, eps, mom = max_spikes, bn_eps, bn_momentum
         e = embed_channels
         self.stem = _Seq(SubMConv3d(in_channels, e, 3), _bn(e, eps, mom), IntegerSpike(d),
@@ -142,9 +148,10 @@ class E3DSNN(nn.Module):
         """Logits ``[B, num_classes]`` of a sparse tensor, a points-first tensor ``[P, B, C]`` or a list of clouds."""
         if isinstance(x, torch.Tensor):
             if x.dim() != 3:
-                raise ValueError(f"a point-cloud tensor must be points first [P, B, 3 or 6], got shape "
-                                 f"{tuple(x.shape)}")
-            x = self.voxelize(list(x.transpose(0, 1)))
+                layout = "points first [P, B, 3 or 6]" if self.points_first else "batch first [B, P, 3 or 6]"
+                raise ValueError(f"a point-cloud tensor must be {layout} (points_first={self.points_first}), got "
+                                 f"shape {tuple(x.shape)}")
+            x = self.voxelize(list(x.transpose(0, 1) if self.points_first else x))
         elif isinstance(x, (list, tuple)):
             x = self.voxelize(x)
         if not isinstance(x, SparseSpikeTensor):
@@ -156,6 +163,22 @@ class E3DSNN(nn.Module):
         for stage in self.enc:
             x = stage(x)
         return global_avg_pool(self.final(x))
+
+    reference_wrappers = ("backbone.",)
+
+    def reference_layout(self) -> List[RefEntry]:
+        """The reference ``SNN_3dv`` state_dict (Pointcept wraps it as ``backbone.``, DDP as ``module.``): spconv
+        weights ``[C_out, kx, ky, kz, C_in]``; the final 1x1x1 layer is read as spconv computes with it (raw view)."""
+        out = [leaf(f"stem.{i}", self.stem[i], "spconv" if i % 3 == 0 else "same") for i in (0, 1, 3, 4, 6, 7)]
+        for i, stage in enumerate(self.enc):
+            out += [leaf(f"enc.{i}.down.1", stage.down[1], "spconv"), leaf(f"enc.{i}.down.2", stage.down[2])]
+            for j, blk in enumerate(stage.blocks):
+                ref = f"enc.{i}.blocks.{j}"
+                out += [leaf(f"{ref}.block.1", blk.block[1], "spconv"), leaf(f"{ref}.block.2", blk.block[2])]
+                for k, unit in enumerate(blk.voxel_block):
+                    out += [leaf(f"{ref}.voxel_block.{3 * k + 1}", unit[1], "spconv"),
+                            leaf(f"{ref}.voxel_block.{3 * k + 2}", unit[2])]
+        return out + [leaf("final", self.final, "spconv_1x1_raw")]
 
     def voxelize(self, clouds: Sequence[torch.Tensor], generator: Optional[torch.Generator] = None
                  ) -> SparseSpikeTensor:

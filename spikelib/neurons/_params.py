@@ -15,7 +15,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-__all__ = ["check_param", "bind_param", "check_flag", "check_backend", "Param"]
+__all__ = ["check_param", "bind_param", "check_flag", "check_backend", "project_", "Param"]
 
 Param = Union[float, torch.Tensor]
 
@@ -79,6 +79,17 @@ def bind_param(module: nn.Module, attr: str, value: Param, learn: bool = False) 
         module.register_buffer(attr, value.detach().clone())
     else:
         setattr(module, attr, float(value))
+
+
+def project_(param: torch.Tensor, lo: Optional[float] = None, hi: Optional[float] = None) -> None:
+    """Clamp a learnable parameter in place onto ``[lo, hi]`` (a projection after an optimiser step; in eager mode
+    only when some value is outside, so a graph that saved it stays valid; inside a compiled graph always)."""
+    with torch.no_grad():
+        if torch.compiler.is_compiling():
+            param.clamp_(lo, hi)
+        elif bool(((param < lo) if lo is not None else torch.zeros((), dtype=torch.bool)).any()
+                  | ((param > hi) if hi is not None else torch.zeros((), dtype=torch.bool)).any()):
+            param.clamp_(lo, hi)
 
 
 def check_flag(value: object, name: str) -> bool:

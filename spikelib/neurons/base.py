@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -19,7 +19,8 @@ class StatefulModule(nn.Module):
     Subclasses call :meth:`_initial_state` to get the state to start from: the explicit one if given, the kept one if
     the module is ``stateful`` and the kept state fits the input, else ``None`` (rest). A kept state whose batch shape
     differs from the input is dropped (logged at debug level); one on another device or of another dtype is an error,
-    because continuing from it would silently convert it.
+    because continuing from it would silently convert it. A state is a tensor or a NamedTuple of tensors (neurons
+    with several state variables).
     """
 
     def __init__(self, stateful: bool = False) -> None:
@@ -27,18 +28,18 @@ class StatefulModule(nn.Module):
         if not isinstance(stateful, bool):
             raise TypeError(f"stateful must be a bool, got {type(stateful).__name__}")
         self.stateful = stateful
-        self.state: Optional[torch.Tensor] = None
+        self.state: Optional[Any] = None
 
     def reset_state(self) -> None:
         """Forget the kept state."""
         self.state = None
 
-    def _initial_state(self, explicit: Optional[torch.Tensor], like: torch.Tensor, shape: tuple) -> Optional[torch.Tensor]:
+    def _initial_state(self, explicit: Optional[Any], like: torch.Tensor, shape: tuple) -> Optional[Any]:
         if explicit is not None:
             return explicit
         if not self.stateful or self.state is None:
             return None
-        kept = self.state
+        kept = self.state[0] if isinstance(self.state, tuple) else self.state
         if kept.device != like.device or kept.dtype != like.dtype:
             raise RuntimeError(
                 f"{type(self).__name__} keeps a state on {kept.device} ({kept.dtype}) but the input is on "
@@ -48,11 +49,11 @@ class StatefulModule(nn.Module):
             logger.debug("%s: state shape %s does not fit input %s; starting from rest", type(self).__name__,
                          tuple(kept.shape), tuple(shape))
             return None
-        return kept
+        return self.state
 
-    def _keep(self, v: torch.Tensor) -> None:
+    def _keep(self, v: Any) -> None:
         # Keep the state without its graph: a kept state must not chain one batch's graph into the next.
-        self.state = v.detach()
+        self.state = type(v)(*(t.detach() for t in v)) if isinstance(v, tuple) else v.detach()
 
 
 def reset(model: nn.Module) -> nn.Module:

@@ -31,7 +31,7 @@ from spikelib.functional.elm import (
 from spikelib.graph import nodes
 from spikelib.neurons.base import StatefulModule
 
-__all__ = ["ELM", "ELMv2"]
+__all__ = ["ELM", "ELMv2", "ELMCell"]
 
 ROUTINGS = (None, "random", "neuronio")
 
@@ -192,3 +192,29 @@ class ELMv2(ELM):
                          mlp_activation, tau_branch, tau_mem_min, tau_mem_max, learn_tau_mem, w_syn_init,
                          num_branch, synapses_per_branch, routing, dt, version=2, backend=backend,
                          stateful=stateful, generator=generator)
+
+
+class ELMCell(ELM):
+    """One ELM step per call: ``forward(x_t [B, num_input]) -> y_t [B, num_output]``, the state kept (with its graph,
+    for BPTT through a step loop) in ``self.state``; :func:`spikelib.reset` starts it from rest.
+
+    Same arguments as :class:`ELM` (``version=2`` for the v2 equations), without ``stateful``; it runs the same
+    functional step (:func:`spikelib.functional.elm.elm` over one step).
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "stateful" in kwargs:
+            raise TypeError("ELMCell is stateful by construction (it steps through time across calls)")
+        super().__init__(*args, stateful=True, **kwargs)
+
+    def forward(self, x_t: torch.Tensor, state: Optional[ELMState] = None, return_memory: bool = False):
+        """Readout ``y_t [B, num_output]`` of one step (and the memory ``[B, d_m]`` when ``return_memory``)."""
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
+            shape = tuple(x_t.shape) if isinstance(x_t, torch.Tensor) else type(x_t).__name__
+            raise ValueError(f"x_t must be one step [B, {self.num_input}], got {shape}")
+        if state is None and self.state is not None and self.state.memory.shape[0] == x_t.shape[0]:
+            state = self.state
+        out = elm(x_t.unsqueeze(0), self.params(), self.config, state, return_memory=return_memory,
+                  backend=self.backend)
+        self.state = out.state
+        return (out.y[0], out.memory[0]) if return_memory else out.y[0]

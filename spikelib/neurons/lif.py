@@ -19,10 +19,11 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from spikelib.functional._checks import check_state
+from spikelib.functional._checks import check_state, warn_two_dim_sequence
+from spikelib.functional.dynamics import NeuronOutput
 from spikelib.functional.lif import LIFState, lif, lif_step, resolve_lif_config
 from spikelib.graph import nodes
-from spikelib.neurons._params import Param, bind_param, check_backend, check_param, describe
+from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
 from spikelib.neurons.base import StatefulModule
 from spikelib.surrogate import PiecewiseLinear, Surrogate
 
@@ -70,9 +71,7 @@ class _LIFParams(StatefulModule):
             return self.tau_value()
         leak = self.leak
         if isinstance(leak, nn.Parameter):
-            with torch.no_grad():
-                if bool((leak > 1.0).any()):
-                    leak.clamp_(max=1.0)
+            project_(leak, hi=1.0)
         return leak
 
     def graph_node(self) -> nodes.LIF:
@@ -113,27 +112,39 @@ class _LIFBase(_LIFParams):
                     learn_threshold, learn_leak)
         self.backend = check_backend(backend, "lif")
 
+    def _run(self, x: torch.Tensor, state: Optional[Union[LIFState, torch.Tensor]],
+             return_states: bool) -> NeuronOutput:
+        c = self.config
+        decay = self.decay_value()
+        out = lif(
+            x, state, v_threshold=self.v_threshold, v_reset=c.v_reset, reset=c.reset, decay_input=c.decay_input,
+            detach_reset=c.detach_reset, surrogate=c.surrogate, backend=self.backend, fire=c.fire,
+            return_membrane=return_states, **({"leak": decay} if c.decay == "leak" else {"tau": decay}),
+        )
+        return NeuronOutput(out.spikes, LIFState(out.membrane) if return_states else None, out.state)
+
     def forward(self, x: torch.Tensor, state: Optional[Union[LIFState, torch.Tensor]] = None,
-                return_membrane: bool = False):
+                return_membrane: bool = False, return_states: bool = False):
         """Spikes ``[T, B, ...]`` for input ``x: [T, B, ...]``; the final membrane is kept in ``self.state``.
 
         Args:
             x: input current, time first.
             state: initial membrane ``[B, ...]``; when None, the kept state if ``stateful`` (and it fits), else rest.
             return_membrane: also return the membrane trace ``V`` ``[T, B, ...]`` (after reset): ``(spikes, V)``.
+            return_states: also return the state traces as a NamedTuple, ``(spikes, LIFState(v=V))`` (the form every
+                neuron family returns).
         """
+        check_flag(return_membrane, "return_membrane")
+        check_flag(return_states, "return_states")
+        warn_two_dim_sequence(x, type(self).__name__)
         if isinstance(state, LIFState):
             state = state.v
         v0 = self._initial_state(state, x, tuple(x.shape[1:])) if isinstance(x, torch.Tensor) else state
-        c = self.config
-        decay = self.decay_value()
-        out = lif(
-            x, v0, v_threshold=self.v_threshold, v_reset=c.v_reset, reset=c.reset, decay_input=c.decay_input,
-            detach_reset=c.detach_reset, surrogate=c.surrogate, backend=self.backend, fire=c.fire,
-            return_membrane=return_membrane, **({"leak": decay} if c.decay == "leak" else {"tau": decay}),
-        )
+        out = self._run(x, v0, return_membrane or return_states)
         self._keep(out.state.v)
-        return (out.spikes, out.membrane) if return_membrane else out.spikes
+        if return_membrane:
+            return out.spikes, out.states.v
+        return (out.spikes, out.states) if return_states else out.spikes
 
     def extra_repr(self) -> str:
         return f"{self._options_repr()}, backend={self.backend!r}, stateful={self.stateful}"

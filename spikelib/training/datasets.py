@@ -1,10 +1,14 @@
 """A small registry of datasets for ``spikelib train``, keyed by name.
 
 A builder takes ``seed`` (the run's seed, for generated data) plus the ``data`` section's own options and returns a
-:class:`DatasetBundle` with the ``train`` and ``test`` datasets (items ``(x: [T, C] float tensor, label: int)``) and
-``info`` (``n_classes``, ``n_channels``, ``n_steps`` where fixed, ``chance``). The validation split is carved out of
-the training set by the trainer (``data.val_fraction``), never out of the test set. Unknown options raise
-:class:`~spikelib.training.config.ConfigError` naming ``data.<key>`` and the options the dataset accepts.
+:class:`DatasetBundle` with the ``train`` and ``test`` datasets (items ``(x: [T, C] float tensor, label: int)``),
+an official ``val`` split where the data set has one (SSC), and ``info`` (``n_classes``, ``n_channels``, ``n_steps``
+where fixed, ``chance``). Otherwise the validation split is carved out of the training set by the trainer
+(``data.val_fraction``), never out of the test set. Unknown options and values of the wrong type raise
+:class:`~spikelib.training.errors.ConfigError` naming ``data.<key>`` and what the dataset accepts.
+
+``time_origin`` (SHD, SSC and the synthetic SHD-like sets): ``zero`` keeps the times of the files, ``first_spike``
+shifts each sample so that its first spike is at t = 0, as spikingjelly's SHD frames (which SNN-delays trained on) do.
 """
 
 from __future__ import annotations
@@ -19,25 +23,28 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from spikelib.training.config import ConfigError
+from spikelib.training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DatasetBundle", "register_dataset", "list_datasets", "build_datasets"]
+__all__ = ["DatasetBundle", "register_dataset", "list_datasets", "build_datasets", "dataset_builder"]
 
 
 @dataclass
 class DatasetBundle:
-    """``train`` and ``test`` datasets, facts about them (``info``: n_classes, n_channels, chance, ...), the
-    ``collate`` function of their loaders (``None``: the default stacking) and an optional training-batch mix
-    ``batch_mix(x [B, T, C], y) -> (x', y_a, y_b, lam)`` (e.g. time-axis CutMix; the loss is then
-    ``(1 - lam) CE(y_a) + lam CE(y_b)``)."""
+    """``train`` and ``test`` datasets (``test`` may be ``None``), facts about them (``info``: n_classes, n_channels,
+    chance, ``layout``: ``"time"`` (items ``[T, ...]``, the default) or ``"static"`` (items without a time axis, e.g.
+    images that the model repeats over time), ...), the ``collate`` function of their loaders (``None``: the default
+    stacking), an optional training-batch mix ``batch_mix(x [B, T, C], y) -> (x', y_a, y_b, lam)`` (e.g. time-axis
+    CutMix; the loss is then ``(1 - lam) L(y_a) + lam L(y_b)`` per sample) and an optional official validation split
+    ``val`` (used when ``data.val_fraction`` is left unset)."""
 
     train: Any
-    test: Any
+    test: Any = None
     info: Dict[str, Any] = field(default_factory=dict)
     collate: Optional[Callable] = None
     batch_mix: Optional[Callable] = None
+    val: Any = None
 
 
 _DATASETS: Dict[str, Callable[..., DatasetBundle]] = {}
@@ -60,21 +67,27 @@ def list_datasets() -> List[str]:
     return sorted(_DATASETS)
 
 
+def dataset_builder(name: Any) -> Optional[Callable[..., DatasetBundle]]:
+    """The builder registered as ``name`` (``None`` if there is none)."""
+    return _DATASETS.get(name) if isinstance(name, str) else None
+
+
 def check_kwargs(fn: Callable, kwargs: Dict[str, Any], path: str, skip: tuple = (), also: tuple = ()) -> None:
-    """Raise :class:`ConfigError` for keys of ``kwargs`` that ``fn`` does not accept (``path.key``); ``also``
-    names further accepted keys (handled by the caller)."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    known = [n for n, p in params.items() if n not in skip and p.kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)] + list(also)
-    for key in kwargs:
-        if key not in known:
-            raise ConfigError(f"{path}.{key}: unknown key; this accepts: {', '.join(sorted(known)) or 'nothing'}")
+    """Raise :class:`ConfigError` for keys of ``kwargs`` that ``fn`` does not accept (``path.key``) and for values
+    that do not fit the parameter's type annotation; ``also`` names further accepted keys (handled by the caller)."""
+    from spikelib.training.typecheck import check_arguments
+    from spikelib.training.typecheck import parameters
+
+    params = {k: v for k, v in parameters(fn).items() if k not in skip}
+    accepts_more = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(fn).parameters.values())
+    check_arguments(params, kwargs, path, accepts_more=accepts_more, also=also)
 
 
 def build_datasets(name: str, seed: int, **options: Any) -> DatasetBundle:
     """Build the dataset registered as ``name`` with the ``data`` section's options."""
+    if not isinstance(name, str) or not name:
+        raise ConfigError("data.dataset: required key is missing (a name of spikelib.training.datasets."
+                          "list_datasets(), or pass the datasets to the Trainer in Python)")
     if name not in _DATASETS:
         raise ConfigError(f"data.dataset: unknown dataset {name!r}; known: {', '.join(list_datasets())}")
     fn = _DATASETS[name]
@@ -107,12 +120,12 @@ def _synthetic_temporal(seed: int, n_train: int = 2000, n_test: int = 500, **tas
 
 
 def _shd_like(kind: str, root: Any, bin_ms: Any, n_bins: Any, max_time: Any, channels_out: int, cache: Any,
-              download: bool, augment: Optional[str]) -> DatasetBundle:
+              download: bool, augment: Optional[str], time_origin: str = "zero") -> DatasetBundle:
     from spikelib.data import SHDDataset, SSCDataset, pad_collate
 
     cls = SHDDataset if kind == "shd" else SSCDataset
     kw = dict(bin_ms=bin_ms, n_bins=n_bins, max_time=max_time, channels_out=channels_out, cache=cache,
-              download=download)
+              download=download, time_origin=time_origin)
     transform = mix = None
     if augment is not None:
         if augment != "snn_delays":
@@ -122,30 +135,32 @@ def _shd_like(kind: str, root: Any, bin_ms: Any, n_bins: Any, max_time: Any, cha
         transform, mix = snn_delays_augmentations(n_inputs=channels_out)
     train = cls(root, "train", transform=transform, **kw)
     test = cls(root, "test", **kw)
+    val = cls(root, "valid", **kw) if kind == "ssc" else None  # SSC's official validation split
     info = {"n_classes": train.n_classes, "n_channels": train.channels_out, "chance": 1.0 / train.n_classes,
             "n_steps": train.n_steps, "bin_ms": train.dt * 1000.0}
-    return DatasetBundle(train, test, info, collate=pad_collate if max_time is None else None, batch_mix=mix)
+    return DatasetBundle(train, test, info, collate=pad_collate if max_time is None else None, batch_mix=mix, val=val)
 
 
 @register_dataset("shd")
 def _shd(seed: int, root: str = "data/shd", bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
          max_time: Optional[float] = 1.4, channels_out: int = 700, cache: Optional[str] = None,
-         download: bool = False, augment: Optional[str] = None) -> DatasetBundle:
+         download: bool = False, augment: Optional[str] = None, time_origin: str = "zero") -> DatasetBundle:
     """Spiking Heidelberg Digits from the official files in ``root`` (:class:`spikelib.data.SHDDataset`).
 
     ``augment: snn_delays`` adds the SNN-delays augmentations: time and neuron masks on training samples and
     time-axis CutMix on training batches (:func:`spikelib.data.snn_delays_augmentations`). Their random draws come
     from generators seeded per process and are not in checkpoints, so a resumed run with augmentations continues
     with different (equally distributed) draws."""
-    return _shd_like("shd", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment)
+    return _shd_like("shd", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment, time_origin)
 
 
 @register_dataset("ssc")
 def _ssc(seed: int, root: str = "data/ssc", bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
          max_time: Optional[float] = 1.4, channels_out: int = 700, cache: Optional[str] = None,
-         download: bool = False, augment: Optional[str] = None) -> DatasetBundle:
-    """Spiking Speech Commands (train and test files; validation still comes from train)."""
-    return _shd_like("ssc", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment)
+         download: bool = False, augment: Optional[str] = None, time_origin: str = "zero") -> DatasetBundle:
+    """Spiking Speech Commands: train, the official validation split (``ssc_valid.h5``, used unless
+    ``data.val_fraction`` is set) and test."""
+    return _shd_like("ssc", root, bin_ms, n_bins, max_time, channels_out, cache, download, augment, time_origin)
 
 
 def _cache_folder(root: str, name: str, params: Dict[str, Any]) -> Path:
@@ -171,7 +186,7 @@ def _synthetic_shd(seed: int, root: str = "runs/data", n_train: int = 2000, n_te
                    data_seed: Optional[int] = None, task_seed: int = 0, n_speakers: int = 12,
                    n_test_speakers: int = 2, bin_ms: Optional[float] = None, n_bins: Optional[int] = None,
                    max_time: Optional[float] = 1.0, channels_out: int = 140, cache: Optional[str] = "memory",
-                   augment: Optional[str] = None) -> DatasetBundle:
+                   augment: Optional[str] = None, time_origin: str = "zero") -> DatasetBundle:
     """The synthetic SHD-like set (:func:`spikelib.data.write_synthetic_shd`), generated once into
     ``root/synthetic_shd-<hash of the generator options>/`` and read with :class:`spikelib.data.SHDDataset`."""
     from spikelib.data import write_synthetic_shd
@@ -180,7 +195,7 @@ def _synthetic_shd(seed: int, root: str = "runs/data", n_train: int = 2000, n_te
                n_speakers=n_speakers, n_test_speakers=n_test_speakers)
     folder = _cache_folder(root, "synthetic_shd", gen)
     _generate_once(folder, ["shd_train.h5", "shd_test.h5"], lambda: write_synthetic_shd(folder, **gen))
-    bundle = _shd_like("shd", folder, bin_ms, n_bins, max_time, channels_out, cache, False, augment)
+    bundle = _shd_like("shd", folder, bin_ms, n_bins, max_time, channels_out, cache, False, augment, time_origin)
     bundle.info["generated"] = str(folder)
     return bundle
 

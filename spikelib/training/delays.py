@@ -1,110 +1,72 @@
-"""Training loop for models with learnable delays (SNN-delays recipe; helpers in :mod:`spikelib.layers.delay_schedule`).
+"""The SNN-delays recipe in the training core (Thvnvtos/SNN-delays: ``model.py`` ``optimizers``, ``schedulers``,
+``train_model``, ``eval_model``, ``fine_tune``; ``snn_delays.py`` ``init_model``, ``decrease_sig``, ``round_pos``).
 
-Per batch: cross-entropy on the model's output, backward, both optimisers step, positions are clamped. Per epoch: the
-learning-rate schedules step and sigma follows its schedule; evaluation runs with rounded integer delays (what a chip
-runs), the training modes are restored afterwards. Loaders yield batch-first ``(x: [B, T, C], y: [B])``.
+A ``delays`` section of a run configuration gives:
+
+* two optimisers (:mod:`spikelib.training.optim`): Adam over the weights (delay-layer weights with weight decay,
+  BatchNorm/neuron parameters without) with the ``schedule`` section (the reference: OneCycleLR, peak 5x, beta1
+  cycled 0.95 -> 0.85 -> 0.95, stepped per epoch), and Adam over the positions (``delays.lr``, 100x, no weight decay,
+  cosine annealing, stepped like the weights' schedule);
+* :class:`DelayCallback`: the Gaussian width of every delay layer from
+  :class:`~spikelib.layers.delay_schedule.SigmaSchedule` at the start of every epoch, positions clamped to
+  ``[0, max_delay]`` after every optimiser step, evaluation with rounded integer delays (``delays.eval``), and for a
+  stage with ``delays: rounded`` (the reference's ``fine_tune``) integer delays for good with frozen positions;
+* ``delays.init: reference``: the initial positions drawn as the reference draws them
+  (:meth:`spikelib.layers.delay.DelayedLinear.init_delays_`) from a generator seeded with ``train.seed``.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import numbers
-import time
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Any, ContextManager, Optional
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from spikelib.layers.delay_schedule import DelayOptimizers, SigmaSchedule, delay_layers, rounded_delays
-from spikelib.neurons import reset
-from spikelib.training.loop import evaluate, to_time_first
+from spikelib.layers.delay_schedule import SigmaSchedule, clamp_delays_, delay_layers, rounded_delays, set_sigma_
+from spikelib.training.callbacks import Callback
+from spikelib.training.config import DelaysConfig
 
-logger = logging.getLogger(__name__)
-
-__all__ = ["train_delays", "evaluate_rounded"]
+__all__ = ["DelayCallback", "init_reference_positions"]
 
 
-def evaluate_rounded(model: nn.Module, loader: Iterable, device: Union[str, torch.device] = "cpu") -> Dict[str, float]:
-    """:func:`spikelib.training.loop.evaluate` with every delay layer in integer mode."""
-    with rounded_delays(model):
-        return evaluate(model, loader, device)
+def init_reference_positions(model: nn.Module, seed: int) -> None:
+    """Redraw the learnable positions of every delay layer as SNN-delays does (one generator, layers in order)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    for layer in delay_layers(model):
+        if layer.delays == "learn":
+            layer.init_delays_("reference", generator)
 
 
-def train_delays(
-    model: nn.Module,
-    train_loader: Iterable,
-    test_loader: Optional[Iterable],
-    epochs: int,
-    lr: float = 1e-3,
-    lr_delay: Optional[float] = None,
-    weight_decay: float = 1e-5,
-    device: Union[str, torch.device] = "cpu",
-    progress: bool = False,
-    sigma_schedule: Optional[SigmaSchedule] = None,
-    finetune_epochs: int = 0,
-    finetune_lr: float = 1e-4,
-) -> List[Dict[str, float]]:
-    """Train with :class:`DelayOptimizers`, then optionally fine-tune with rounded delays.
+class DelayCallback(Callback):
+    """Sigma schedule per epoch, clamping after every step, rounded evaluation (module docstring)."""
 
-    The fine-tuning stage (SNN-delays ``model.py`` ``fine_tune``) switches every delay layer to integer delays for
-    good and trains the remaining parameters with Adam (``finetune_lr``) for ``finetune_epochs`` epochs, so the
-    weights adapt to the delays a chip runs. Returns one dict per epoch (``train_loss``, ``train_acc``, ``sigma``
-    (None while fine-tuning), ``test_loss``/``test_acc`` with rounded delays when ``test_loader`` is given,
-    ``seconds``).
-    """
-    for name, value, minimum in (("epochs", epochs, 1), ("finetune_epochs", finetune_epochs, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if isinstance(finetune_lr, bool) or not isinstance(finetune_lr, numbers.Real) or not (
-            math.isfinite(finetune_lr) and finetune_lr > 0):
-        raise ValueError(f"finetune_lr must be a finite number > 0, got {finetune_lr!r}")
-    device = torch.device(device)
-    model.to(device)
-    opt = DelayOptimizers(model, epochs, lr=lr, lr_delay=lr_delay, weight_decay=weight_decay,
-                          sigma_schedule=sigma_schedule)
-    history: List[Dict[str, float]] = []
-    sigma: Optional[float] = opt.sigma_schedule(0)
-    finetune: Optional[torch.optim.Optimizer] = None
-    total = epochs + finetune_epochs
-    for epoch in range(total):
-        start = time.perf_counter()
-        if epoch == epochs:
-            for layer in delay_layers(model):
+    def __init__(self, config: DelaysConfig) -> None:
+        self.config = config
+        self.schedule: Optional[SigmaSchedule] = None
+        self.frozen = False
+
+    def on_stage_start(self, trainer: Any) -> None:
+        layers = delay_layers(trainer.model)
+        stage = trainer.stage_config
+        self.frozen = stage is not None and stage.delays == "rounded"
+        if self.frozen:  # fine-tuning: integer delays for good (the reference's round_pos + SIG = 0)
+            for layer in layers:
                 layer.round_delays()
-            sigma = None
-            finetune = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=finetune_lr)
-        model.train()
-        loss_sum, correct, count = 0.0, 0, 0
-        for xb, yb in tqdm(train_loader, desc=f"epoch {epoch + 1}/{total}", disable=not progress, leave=False):
-            x = to_time_first(xb.to(device=device, dtype=torch.float32))
-            y = yb.to(device=device, dtype=torch.long)
-            reset(model)
-            out = model(x)
-            loss = nn.functional.cross_entropy(out, y)
-            if finetune is None:
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            else:
-                finetune.zero_grad(set_to_none=True)
-                loss.backward()
-                finetune.step()
-            n = int(y.numel())
-            loss_sum += float(loss.detach()) * n
-            correct += int((out.detach().argmax(1) == y).sum())
-            count += n
-        if count == 0:
-            raise ValueError("the training loader yielded no samples")
-        metrics = {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": correct / count, "sigma": sigma}
-        if finetune is None:
-            sigma = opt.end_epoch(epoch)
-        if test_loader is not None:
-            test = evaluate_rounded(model, test_loader, device)
-            metrics.update(test_loss=test["loss"], test_acc=test["acc"])
-        metrics["seconds"] = time.perf_counter() - start
-        history.append(metrics)
-        logger.info("epoch %d/%d: %s", epoch + 1, total,
-                    ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch" and v is not None))
-    return history
+            self.schedule = None
+            return
+        d = self.config
+        self.schedule = SigmaSchedule(layers[0].max_delay, trainer.stage_epochs, d.sig_init, d.sig_final,
+                                      d.final_epoch)
+
+    def on_epoch_start(self, trainer: Any) -> None:
+        if self.schedule is not None:
+            sigma = self.schedule(trainer.epoch)
+            set_sigma_(trainer.model, sigma)
+            trainer.log("sigma", sigma)
+
+    def on_step_end(self, trainer: Any) -> None:
+        if not self.frozen:
+            clamp_delays_(trainer.model)
+
+    def eval_context(self, trainer: Any) -> Optional[ContextManager]:
+        return rounded_delays(trainer.model) if self.config.eval == "rounded" else None

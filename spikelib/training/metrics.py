@@ -1,5 +1,10 @@
-"""Per-epoch metric files of a run: ``metrics.csv`` and ``metrics.json`` (both rewritten atomically after every
-epoch), and an optional TensorBoard writer (needs the ``tensorboard`` package)."""
+"""Metrics of the training core and the per-epoch metric files of a run.
+
+A metric is a function ``fn(scores [B, classes], y [B]) -> per-sample values [B]`` (float); the trainer sums them
+over the batches (and over the processes) and divides by the number of samples. Built in: ``acc`` (top-1 accuracy)
+and ``top5``. Files: ``metrics.csv`` and ``metrics.json`` (one row per epoch, both rewritten atomically after every
+epoch and from the checkpoint's history when a run resumes), and an optional TensorBoard writer (needs the
+``tensorboard`` package)."""
 
 from __future__ import annotations
 
@@ -8,13 +13,30 @@ import io
 import json
 import logging
 from pathlib import Path
-from typing import Any, List, Mapping, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Sequence
+
+import torch
 
 from spikelib.training.atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["write_metrics", "TensorBoardLogger"]
+__all__ = ["accuracy", "top5", "METRICS", "write_metrics", "TensorBoardLogger"]
+
+
+def accuracy(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``argmax(scores) == y`` (top-1 accuracy per sample)."""
+    return (scores.argmax(1) == y).to(torch.float64)
+
+
+def top5(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """1.0 where ``y`` is among the five highest scores (all classes if there are fewer)."""
+    k = min(5, scores.shape[1])
+    return (scores.topk(k, dim=1).indices == y[:, None]).any(1).to(torch.float64)
+
+
+#: built-in metrics by name (``acc`` is always computed)
+METRICS: Dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"acc": accuracy, "top5": top5}
 
 
 def write_metrics(run_dir: Path, history: Sequence[Mapping[str, Any]]) -> None:

@@ -1,36 +1,35 @@
-"""Learning-rate schedules as a factor of the optimiser's base rate, per optimiser step ``s`` (0-based).
+"""Learning-rate schedules of the training core, stepped after every optimiser step or after every epoch.
 
-With ``W`` warm-up steps, ``S`` total steps, ``E`` steps per epoch and ``p = (s - W) / max(S - W, 1)``:
+``schedule.interval`` chooses the unit ``u``: ``step`` (one optimiser step; ``E`` = steps per epoch) or ``epoch``
+(``E = 1``). With ``W`` warm-up units (``round(warmup_epochs * E)``), ``S`` total units and
+``p = (u - W) / max(S - W, 1)``, the rate is the optimiser's base rate times:
 
-* warm-up (``s < W``): ``f = (s + 1) / W``, then the schedule below;
+* warm-up (``u < W``): ``f = (u + 1) / W``, then the schedule below;
 * ``constant``: ``f = 1``;
 * ``cosine``: ``f = r + (1 - r) (1 + cos(pi p)) / 2`` with ``r = min_lr / lr`` (CosineAnnealingLR's curve);
-* ``step``: ``f = gamma ** floor(s / (E * step_epochs))``;
-* ``multistep``: ``f = gamma ** #{m in milestones : s >= m * E}`` (torch's ``MultiStepLR`` with milestones given in
+* ``step``: ``f = gamma ** floor(u / (E * step_epochs))``;
+* ``multistep``: ``f = gamma ** #{m in milestones : u >= m * E}`` (torch's ``MultiStepLR`` with milestones given in
   epochs, which may be fractional);
-* ``onecycle``: the base rate is ``max_lr``; with ``a = pct_start * S - 1`` and ``b = S - 1``, ``f`` rises on a half
-  cosine from ``1/25`` to ``1`` over steps ``[0, a]`` and falls on a half cosine to ``1/(25 * 1e4)`` over ``[a, b]``
-  (torch's ``OneCycleLR`` with its defaults ``div_factor=25``, ``final_div_factor=1e4``, ``anneal_strategy="cos"``;
-  its warm-up is this rise, so ``warmup_epochs`` must be 0 with it).
+* ``onecycle``: torch's ``OneCycleLR`` itself (peak ``max_lr`` or ``lr``, ``div_factor=25``,
+  ``final_div_factor=1e4``, cosine annealing, ``pct_start``), with ``cycle_momentum`` also cycling SGD's momentum or
+  Adam's beta1 from ``max_momentum`` down to ``base_momentum`` and back (SNN-delays: 0.95 -> 0.85 -> 0.95, stepped
+  once per epoch). Its rise is the warm-up, so ``warmup_epochs`` must be 0 with it.
 
-With a ``delays`` section the optimiser has three parameter groups (delay-layer weights, parameters without weight
-decay, delay positions): the first two follow the schedule above, the positions their own constant or cosine curve
-(``CosineAnnealingLR`` over all ``S`` steps) from ``delays.lr``.
-
-The schedule is a ``LambdaLR`` stepped after every optimiser step; its state (``last_epoch``) is in the checkpoint, and
-the factor is a pure function of the step, so a resumed run continues the same curve.
+The learnable delay positions have their own optimiser and a ``constant`` or ``cosine`` curve to 0 over the run (the
+reference's ``CosineAnnealingLR(T_max = epochs)`` when stepped per epoch). Every schedule's state is in the
+checkpoint, and each factor is a pure function of the unit count, so a resumed run continues the same curve.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Tuple
 
 import torch
 
-from spikelib.training.config import ConfigError, DelaysConfig, OptimConfig, ScheduleConfig
+from spikelib.training.config import OptimConfig, ScheduleConfig
 
-__all__ = ["lr_factor", "build_scheduler", "base_lr"]
+__all__ = ["lr_factor", "build_scheduler", "positions_scheduler", "base_lr", "units_per_epoch"]
 
 
 def _cos(a: float, b: float, t: float) -> float:
@@ -44,10 +43,17 @@ def base_lr(optim: OptimConfig, schedule: ScheduleConfig) -> float:
     return optim.lr
 
 
-def lr_factor(schedule: ScheduleConfig, lr: float, steps_per_epoch: int, epochs: int) -> Callable[[int], float]:
-    """The factor ``f(step)`` of the module docstring."""
-    total = max(steps_per_epoch * epochs, 1)
-    warmup = int(round(schedule.warmup_epochs * steps_per_epoch))
+def units_per_epoch(schedule_interval: str, steps_per_epoch: int) -> int:
+    """Schedule units per epoch: ``steps_per_epoch`` for ``step``, 1 for ``epoch``."""
+    return steps_per_epoch if schedule_interval == "step" else 1
+
+
+def lr_factor(schedule: ScheduleConfig, lr: float, units_per_epoch: int, epochs: int) -> Callable[[int], float]:
+    """The factor ``f(u)`` of the module docstring (every schedule but ``onecycle``)."""
+    if schedule.name == "onecycle":
+        raise ValueError("onecycle is torch's OneCycleLR (build_scheduler), not a factor")
+    total = max(units_per_epoch * epochs, 1)
+    warmup = int(round(schedule.warmup_epochs * units_per_epoch))
     ratio = schedule.min_lr / lr if lr > 0 else 0.0
 
     def factor(step: int) -> float:
@@ -59,35 +65,35 @@ def lr_factor(schedule: ScheduleConfig, lr: float, steps_per_epoch: int, epochs:
         if schedule.name == "cosine":
             return _cos(1.0, ratio, p)
         if schedule.name == "step":
-            return schedule.gamma ** (step // (steps_per_epoch * schedule.step_epochs))
-        if schedule.name == "multistep":
-            return schedule.gamma ** sum(step >= m * steps_per_epoch for m in schedule.milestones)
-        # onecycle (torch.optim.lr_scheduler.OneCycleLR's phase boundaries)
-        start, final = 1.0 / 25.0, 1.0 / (25.0 * 1e4)
-        rise_end = float(schedule.pct_start * total) - 1.0
-        end = float(total - 1)
-        if step <= rise_end:
-            return _cos(start, 1.0, step / rise_end if rise_end > 0 else 1.0)
-        return _cos(1.0, final, (step - rise_end) / max(end - rise_end, 1e-12))
+            return schedule.gamma ** (step // (units_per_epoch * schedule.step_epochs))
+        return schedule.gamma ** sum(step >= m * units_per_epoch for m in schedule.milestones)  # multistep
 
     return factor
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: ScheduleConfig, lr: float, steps_per_epoch: int,
-                    epochs: int, delays: Optional[DelaysConfig] = None) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` with :func:`lr_factor` (per parameter group when ``delays`` is given)."""
-    if schedule.name == "onecycle" and schedule.warmup_epochs:
-        raise ConfigError("schedule.warmup_epochs: must be 0 with schedule.name=onecycle (its rise is the warm-up)")
-    if schedule.name == "multistep" and not schedule.milestones:
-        raise ConfigError("schedule.milestones: schedule.name=multistep needs at least one milestone (in epochs)")
-    main = lr_factor(schedule, lr, steps_per_epoch, epochs)
-    if delays is None:
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, main)
-    total = max(steps_per_epoch * epochs, 1)
-    if delays.schedule == "cosine":
-        def positions(step: int) -> float:
+                    epochs: int) -> Tuple[Any, str]:
+    """``(scheduler, interval)`` for the weights' optimiser (its groups' current rates are the peaks/bases)."""
+    units = units_per_epoch(schedule.interval, steps_per_epoch)
+    if schedule.name == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=peaks, total_steps=max(units * epochs, 1), pct_start=schedule.pct_start,
+            anneal_strategy="cos", cycle_momentum=schedule.cycle_momentum, base_momentum=schedule.base_momentum,
+            max_momentum=schedule.max_momentum, div_factor=25.0, final_div_factor=1e4)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(schedule, lr, units, epochs))
+    return sched, schedule.interval
+
+
+def positions_scheduler(optimizer: torch.optim.Optimizer, kind: str, interval: str, steps_per_epoch: int,
+                        epochs: int) -> Tuple[Any, str]:
+    """``(scheduler, interval)`` of the delay positions: ``constant`` or ``cosine`` to 0 over the run."""
+    total = max(units_per_epoch(interval, steps_per_epoch) * epochs, 1)
+    if kind == "cosine":
+        def factor(step: int) -> float:
             return _cos(1.0, 0.0, step / total)
     else:
-        def positions(step: int) -> float:
+        def factor(step: int) -> float:
             return 1.0
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, [main, main, positions])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor), interval

@@ -23,7 +23,7 @@ def _run(args: argparse.Namespace) -> int:
                                       progress=not args.no_progress, overwrite=args.force, variants=variants,
                                       workers=args.workers)
     except (ValueError, TypeError, PermissionError, FileExistsError, EspeakNotFoundError) as err:
-        print(f"spikelib data synth-heidelberg: error: {err}", file=sys.stderr)
+        print(f"error: spikelib data synth-heidelberg: {err}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2))
     return 0
@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     """Add the ``synth-heidelberg`` parser to the ``spikelib data`` sub-parsers."""
-    from spikelib.cli import non_negative_int, positive_int
+    from spikelib.cli_common import non_negative_int, positive_int
 
     p = subparsers.add_parser(
         "synth-heidelberg", help="speech-derived synthetic SHD: eSpeak NG digits through a cochlea model",

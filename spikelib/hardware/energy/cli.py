@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
+from spikelib.cli_common import positive_int
 from spikelib.hardware.energy.accounting import METHODS, EnergyEstimate, ann_baseline, estimate_energy
 from spikelib.hardware.energy.counters import UnsupportedLayerError
 from spikelib.hardware.energy.counting import measure
@@ -113,63 +113,56 @@ def run_energy(model: nn.Module, batches: Iterable[Any], out_dir: Path, *, energ
 
 
 # ------------------------------------------------------------------------------------------------------ command
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _data_file(path_text: str) -> Tuple[Any, Dict[str, Any]]:
+    """``--data FILE.pt``: a tensor ``x`` ``[N, T, C]`` (or a dict with ``x`` and optionally ``y``)."""
+    from spikelib.cli_common import CommandError, read_tensor_file
 
-
-def _dataset(args: argparse.Namespace, cfg: Any, saved_info: Dict[str, Any]) -> Tuple[Any, Dict[str, Any]]:
-    """The evaluation dataset and the data facts the model is built from (the checkpoint's ``info`` first)."""
-    from spikelib.training.datasets import build_datasets, list_datasets
-
-    if args.data == "checkpoint" or args.data in list_datasets():
-        name = cfg.data.dataset if args.data == "checkpoint" else args.data
-        options = dict(cfg.data.args) if args.data == "checkpoint" else {}
-        bundle = build_datasets(name, cfg.train.seed, **options)
-        return (bundle.test if args.split == "test" else bundle.train), {**saved_info, **bundle.info}
-    path = Path(args.data)
+    path = Path(path_text)
     if path.suffix != ".pt":
-        raise ValueError(f"--data must be 'checkpoint', a dataset name ({', '.join(list_datasets())}) or a .pt "
-                         f"file, got {args.data!r}")
-    if not path.is_file():
-        raise ValueError(f"--data file {str(path)!r} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        raise CommandError(f"--data must be 'checkpoint', a dataset name or a .pt file, got {path_text!r}")
+    obj = read_tensor_file(path_text, "--data")
     x = obj.get("x") if isinstance(obj, dict) else obj
     if not isinstance(x, torch.Tensor) or x.dim() not in (3, 4, 5):
-        raise ValueError(f"--data file {str(path)!r} must hold a tensor x [N, T, C] (or a dict with 'x')")
+        raise CommandError(f"--data file {str(path)!r} must hold a tensor x [N, T, C] (or a dict with 'x')")
     y = obj.get("y") if isinstance(obj, dict) else None
     y = torch.zeros(x.shape[0], dtype=torch.long) if y is None else y
-    return torch.utils.data.TensorDataset(x.float(), y), {"n_channels": int(x.shape[-1]), **saved_info}
+    if not isinstance(y, torch.Tensor) or y.shape[:1] != x.shape[:1]:
+        raise CommandError(f"--data file {str(path)!r}: y must be a tensor with one label per sample of x")
+    return torch.utils.data.TensorDataset(x.float(), y), {"n_channels": int(x.shape[-1])}
 
 
 def _handler(args: argparse.Namespace) -> int:
-    from spikelib.training.checkpoint import CheckpointError, load_checkpoint, load_model_state
-    from spikelib.training.config import ConfigError, parse_config
-    from spikelib.training.trainer import build_model
+    from spikelib.cli_common import CommandError
+    from spikelib.training.datasets import build_datasets, list_datasets
+    from spikelib.training.run import load_run
 
+    if args.data == "checkpoint":
+        run = load_run(args.checkpoint)
+        dataset = run.dataset(args.split)
+    elif args.data in list_datasets():
+        run = load_run(args.checkpoint, build_data=None)
+        bundle = build_datasets(args.data, run.config.train.seed)
+        dataset = bundle.test if args.split == "test" else bundle.train
+    else:
+        dataset, facts = _data_file(args.data)
+        run = load_run(args.checkpoint, build_data=False, info=None)
+        need = run.info.get("n_channels")
+        if need is not None and int(need) != facts["n_channels"]:
+            raise CommandError(f"--data: {facts['n_channels']} channels per step, the model takes {need}")
     try:
-        ckpt = load_checkpoint(args.checkpoint)
-        cfg = parse_config(ckpt["config"])
-        saved = ckpt.get("info")
-        dataset, info = _dataset(args, cfg, dict(saved) if isinstance(saved, dict) else {})
-        model = build_model(cfg, info)
-        load_model_state(model, ckpt["model"], ckpt["model_name"], str(args.checkpoint))
         load_energy_model(args.model)  # a bad model name/file is reported before the evaluation pass
-        out = Path(args.out) if args.out else Path("runs") / f"energy-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-        loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
-        summary = run_energy(model, loader, out, energy_model=args.model, profile=args.profile, method=args.method,
-                             max_batches=args.batches, fold_batchnorm=not args.no_fold_bn, plots=not args.no_plots,
-                             integer_delays=not args.gaussian_delays,
-                             meta={"checkpoint": str(args.checkpoint), "model": ckpt["model_name"],
-                                   "data": args.data, "split": args.split})
-    except (CheckpointError, ConfigError, EnergyModelError, UnsupportedLayerError, ValueError, ImportError) as exc:
-        print(f"spikelib energy: error: {exc}", file=sys.stderr)
-        return 2
+    except EnergyModelError as exc:
+        raise CommandError(f"--model: {exc}") from None
+    out = Path(args.out) if args.out else Path("runs") / f"energy-{_dt.datetime.now():%Y%m%d-%H%M%S}"
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, shuffle=False)
+    try:
+        summary = run_energy(run.model, loader, out, energy_model=args.model, profile=args.profile,
+                             method=args.method, max_batches=args.batches, fold_batchnorm=not args.no_fold_bn,
+                             plots=not args.no_plots, integer_delays=not args.gaussian_delays,
+                             meta={"checkpoint": str(args.checkpoint), "model": run.model_name, "data": args.data,
+                                   "split": args.split})
+    except (EnergyModelError, UnsupportedLayerError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
     for label, e in summary["estimates"].items():
         print(f"{label:<40} {format_energy(e['per_sample_pJ']):>12} per sample")
     print(f"report: {summary['out_dir']}/energy.html")
@@ -194,8 +187,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     p.add_argument("--profile", default=None, help="profile of the energy model (horowitz45: fp32 (default), int8)")
     p.add_argument("--method", choices=METHODS, default="common",
                    help="common: SOP x E_AC + MAC x E_MAC; memory: also neuron updates and memory traffic")
-    p.add_argument("--batches", type=_positive_int, default=None, help="evaluate at most this many batches")
-    p.add_argument("--batch-size", type=_positive_int, default=64, help="evaluation batch size (default 64)")
+    p.add_argument("--batches", type=positive_int, default=None, help="evaluate at most this many batches")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="evaluation batch size (default 64)")
     p.add_argument("--no-fold-bn", action="store_true", help="charge BatchNorm as MACs instead of folding it")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
     p.add_argument("--gaussian-delays", action="store_true",

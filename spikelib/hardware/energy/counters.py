@@ -27,8 +27,11 @@ and ``|x|`` its spike count (nonzero entries; the sum of the counts for integer 
 (``SubMConv3d``, ...)       to output site ``o``; a spike at site ``i`` (any channel, step) reaches ``C_out`` synapses
                             per pair of ``i``: ``sops = C_out sum_{t,i,c} x[t,i,c] P_i`` with ``P_i`` the pairs of
                             ``i``; ``dense = T C_in C_out (pairs)``.
-``LIF``, ``CubaLIF``        one neuron update per input element (a CUBA neuron: two, current and voltage); output
+``LIF``, ``CubaLIF``,       one neuron update per input element (two-state neurons: two, e.g. current and voltage,
+``ALIF``, ``Izhikevich``    membrane and adaptation); output
 ``IntegerSpike``            spikes counted (firing rates); E-3DSNN's integer spikes count as their value.
+``Recurrent``               the neuron's updates, plus the feedback: a spike at step ``t`` reaches ``N`` synapses at
+                            ``t + 1`` (``sops = N |S[0..T-2]|``, ``dense = T B N^2``).
 ``LI``                      a non-firing integrator (readouts): one state update per element and step.
 ``ELM``                     routed synaptic events (spikes x synapses reading that input), one state update per
                             synaptic/branch trace and memory unit per step, dense MACs of the MLP and the readout.
@@ -442,6 +445,25 @@ def _count_cuba(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx)
     _neuron(m, args, out, counts, ctx, (True, _count(_features(out))), states=2)
 
 
+def _count_recurrent(m: nn.Module, node: N.Recurrent, args, out, counts: LayerCounts, ctx) -> None:
+    """The neuron's updates plus the feedback synapses: every spike of step t reaches N synapses at t + 1 (spikes of
+    the last step reach none within the pass); dense: the N x N matrix at every step."""
+    x = _first_tensor(args, "input [T, B, N]", m)
+    spikes = _features(out)
+    inner = find_counter(node.neuron)
+    if inner is None:
+        raise UnsupportedLayerError(f"no energy counter for the neuron of recurrent layer {type(m).__name__} "
+                                    f"({node.neuron.kind})")
+    inner.fn(m, node.neuron, args, out, counts, ctx)
+    n = int(node.weight.shape[0])
+    T, B = x.shape[0], x.shape[1]
+    fed = _count(spikes[:-1]) if T > 1 else 0
+    dense = T * B * n * n
+    counts.add(dense_macs=dense, sops=fed * n, weight_reads=fed * n, in_elements=T * B * n, in_spikes=fed)
+    if node.bias is not None:
+        counts.add(adds=T * B * n)
+
+
 def _count_integer_spike(m: nn.Module, node: N.Node, args, out, counts: LayerCounts, ctx) -> None:
     _neuron(m, args, out, counts, ctx, spike_stats(_features(out)))
 
@@ -527,6 +549,10 @@ def _register_builtin() -> None:
     register_counter(N.SparseConv, "sparse_conv3d", _count_sparse_conv)
     register_counter(N.LIF, "lif", _count_lif)
     register_counter(N.CubaLIF, "cuba_lif", _count_cuba)
+    register_counter(N.ALIF, "alif", _count_cuba)  # two states per neuron (membrane, adaptation)
+    register_counter(N.Izhikevich, "izhikevich", _count_cuba)  # two states per neuron (membrane, recovery)
+    register_counter(N.Recurrent, lambda node: f"recurrent_{find_counter(node.neuron).kind(node.neuron)}"
+                     if find_counter(node.neuron) else "recurrent", _count_recurrent)
     register_counter(N.IntegerSpike, "integer_spike", _count_integer_spike)
     register_counter(N.LI, "li", _count_li)
     register_counter(N.ELM, "elm", _count_elm)

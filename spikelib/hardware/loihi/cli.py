@@ -10,41 +10,28 @@ Lava), estimate Loihi 2 resources, and export a checkpoint to NIR.
 ``spikelib loihi resources NETX``
     prints the Loihi 2 resource estimate as JSON.
 ``spikelib loihi nir CHECKPOINT --out model.nir``
-    exports the checkpoint's model to NIR (:mod:`spikelib.hardware.nir`).
+    kept as an alias of ``spikelib nir export`` (:mod:`spikelib.commands.nir`).
+
+Checkpoints are read with :func:`spikelib.training.run.load_run`; expected failures end in one ``error:`` line
+(exit status 2).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any, Dict
+
+from spikelib.cli_common import CommandError, positive_float, positive_int, read_tensor_file
 
 __all__ = ["register"]
 
 
 def _load_checkpoint_model(path: str):
-    from spikelib.training.checkpoint import load_checkpoint, load_model_state
-    from spikelib.training.config import parse_config
-    from spikelib.training.datasets import build_datasets
-    from spikelib.training.trainer import build_model
+    from spikelib.training.run import load_run
 
-    data = load_checkpoint(path)
-    if "config" not in data:
-        raise ValueError(f"{path}: not a `spikelib train` checkpoint (no 'config'); pass a run's last.pt or best.pt")
-    config = parse_config(data["config"])
-    bundle = build_datasets(config.data.dataset, config.train.seed, **config.data.args)
-    model = build_model(config, bundle.info)
-    load_model_state(model, data["model"], data["model_name"], str(path))
-    return model.eval()
-
-
-def _load_errors() -> tuple:
-    from spikelib.training.checkpoint import CheckpointError
-    from spikelib.training.config import ConfigError
-
-    return (CheckpointError, ConfigError, ValueError, FileNotFoundError)
+    return load_run(path, build_data=None).model
 
 
 def _write_json(path: Path, payload: Dict[str, Any]) -> None:
@@ -59,13 +46,14 @@ def _export(args: argparse.Namespace) -> int:
     from spikelib.hardware.loihi.quantize import QuantizationRangeError, quantize
     from spikelib.hardware.loihi.resources import estimate_resources
 
+    model = _load_checkpoint_model(args.checkpoint)
     try:
-        model = _load_checkpoint_model(args.checkpoint)
         net, report = quantize(model, weight_bits=args.weight_bits, clip=args.clip)
-    except (UnsupportedLayerError, QuantizationRangeError) + _load_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (UnsupportedLayerError, QuantizationRangeError, ValueError) as exc:
+        raise CommandError(f"{args.checkpoint}: {exc}") from None
     out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CommandError(f"--out: folder {out.parent} does not exist")
     export_netx(net, out)
     resources = estimate_resources(net)
     _write_json(out.with_name(out.name + ".report.json"),
@@ -77,18 +65,13 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load_input(args: argparse.Namespace, n_in: int):
-    import numpy as np
     import torch
 
     if args.input:
-        path = Path(args.input)
-        if path.suffix == ".npy":
-            x = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            x = torch.load(path, weights_only=True)
+        x = read_tensor_file(args.input, "--input")
         if not isinstance(x, torch.Tensor) or x.dim() not in (2, 3):
-            raise ValueError(f"--input must hold a tensor [T, C] or [T, B, C], got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+            raise CommandError(f"--input must hold a tensor [T, C] or [T, B, C], got "
+                               f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
         return x[:, None] if x.dim() == 2 else x
     g = torch.Generator().manual_seed(args.seed)
     return (torch.rand(args.random, 1, n_in, generator=g) < args.rate).float()
@@ -102,11 +85,13 @@ def _simulate(args: argparse.Namespace) -> int:
 
     try:
         net = load_netx(args.netx)
-        x = _load_input(args, net.input_size)
+    except (NetxFormatError, ValueError) as exc:
+        raise CommandError(f"{args.netx}: {exc}") from None
+    x = _load_input(args, net.input_size)
+    try:
         result = simulate(net, x)
-    except (NetxFormatError, ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--input: {exc}") from None
     payload: Dict[str, Any] = {"netx": args.netx, "steps": int(x.shape[0]), "batch": int(x.shape[1]),
                                "spikes_per_layer": [int(s.sum()) for s in result.spikes],
                                "output_spike_counts": result.spikes[-1].sum(0).to(torch.int64).tolist()}
@@ -116,8 +101,7 @@ def _simulate(args: argparse.Namespace) -> int:
         try:
             lava = run_lava(args.netx, x)
         except (ImportError, RuntimeError, TimeoutError) as exc:  # not installed/patched, LavaError, timeout
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            raise CommandError(f"Lava: {exc}") from None
         same = {name: all(torch.equal(a, b) for a, b in zip(getattr(result, name), getattr(lava, name)))
                 for name in ("spikes", "u", "v")}
         payload["lava_bit_exact"] = same
@@ -134,30 +118,21 @@ def _resources(args: argparse.Namespace) -> int:
 
     try:
         report = estimate_resources(load_netx(args.netx))
-    except (NetxFormatError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (NetxFormatError, ValueError) as exc:
+        raise CommandError(f"{args.netx}: {exc}") from None
     print(json.dumps(report.to_dict(), indent=2))
     return 0
 
 
 def _nir(args: argparse.Namespace) -> int:
-    from spikelib.hardware.nir import NIRConversionError, to_nir, write_nir
+    from spikelib.commands.nir import _export
 
-    try:
-        graph = to_nir(_load_checkpoint_model(args.checkpoint), dt=args.dt)
-    except (NIRConversionError,) + _load_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    write_nir(graph, args.out)
-    print(f"wrote {args.out} ({len(graph.nodes)} nodes)")
-    return 0
+    args.input_shape = None
+    return _export(args)
 
 
 def register(subparsers: "argparse._SubParsersAction") -> None:
     """Add ``spikelib loihi {export,simulate,resources,nir}``."""
-    from spikelib.cli import positive_float, positive_int
-
     loihi = subparsers.add_parser("loihi", help="Loihi deployment: quantise/export netx, simulate, resources, NIR",
                                   description=__doc__.split("\n\n")[0])
     sub = loihi.add_subparsers(dest="loihi_command", required=True)
@@ -180,7 +155,7 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     res = sub.add_parser("resources", help="Loihi 2 resource estimate of a netx file (JSON)")
     res.add_argument("netx", help="netx HDF5 file")
     res.set_defaults(func=_resources)
-    nr = sub.add_parser("nir", help="export a checkpoint's model to NIR")
+    nr = sub.add_parser("nir", help="alias of `spikelib nir export`")
     nr.add_argument("checkpoint", help="a `spikelib train` checkpoint")
     nr.add_argument("--out", required=True, help="NIR file to write")
     nr.add_argument("--dt", type=positive_float, default=1e-4, help="seconds per step (default 1e-4)")

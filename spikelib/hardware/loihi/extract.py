@@ -69,6 +69,10 @@ class FloatLayer:
     bias: Optional[torch.Tensor] = None
     delay: Optional[torch.Tensor] = None
     conv: Any = None  # a ConvGeometry for 2-d conv synapses (weight [C_out, C_in / groups, kh, kw])
+    current_decay: Union[None, float, torch.Tensor] = None  # CUBA: du per step (None: no current memory, a LIF)
+    neuron_bias: Union[None, float, torch.Tensor] = None  # CUBA: bias added to the membrane every step
+    input_gain: float = 1.0  # CUBA: the gains of the current (into I, and of I into V), multiplied
+    weight_rec: Optional[torch.Tensor] = None  # all-to-all feedback [out, out]: W_rec s[t - 1] joins the input
 
 
 @dataclass
@@ -111,9 +115,53 @@ def _tau(value: Any, g: GraphNode) -> Union[float, torch.Tensor]:
                                 f"decays are one per neuron of a dense layer, one per channel of a conv layer)")
 
 
-def _neuron_params(g: GraphNode) -> Tuple[Union[float, torch.Tensor], float, bool]:
+def _cuba_fields(g: GraphNode, node: N.CubaLIF) -> Dict[str, Any]:
+    """FloatLayer fields of a CUBA neuron (Loihi's own: ``u = (1 - du) u + a_in; v = (1 - dv) v + u + bias``)."""
+    if node.reset != "hard" or _scalar(node.v_reset, "v_reset", g.name) != 0.0:
+        raise UnsupportedLayerError(f"layer {g.name!r}: reset={node.reset!r}, v_reset={node.v_reset}; Loihi's CUBA "
+                                    f"neuron resets v to 0 (hard reset, v_reset=0)")
+    dv = _tau(node.voltage_decay, g)
+    du = _tau(node.current_decay, g)
+    vth = _scalar(node.v_threshold, "v_threshold", g.name)
+    if not vth > 0:
+        raise UnsupportedLayerError(f"layer {g.name!r}: v_threshold must be > 0 for Loihi, got {vth}")
+    gain = _scalar(node.input_gain, "input_gain", g.name) * _scalar(node.current_gain, "current_gain", g.name)
+    for what, value in (("current_decay", du), ("voltage_decay", dv)):
+        t = torch.as_tensor(value, dtype=torch.float64)
+        if bool(torch.isnan(t).any()) or bool((t < 0).any()) or bool((t > 1).any()):
+            raise UnsupportedLayerError(f"layer {g.name!r}: {what} must be in [0, 1], got {value}")
+    bias = node.bias
+    if isinstance(bias, torch.Tensor) and bias.numel() > 1:
+        bias = _tau(bias, g)  # per neuron / per channel, like the decays
+    dv_t = torch.as_tensor(dv, dtype=torch.float64)
+    tau = torch.where(dv_t > 0, 1.0 / dv_t.clamp_min(1e-300), torch.full_like(dv_t, math.inf))
+    return {"tau": float(tau) if tau.numel() == 1 else tau, "v_threshold": vth, "decay_input": False,
+            "current_decay": du, "neuron_bias": None if _is_zero(bias) else bias, "input_gain": gain}
+
+
+def _is_zero(value: Any) -> bool:
+    return (not isinstance(value, torch.Tensor) and float(value) == 0.0) or (
+        isinstance(value, torch.Tensor) and not bool(value.any()))
+
+
+def _neuron_fields(g: GraphNode, node: N.Node) -> Dict[str, Any]:
+    """FloatLayer fields of a neuron node (LIF / IF, leaky integrator, CUBA, or any of them with feedback)."""
+    if isinstance(node, N.Recurrent):
+        fields = _neuron_fields(g, node.neuron)
+        w = node.weight.double()
+        fields["weight_rec"] = w
+        if node.bias is not None:
+            fields["rec_bias"] = node.bias.double()
+        return fields
+    if isinstance(node, N.CubaLIF):
+        return _cuba_fields(g, node)
+    tau, vth, decay_input = _neuron_params(g, node)
+    return {"tau": tau, "v_threshold": vth, "decay_input": decay_input}
+
+
+def _neuron_params(g: GraphNode, node: Optional[N.Node] = None) -> Tuple[Union[float, torch.Tensor], float, bool]:
     """``(tau, v_threshold, decay_input)`` of a LIF or LI node (``tau`` per neuron where it varies)."""
-    node = g.node
+    node = g.node if node is None else node
     if isinstance(node, N.LI):
         if node.v_leak != 0.0 or _scalar(node.r, "r", g.name) != 1.0:
             raise UnsupportedLayerError(f"layer {g.name!r}: a leaky integrator with v_leak={node.v_leak:g} cannot be "
@@ -191,12 +239,13 @@ def _synapse(g: GraphNode):
     why = {N.Pool: "pooling (lava-dl 0.6 netx has no pool layer)", N.AdaptivePool: "adaptive pooling",
            N.AttentionProduct: "spike-driven attention", N.SpikeColumnSum: "spike-driven attention",
            N.Add: "a residual addition (Loihi mapping handles chains of layers)", N.Conv: "a 1-d/3-d convolution",
-           N.ELM: "the ELM neuron", N.SparseConv: "sparse convolution", N.CubaLIF: "a CUBA neuron without synapse"}
+           N.ELM: "the ELM neuron", N.SparseConv: "sparse convolution", N.ALIF: "an adaptive-threshold neuron (Loihi's "
+           "CUBA neuron has a fixed threshold)", N.Izhikevich: "a two-variable Izhikevich neuron"}
     reason = next((text for cls, text in why.items() if isinstance(node, cls)), f"a {node.kind} node")
     raise UnsupportedLayerError(
         f"layer {g.label()} cannot be mapped to Loihi: {reason}. Supported chains are synapse (Linear, DelayedLinear "
-        f"with integer delays, Conv2d) [BatchNorm] -> LIF or leaky integrator, with Flatten between conv and dense "
-        f"blocks")
+        f"with integer delays, Conv2d) [BatchNorm] -> LIF / IF / CUBA-LIF (optionally recurrent) or leaky integrator, "
+        f"with Flatten between conv and dense blocks")
 
 
 def _float_layers(chain: List[GraphNode]) -> Tuple[List[FloatLayer], int, str, Tuple[int, ...]]:
@@ -224,21 +273,32 @@ def _float_layers(chain: List[GraphNode]) -> Tuple[List[FloatLayer], int, str, T
                 raise UnsupportedLayerError(f"layer {g.label()}: batch norm must follow a synapse")
             pending = (pending[0], *_fold(pending[1], pending[2], node, g.name), *pending[3:])
             continue
-        if isinstance(node, (N.LIF, N.LI)):
+        if isinstance(node, (N.LIF, N.LI, N.CubaLIF, N.Recurrent)):
             if pending is None:
                 if last_neuron is None or not g.in_shapes or g.in_shapes[0] is None:
                     raise UnsupportedLayerError(f"layer {g.label()}: a neuron layer must follow a synapse")
                 n = int(math.prod(g.in_shapes[0]))  # reads the spikes of the neuron before it: one-to-one synapses
                 pending = (g.name, torch.eye(n, dtype=torch.float64), None, None, None)
-            tau, vth, decay_input = _neuron_params(g)
-            layers.append(FloatLayer(pending[0], pending[1], tau, vth, decay_input, pending[2], pending[3],
-                                     pending[4]))
-            pending, last_neuron = None, node
+            fields = _neuron_fields(g, node)
+            bias = pending[2]
+            rec_bias = fields.pop("rec_bias", None)
+            if rec_bias is not None:  # the feedback's bias joins the input every step, like the synapse's
+                bias = rec_bias if bias is None else bias + rec_bias
+            if fields.get("current_decay") is not None and bias is not None:
+                raise UnsupportedLayerError(f"layer {pending[0]!r}: a synapse bias into a CUBA neuron would enter its "
+                                            f"current (Loihi adds biases to the voltage): give the neuron a bias "
+                                            f"instead of the synapse")
+            if fields.get("weight_rec") is not None and pending[3] is not None:
+                raise UnsupportedLayerError(f"layer {g.name!r}: a recurrent layer cannot have synaptic delays on Loihi "
+                                            f"(lava-dl's RecurrentDense drops them)")
+            layers.append(FloatLayer(pending[0], pending[1], bias=bias, delay=pending[3], conv=pending[4], **fields))
+            pending = None
+            last_neuron = node.neuron if isinstance(node, N.Recurrent) else node
             continue
         if isinstance(node, N.Reduce):
             if pending is not None or last_neuron is None:
                 raise UnsupportedLayerError(f"layer {g.label()}: the readout over time must follow a neuron layer")
-            if isinstance(last_neuron, N.LIF) and node.op == "sum":
+            if isinstance(last_neuron, (N.LIF, N.CubaLIF)) and node.op == "sum":
                 readout = "spikes"
             elif isinstance(last_neuron, N.LI) and node.op in _REDUCE_READOUT:
                 readout = _REDUCE_READOUT[node.op]
@@ -247,6 +307,8 @@ def _float_layers(chain: List[GraphNode]) -> Tuple[List[FloatLayer], int, str, T
                                             f"no Loihi counterpart (spike counts of LIF, mean or softmax-sum of a "
                                             f"leaky integrator)")
             continue
+        if isinstance(node, N.NEURON_NODES):
+            _synapse(g)  # a neuron kind Loihi does not run: raises, saying why
         if pending is not None:
             raise UnsupportedLayerError(f"layer {g.label()}: the synapse {pending[0]!r} must be followed by a neuron "
                                         f"layer")
@@ -258,7 +320,7 @@ def _float_layers(chain: List[GraphNode]) -> Tuple[List[FloatLayer], int, str, T
     if not layers:
         raise UnsupportedLayerError("the network has no synapse -> neuron blocks")
     if readout is None:
-        readout = "spikes" if isinstance(last_neuron, N.LIF) else "membrane"
+        readout = "membrane" if isinstance(last_neuron, N.LI) else "spikes"
     for fl in layers[:-1]:
         if not math.isfinite(fl.v_threshold):
             raise UnsupportedLayerError(f"layer {fl.name!r}: a leaky integrator (no spikes) can only be the last layer")

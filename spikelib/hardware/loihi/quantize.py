@@ -175,10 +175,12 @@ def quantize(
         _check_finite(fl)
         n_out = int(fl.weight.shape[0])
         tau = _per_neuron(fl.tau, n_out, fl.name)  # [out] (per neuron, or per channel of a conv)
-        c = (1.0 / tau) if fl.decay_input else torch.ones_like(tau)
+        c = ((1.0 / tau) if fl.decay_input else torch.ones_like(tau)) * fl.input_gain
         rows = c.reshape((-1,) + (1,) * (fl.weight.dim() - 1))
         w_eff = fl.weight.double() * rows
-        w_abs = float(w_eff.abs().max())
+        w_rec = None if fl.weight_rec is None else fl.weight_rec.double() * c.reshape(-1, 1)
+        both = w_eff if w_rec is None else torch.cat([w_eff.reshape(n_out, -1), w_rec], dim=1)
+        w_abs = float(both.abs().max())
         if w_abs == 0.0:
             raise QuantizationRangeError(f"layer {fl.name!r}: all weights are zero (nothing to map)")
         if scales is not None:
@@ -189,18 +191,26 @@ def quantize(
             lam = w_max / w_abs
             if math.isfinite(fl.v_threshold):
                 lam = min(lam, VTH_MAX / fl.v_threshold)
-        lo = -256 if bool((w_eff > 0).any()) else -w_max
+        lo = -256 if bool((both > 0).any()) else -w_max  # netx scales the feed-forward and recurrent weights together
         w, w_clip = _quantize_values(lam * w_eff, lo, w_max, step, clip, f"layer {fl.name!r} weight", problems)
+        rec = None
+        if w_rec is not None:
+            rec, r_clip = _quantize_values(lam * w_rec, lo, w_max, step, clip, f"layer {fl.name!r} weight_rec",
+                                           problems)
+            w_clip += r_clip
         zeroed = int(((w == 0) & (w_eff != 0)).sum())
         _warn_outliers(fl.name, zeroed, int((w_eff != 0).sum()), w_eff)
         err = (w.double() / lam - w_eff).abs().max().item()
         c_max = float(c.max())
         bias = bias_rep = None
-        if fl.bias is not None:
-            bias, b_clip = _quantize_values(lam * c * fl.bias.double(), *LIMITS["bias"], 1, clip,
-                                            f"layer {fl.name!r} bias", problems)
-            bias_rep = {"max_abs_error": float(((bias.double() / lam - c * fl.bias.double()) / c).abs().max()),
-                        "clipped": b_clip}
+        if fl.bias is not None or fl.neuron_bias is not None:
+            # a synapse bias is scaled like the input (c); a CUBA neuron's bias adds to v directly
+            b_eff = torch.zeros(n_out, dtype=torch.float64) if fl.bias is None else c * fl.bias.double()
+            if fl.neuron_bias is not None:
+                b_eff = b_eff + torch.as_tensor(fl.neuron_bias, dtype=torch.float64).reshape(-1).expand(n_out)
+            bias, b_clip = _quantize_values(lam * b_eff, *LIMITS["bias"], 1, clip, f"layer {fl.name!r} bias",
+                                            problems)
+            bias_rep = {"max_abs_error": float((bias.double() / lam - b_eff).abs().max()), "clipped": b_clip}
         if math.isfinite(fl.v_threshold):
             vth_t, _ = _quantize_values(torch.tensor([lam * fl.v_threshold]), *LIMITS["vth"], 1, clip,
                                         f"layer {fl.name!r} threshold", problems)
@@ -221,11 +231,17 @@ def quantize(
         v_decay_t = torch.round(4096.0 / tau).to(torch.int64)  # tau = inf (no leak): 0
         uniform = bool((v_decay_t == v_decay_t[0]).all()) and bool((tau == tau[0]).all())
         v_decay = int(v_decay_t[0]) if uniform else v_decay_t
+        i_decay: Any = 4096  # no current memory: u = a_in every step (a LIF)
+        if fl.current_decay is not None:
+            du = _per_neuron(fl.current_decay, n_out, fl.name)
+            i_decay_t = torch.round(4096.0 * du).to(torch.int64)
+            i_decay = int(i_decay_t[0]) if bool((i_decay_t == i_decay_t[0]).all()) else i_decay_t
         tau_eff = torch.where(v_decay_t > 0, 4096.0 / v_decay_t.clamp_min(1).double(), torch.full_like(tau, math.inf))
         report.clipped |= bool(w_clip or (bias_rep and bias_rep["clipped"]) or (delay_rep and delay_rep["clipped"]))
         report.layers.append({
             "name": fl.name, "scale": lam, "weight_bits": weight_bits, "vth": vth,
-            "v_decay": v_decay if uniform else v_decay_t.tolist(), "i_decay": 4096,
+            "v_decay": v_decay if uniform else v_decay_t.tolist(),
+            "i_decay": i_decay if isinstance(i_decay, int) else i_decay.tolist(),
             "tau": float(tau[0]) if uniform else tau.tolist(),
             "tau_effective": float(tau_eff[0]) if uniform else tau_eff.tolist(),
             "threshold_rel_error": th_err, "non_firing": not math.isfinite(fl.v_threshold),
@@ -234,8 +250,8 @@ def quantize(
             "bias": bias_rep, "delay": delay_rep,
         })
         if not problems:
-            layers.append(LoihiLayer(weight=w, vth=vth, i_decay=4096, v_decay=v_decay, bias=bias, delay=delay,
-                                     name=fl.name, conv=fl.conv))
+            layers.append(LoihiLayer(weight=w, vth=vth, i_decay=i_decay, v_decay=v_decay, bias=bias, delay=delay,
+                                     name=fl.name, conv=fl.conv, weight_rec=rec))
     if problems:
         raise QuantizationRangeError("values outside Loihi's ranges (pass clip=True to clip them):\n  " +
                                      "\n  ".join(problems))

@@ -39,4 +39,6 @@ class CubaLIF(nn.Module):
         return torch.stack(out)
 
     def graph_node(self) -> N.CubaLIF:
-        return N.CubaLIF(self.tau_syn, self.tau_mem, self.v_threshold, self.v_reset, self.v_leak, self.r, self.w_in)
+        """The discrete form: decays ``1/tau``, gains ``w_in/tau_syn`` and ``r/tau_mem``, bias ``v_leak/tau_mem``."""
+        return N.CubaLIF(1.0 / self.tau_syn, 1.0 / self.tau_mem, self.v_threshold, self.v_leak / self.tau_mem,
+                         self.v_reset, "hard", self.w_in / self.tau_syn, self.r / self.tau_mem)

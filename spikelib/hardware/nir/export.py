@@ -41,6 +41,14 @@ def _lif_node(nir, g: GraphNode, shape: Tuple[int, ...], dt: float):
         raise NIRConversionError(f"layer {g.name!r}: reset={node.reset!r}; NIR's LIF resets to v_reset (hard reset "
                                  f"only)")
     tau = torch.as_tensor(node.tau, dtype=torch.float64).reshape(-1)
+    if bool(torch.isinf(tau).any()):
+        if not bool(torch.isinf(tau).all()) or node.decay_input:
+            raise NIRConversionError(f"layer {g.name!r}: tau = inf (no leak) must hold for every neuron, with "
+                                     f"decay_input=False (an integrate-and-fire neuron)")
+        p = _neuron_arrays(shape, r=1.0 / dt, v_threshold=torch.as_tensor(node.v_threshold,
+                                                                          dtype=torch.float64).reshape(-1),
+                           v_reset=node.v_reset)
+        return nir.IF(**p, metadata={"spikelib_dt": dt})  # NIR's IF: dv/dt = r I, one step of dt: V += X
     p = _neuron_arrays(shape, tau=tau * dt, r=1.0 if node.decay_input else tau, v_leak=node.v_reset,
                        v_threshold=torch.as_tensor(node.v_threshold, dtype=torch.float64).reshape(-1),
                        v_reset=node.v_reset)
@@ -55,6 +63,27 @@ def _li_node(nir, g: GraphNode, shape: Tuple[int, ...], dt: float):
     p = _neuron_arrays(shape, tau=tau * dt, r=r if node.decay_input else r * tau, v_leak=node.v_leak)
     return nir.LI(**p, metadata={"spikelib_decay_input": int(node.decay_input), "spikelib_tau_steps": _steps_meta(tau),
                                  "spikelib_dt": dt})
+
+
+def _cuba_node(nir, g: GraphNode, node: N.CubaLIF, shape: Tuple[int, ...], dt: float):
+    """NIR's CubaLIF from the discrete form: ``tau_syn = 1/current_decay``, ``w_in = input_gain tau_syn``,
+    ``tau_mem = 1/voltage_decay``, ``r = current_gain tau_mem``, ``v_leak = bias tau_mem`` (times in steps, then
+    ``* dt``)."""
+    if node.reset != "hard":
+        raise NIRConversionError(f"layer {g.name!r}: reset={node.reset!r}; NIR's CubaLIF resets to v_reset")
+    arr = lambda v: np.broadcast_to(np.asarray(torch.as_tensor(v, dtype=torch.float64).numpy()).reshape(-1)  # noqa
+                                    if torch.as_tensor(v).numel() > 1 else np.asarray(float(v)), (int(np.prod(shape)),)
+                                    ).reshape(shape).astype(np.float64)
+    du, dv = arr(node.current_decay), arr(node.voltage_decay)
+    if np.any(du <= 0) or np.any(dv <= 0):
+        raise NIRConversionError(f"layer {g.name!r}: a decay of 0 (no leak) has no NIR CubaLIF time constant")
+    tau_syn, tau_mem = 1.0 / du, 1.0 / dv
+    return nir.CubaLIF(tau_syn=tau_syn * dt, tau_mem=tau_mem * dt, r=arr(node.current_gain) * tau_mem,
+                       v_leak=arr(node.bias) * tau_mem, v_threshold=arr(node.v_threshold), v_reset=arr(node.v_reset),
+                       w_in=arr(node.input_gain) * tau_syn,
+                       metadata={"spikelib_dt": dt, "spikelib_tau_syn_steps": tau_syn,
+                                 "spikelib_tau_mem_steps": tau_mem, "spikelib_current_decay": du,
+                                 "spikelib_voltage_decay": dv, "spikelib_bias": arr(node.bias)})
 
 
 def _delayed_graph(nir, node: N.DelayedAffine, dt: float):
@@ -137,11 +166,7 @@ def _to_nir_node(nir, g: GraphNode, node: N.Node, dt: float):
     if isinstance(node, N.LI):
         return _li_node(nir, g, tuple(shape), dt)
     if isinstance(node, N.CubaLIF):
-        arr = lambda v: np.broadcast_to(np.asarray(_np(torch.as_tensor(v)), dtype=np.float64), shape).copy()  # noqa
-        return nir.CubaLIF(tau_syn=arr(node.tau_syn) * dt, tau_mem=arr(node.tau_mem) * dt, r=arr(node.r),
-                           v_leak=arr(node.v_leak), v_threshold=arr(node.v_threshold), v_reset=arr(node.v_reset),
-                           w_in=arr(node.w_in), metadata={"spikelib_dt": dt, "spikelib_tau_syn_steps": arr(node.tau_syn),
-                                                          "spikelib_tau_mem_steps": arr(node.tau_mem)})
+        return _cuba_node(nir, g, node, tuple(shape), dt)
     if isinstance(node, N.Delay):
         steps = _np(node.delay).reshape(shape)
         return nir.Delay(steps.astype(np.float64) * dt, metadata={"spikelib_delay_steps": steps})

@@ -99,6 +99,27 @@ def _lif(nir, name: str, node, dt: float) -> nn.Module:
     return LIF(tau=tau_p, v_threshold=vth_p, v_reset=v_reset, reset="hard", decay_input=decay_input)
 
 
+def _cuba(node: Any, name: str, dt: float) -> nn.Module:
+    """spikelib's CubaLIF when the node's gains are 1 (``w_in = tau_syn``, ``r = tau_mem``: Loihi's form, what spikelib
+    exports), exactly from the stored decays; NIR's general CubaLIF otherwise."""
+    from spikelib.neurons import CubaLIF as SpikelibCuba
+
+    tau_syn = _tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps")
+    tau_mem = _tau_steps(node, node.tau_mem, dt, "spikelib_tau_mem_steps")
+    in_gain, cur_gain = _arr(node.w_in) / tau_syn, _arr(node.r) / tau_mem
+    reset = _arr(node.v_reset).reshape(-1)
+    if np.allclose(in_gain, 1.0, rtol=1e-6) and np.allclose(cur_gain, 1.0, rtol=1e-6) and np.all(reset == reset[0]):
+        def value(key: str, default: np.ndarray) -> Any:
+            a = _arr(_meta(node, key, default)).reshape(-1)
+            return float(a[0]) if np.all(a == a[0]) else torch.from_numpy(a.reshape(_arr(default).shape)).float()
+
+        return SpikelibCuba(current_decay=value("spikelib_current_decay", 1.0 / tau_syn),
+                            voltage_decay=value("spikelib_voltage_decay", 1.0 / tau_mem),
+                            v_threshold=value("spikelib_v_threshold", _arr(node.v_threshold)),
+                            bias=value("spikelib_bias", _arr(node.v_leak) / tau_mem), v_reset=float(reset[0]))
+    return CubaLIF(tau_syn, tau_mem, node.r, node.v_leak, node.v_threshold, node.v_reset, node.w_in)
+
+
 def _delayed_linear(nir, name: str, sub, dt: float) -> nn.Module:
     from spikelib.layers.delay import DelayedLinear
 
@@ -170,10 +191,18 @@ def _convert(nir, name: str, node, dt: float) -> Optional[nn.Module]:
         from spikelib.neurons import LeakyIntegrator
 
         return LeakyIntegrator(_uniform(tau, "tau", name), decay_input, _uniform(node.v_leak, "v_leak", name), r)
+    if isinstance(node, nir.IF):
+        from spikelib.neurons import IF
+
+        gain = _uniform(_arr(node.r) * dt, "r dt", name)
+        if not np.isclose(gain, 1.0, rtol=1e-6):
+            raise _api.NIRConversionError(f"node {name!r}: an IF node imports when r dt = 1 (V += X per step), got "
+                                          f"{gain:g}")
+        vth = _arr(node.v_threshold)
+        vth_p = float(vth.reshape(-1)[0]) if np.all(vth == vth.reshape(-1)[0]) else torch.from_numpy(vth).float()
+        return IF(v_threshold=vth_p, v_reset=_uniform(node.v_reset, "v_reset", name))
     if isinstance(node, nir.CubaLIF):
-        return CubaLIF(_tau_steps(node, node.tau_syn, dt, "spikelib_tau_syn_steps"),
-                            _tau_steps(node, node.tau_mem, dt, "spikelib_tau_mem_steps"), node.r, node.v_leak,
-                            node.v_threshold, node.v_reset, node.w_in)
+        return _cuba(node, name, dt)
     if isinstance(node, nir.Delay):
         steps = _whole_steps(_arr(node.delay), dt, name)
         stored = _meta(node, "spikelib_delay_steps")

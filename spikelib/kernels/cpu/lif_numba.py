@@ -24,7 +24,10 @@ input's size. (A variant that saved nothing and recomputed ``H`` chunk by chunk 
 that is an expanded scalar (the gradient of a sum) is read as one value, not copied. Work is split into chunks of the
 ``B x N`` neurons (8 per thread), handed out dynamically to a few threads (:mod:`.threads`; a thread slowed by torch's
 still-spinning OpenMP workers takes fewer chunks: forward 1.87 ms against 2.28 ms with fixed halves in the side-by-side
-benchmark); each chunk runs its time loop with its state in cache. Kernel variants are generated from ``lif.py.tmpl`` (see :mod:`.codegen`).
+benchmark); each chunk runs its time loop with its state in cache. Kernel variants are generated from ``lif.py.tmpl``
+(see :mod:`.codegen`). Under ``torch.compile`` the kernels run as the custom operators ``spikelib::lif_numba_forward``
+and ``spikelib::lif_numba_backward`` (with their autograd and shape functions), which Dynamo keeps opaque; eager mode
+calls them through an ``autograd.Function`` (an operator's dispatch costs ~0.1 ms per call).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import torch
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cpu.codegen import load_generated, render_template
 from spikelib.kernels.cpu.threads import chunk_size, kernel_threads, run_dynamic
+from spikelib.kernels.opaque import lif_config_from_key, lif_config_key
 from spikelib.kernels.registry import register_backend
 from spikelib.surrogate import Surrogate
 
@@ -64,7 +68,7 @@ def _numba_missing_reason() -> Optional[str]:
 
 
 def _has_kernel_source(surrogate: Surrogate) -> bool:
-    return type(surrogate).kernel_source is not Surrogate.kernel_source
+    return type(surrogate).has_kernel_source()
 
 
 def check_numba(request: LIFRequest) -> Optional[str]:
@@ -125,73 +129,140 @@ def _np(t: torch.Tensor):
     return t.detach().numpy()
 
 
+def _forward(x: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vth_e: torch.Tensor, config: LIFConfig,
+             return_membrane: bool, need_grad: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the forward kernel over ``x: [T, M]``: ``(spikes, H (or a placeholder), membrane (or empty), v_final)``."""
+    T, M = x.shape
+    _numba()
+    kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False)
+    spikes = torch.empty_like(x)
+    h = torch.empty_like(x) if need_grad else x.new_empty((1, 1))
+    membrane = torch.empty_like(x) if return_membrane else x.new_empty((1, 1))
+    v_final = torch.empty_like(v0)
+    threads = kernel_threads(T * M)
+    args = (_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h), _np(membrane),
+            _np(v_final))
+    run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8), threads)
+    return spikes, h, (membrane if return_membrane else x.new_empty((0,))), v_final
+
+
+def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch.Tensor],
+              grad_v_final: Optional[torch.Tensor], h: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor,
+              vth_e: torch.Tensor, config: LIFConfig, param_grads: bool) -> Tuple[torch.Tensor, ...]:
+    """Run the BPTT kernel: ``(grad_x, grad_v0, grad_tau, grad_vth)`` (the last two placeholders without
+    ``param_grads``)."""
+    T, M = h.shape
+    has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
+    # The gradient of the spikes often arrives as an expanded scalar (the grad of a sum): the kernel then reads
+    # that one value (no [T, M] copy). Other strided gradients are made contiguous first: strided arrays stop
+    # numba from vectorising the inner loop (measured 1.5x slower than copying).
+    if grad_spikes is None:
+        grad_spikes = h.new_zeros((1, 1))
+        gs_scalar = True
+    elif all(stride == 0 for stride in grad_spikes.stride()):
+        grad_spikes = grad_spikes.as_strided((1, 1), (1, 1)).contiguous()
+        gs_scalar = True
+    else:
+        grad_spikes = grad_spikes.contiguous()
+        gs_scalar = False
+    kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads, gs_scalar)
+    if has_gv_seq:
+        grad_membrane = grad_membrane.contiguous()
+    if grad_v_final is None:
+        grad_v_final = torch.zeros_like(v0)
+    dummy = h.new_empty((1, 1))
+    grad_x = torch.empty_like(h)
+    grad_v0 = torch.empty_like(v0)
+    grad_tau = torch.empty_like(tau_e) if param_grads else h.new_empty((1,))
+    grad_vth = torch.empty_like(vth_e) if param_grads else h.new_empty((1,))
+    threads = kernel_threads(T * M)
+    args = (
+        _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
+        _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
+        _np(grad_v0), _np(grad_tau), _np(grad_vth),
+    )
+    run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8), threads)
+    return grad_x, grad_v0, grad_tau, grad_vth
+
+
+# The kernels as PyTorch custom operators (opaque to torch.compile, with their autograd and shape functions).
+@torch.library.custom_op("spikelib::lif_numba_forward", mutates_args=())
+def lif_numba_forward(x: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vth_e: torch.Tensor, config: str,
+                      v_reset: float, alpha: float, return_membrane: bool,
+                      need_grad: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Operator ``spikelib::lif_numba_forward``: the forward kernel (``config``, ``v_reset`` and ``alpha`` name a
+    :class:`LIFConfig`, :mod:`spikelib.kernels.opaque`)."""
+    return _forward(x, v0, tau_e, vth_e, lif_config_from_key(config, v_reset, alpha), return_membrane, need_grad)
+
+
+@lif_numba_forward.register_fake
+def _(x, v0, tau_e, vth_e, config, v_reset, alpha, return_membrane, need_grad):
+    return (torch.empty_like(x), x.new_empty(x.shape if need_grad else (1, 1)),
+            x.new_empty(x.shape if return_membrane else (0,)), torch.empty_like(v0))
+
+
+@torch.library.custom_op("spikelib::lif_numba_backward", mutates_args=())
+def lif_numba_backward(grad_spikes: torch.Tensor, grad_membrane: torch.Tensor, grad_v_final: torch.Tensor,
+                       h: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vth_e: torch.Tensor, config: str,
+                       v_reset: float, alpha: float,
+                       param_grads: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Operator ``spikelib::lif_numba_backward``: the BPTT kernel."""
+    return _backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e,
+                     lif_config_from_key(config, v_reset, alpha), param_grads)
+
+
+@lif_numba_backward.register_fake
+def _(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e, config, v_reset, alpha, param_grads):
+    return (torch.empty_like(h), torch.empty_like(v0), torch.empty_like(tau_e) if param_grads else h.new_empty((1,)),
+            torch.empty_like(vth_e) if param_grads else h.new_empty((1,)))
+
+
+def _setup_context(ctx, inputs, output):
+    x, v0, tau_e, vth_e, config, v_reset, alpha, return_membrane, need_grad = inputs
+    ctx.set_materialize_grads(False)  # an unused output's gradient stays None (no [T, M] zeros)
+    if need_grad:
+        ctx.save_for_backward(output[1], v0, tau_e, vth_e)
+    ctx.config, ctx.v_reset, ctx.alpha = config, v_reset, alpha
+
+
+def _autograd_backward(ctx, grad_spikes, grad_h, grad_membrane, grad_v_final):
+    h, v0, tau_e, vth_e = ctx.saved_tensors
+    param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
+    if grad_spikes is None:
+        grad_spikes = h.new_zeros(()).expand(h.shape)  # read as one value
+    if grad_membrane is None:
+        grad_membrane = h.new_empty((0,))
+    if grad_v_final is None:
+        grad_v_final = torch.zeros_like(v0)
+    gx, gv0, gtau, gvth = lif_numba_backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e,
+                                             ctx.config, ctx.v_reset, ctx.alpha, param_grads)
+    return (gx, gv0 if ctx.needs_input_grad[1] else None, gtau if ctx.needs_input_grad[2] else None,
+            gvth if ctx.needs_input_grad[3] else None, None, None, None, None, None)
+
+
+lif_numba_forward.register_autograd(_autograd_backward, setup_context=_setup_context)
+
+
 class _LIFNumbaFunction(torch.autograd.Function):
-    """Whole-sequence LIF as one autograd node over flattened ``[T, M]`` tensors."""
+    """The same kernels as one autograd node, for eager mode (a custom operator's dispatch costs ~0.1 ms per call)."""
 
     @staticmethod
     def forward(ctx, x, v0, tau_e, vth_e, config, return_membrane, need_grad):  # type: ignore[override]
-        T, M = x.shape
-        _numba()
-        kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False)
-        spikes = torch.empty_like(x)
-        h = torch.empty_like(x) if need_grad else x.new_empty((1, 1))
-        membrane = torch.empty_like(x) if return_membrane else x.new_empty((1, 1))
-        v_final = torch.empty_like(v0)
-        threads = kernel_threads(T * M)
-        args = (_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h), _np(membrane),
-                _np(v_final))
-        run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8), threads)
+        spikes, h, membrane, v_final = _forward(x, v0, tau_e, vth_e, config, return_membrane, need_grad)
         ctx.set_materialize_grads(False)
         if need_grad:
             ctx.save_for_backward(h, v0, tau_e, vth_e)
         ctx.config = config
-        return spikes, (membrane if return_membrane else x.new_empty((0,))), v_final
+        return spikes, membrane, v_final
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
         h, v0, tau_e, vth_e = ctx.saved_tensors
-        config: LIFConfig = ctx.config
-        T, M = h.shape
         param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
-        has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
-        # The gradient of the spikes often arrives as an expanded scalar (the grad of a sum): the kernel then reads
-        # that one value (no [T, M] copy). Other strided gradients are made contiguous first: strided arrays stop
-        # numba from vectorising the inner loop (measured 1.5x slower than copying).
-        if grad_spikes is None:
-            grad_spikes = h.new_zeros((1, 1))
-            gs_scalar = True
-        elif all(stride == 0 for stride in grad_spikes.stride()):
-            grad_spikes = grad_spikes.as_strided((1, 1), (1, 1)).contiguous()
-            gs_scalar = True
-        else:
-            grad_spikes = grad_spikes.contiguous()
-            gs_scalar = False
-        kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads, gs_scalar)
-        if has_gv_seq:
-            grad_membrane = grad_membrane.contiguous()
-        if grad_v_final is None:
-            grad_v_final = torch.zeros_like(v0)
-        dummy = h.new_empty((1, 1))
-        grad_x = torch.empty_like(h)
-        grad_v0 = torch.empty_like(v0)
-        grad_tau = torch.empty_like(tau_e) if param_grads else h.new_empty((1,))
-        grad_vth = torch.empty_like(vth_e) if param_grads else h.new_empty((1,))
-        threads = kernel_threads(T * M)
-        args = (
-            _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
-            _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
-            _np(grad_v0), _np(grad_tau), _np(grad_vth),
-        )
-        run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8), threads)
-        return (
-            grad_x,
-            grad_v0 if ctx.needs_input_grad[1] else None,
-            grad_tau if ctx.needs_input_grad[2] else None,
-            grad_vth if ctx.needs_input_grad[3] else None,
-            None,
-            None,
-            None,
-        )
+        gx, gv0, gtau, gvth = _backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e, ctx.config,
+                                        param_grads)
+        return (gx, gv0 if ctx.needs_input_grad[1] else None, gtau if ctx.needs_input_grad[2] else None,
+                gvth if ctx.needs_input_grad[3] else None, None, None, None)
 
 
 def _per_element(p: Param, batch_shape: Tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -214,9 +285,14 @@ def lif_numba(
     vth_e = _per_element(v_threshold, batch_shape, x)
     need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, v0, tau_e, vth_e))
     x2 = x.reshape(T, -1).contiguous()
-    spikes, membrane, v_final = _LIFNumbaFunction.apply(
-        x2, v0.reshape(-1).contiguous(), tau_e, vth_e, config, return_membrane, need_grad
-    )
+    v0f = v0.reshape(-1).contiguous()
+    if torch.compiler.is_compiling():  # an opaque operator for Dynamo
+        spikes, _, membrane, v_final = lif_numba_forward(x2, v0f, tau_e, vth_e, lif_config_key(config),
+                                                         config.v_reset, config.surrogate.alpha, return_membrane,
+                                                         need_grad)
+    else:
+        spikes, membrane, v_final = _LIFNumbaFunction.apply(x2, v0f, tau_e, vth_e, config, return_membrane,
+                                                            need_grad)
     spikes = spikes.view(x.shape)
     membrane = membrane.view(x.shape) if return_membrane else None
     return spikes, membrane, v_final.view(batch_shape)

@@ -112,7 +112,8 @@ def translation_unit(keys: Iterable[VariantKey], host: bool = False) -> str:
     """One compilable source holding the prelude and every variant in ``keys``.
 
     Args:
-        keys: the variants.
+        keys: the variants (:class:`VariantKey`, or any key with a ``render()`` method such as the multi-state
+            kernels' :class:`~spikelib.kernels.cupy.multistate.MultiStateKey`).
         host: prepend ``host_harness.h`` so that the source compiles as host C++ (the CPU emulation used in tests).
     """
     parts: List[str] = []
@@ -124,7 +125,7 @@ def translation_unit(keys: Iterable[VariantKey], host: bool = False) -> str:
         if key.tag in seen:
             continue
         seen.add(key.tag)
-        parts.append(render_variant(key))
+        parts.append(render_variant(key) if isinstance(key, VariantKey) else key.render())
     return "\n".join(parts)
 
 
@@ -150,7 +151,8 @@ def get_kernels(key: VariantKey, device_index: int):
             import cupy  # lazily: the caller has checked that CuPy is importable
 
             with cupy.cuda.Device(device_index):
-                module = cupy.RawModule(code=translation_unit([key]), options=COMPILE_OPTIONS)
+                options = getattr(key, "compile_options", COMPILE_OPTIONS)
+                module = cupy.RawModule(code=translation_unit([key]), options=options)
                 kernels = (module.get_function(key.forward_name), module.get_function(key.backward_name))
             _KERNELS[cache_key] = kernels
     return kernels

@@ -29,6 +29,10 @@ __all__ = ["find_host_compiler", "HostLauncher"]
 _P, _F, _I = ctypes.c_void_p, ctypes.c_float, ctypes.c_longlong
 _FORWARD_ARGS = [_P, _P, _P, _P, _F, _I, _I, _I, _I, _I, _P, _P, _P, _P]
 _BACKWARD_ARGS = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _F, _F, _I, _I, _I, _I, _I, _P, _P, _P, _P]
+# the multi-state kernels (spikelib.kernels.cupy.multistate)
+_MFORWARD_ARGS = [_P, _P, _P, _P, _I, _I, _I, _P, _P, _P]
+_MBACKWARD_ARGS = [_P, _I, _I, _P, _P, _P, _P, _P, _P, _P, _F, _I, _I, _I, _P, _P, _P]
+_ARGTYPES = {"multistate": (_MFORWARD_ARGS, _MBACKWARD_ARGS)}
 _LIBS: Dict[str, ctypes.CDLL] = {}
 _LOCK = threading.Lock()
 
@@ -88,8 +92,9 @@ class HostLauncher:
         self._set = self.lib.slk_emu_set
         self._set.argtypes = [ctypes.c_uint] * 4
         for key in self.keys:
-            getattr(self.lib, key.forward_name).argtypes = _FORWARD_ARGS
-            getattr(self.lib, key.backward_name).argtypes = _BACKWARD_ARGS
+            fwd, bwd = _ARGTYPES.get(getattr(key, "kind", ""), (_FORWARD_ARGS, _BACKWARD_ARGS))
+            getattr(self.lib, key.forward_name).argtypes = fwd
+            getattr(self.lib, key.backward_name).argtypes = bwd
 
     def __call__(self, key: VariantKey, which: str, M: int, device: torch.device, args: Sequence[Any]) -> None:
         if device.type != "cpu":

@@ -59,7 +59,8 @@ def find_nvrtc() -> Optional[str]:
     return None
 
 
-def compile_nvcc(source: str, arch: str = "sm_80", nvcc: Optional[str] = None) -> str:
+def compile_nvcc(source: str, arch: str = "sm_80", nvcc: Optional[str] = None,
+                 options: Sequence[str] = COMPILE_OPTIONS) -> str:
     """Compile ``source`` to PTX with nvcc and return the PTX (raises :class:`CompileError` with the log)."""
     nvcc = nvcc or find_nvcc()
     if nvcc is None:
@@ -68,7 +69,7 @@ def compile_nvcc(source: str, arch: str = "sm_80", nvcc: Optional[str] = None) -
         src = Path(tmp) / "kernels.cu"
         out = Path(tmp) / "kernels.ptx"
         src.write_text(source)
-        cmd = [nvcc, "--ptx", f"-arch={arch}", *COMPILE_OPTIONS, "-Werror", "all-warnings", "-o", str(out), str(src)]
+        cmd = [nvcc, "--ptx", f"-arch={arch}", *options, "-Werror", "all-warnings", "-o", str(out), str(src)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise CompileError(f"nvcc failed ({' '.join(cmd)}):\n{done.stderr[-6000:]}")
