@@ -1,10 +1,13 @@
 """Benchmark (b): one Adam training step of an SHD-style network 700-256-256-20 of Linear+LIF layers on CPU.
 
-Each layer applies its ``nn.Linear`` to all ``T*B`` rows at once, then the LIF of the implementation under test over
-``[T, B, features]`` (default T=100, B=64). Loss: cross-entropy of the output spike counts summed over time. One timed
-round is a full step: ``zero_grad``, forward, backward, ``step``. Every implementation starts from the same weights
-and the same seeded input spikes and labels; all run in this one process, interleaved round by round; first-call time
-and peak memory come from fresh subprocesses. ``python benchmarks/bench_shd_net.py --help``; see README.md.
+Each layer applies its dense synapses to all ``T*B`` rows at once, then the LIF of the implementation under test over
+``[T, B, features]`` (default T=100, B=64). The peers use ``nn.Linear``; spikelib's entries use
+``spikelib.layers.Linear`` (an ``nn.Linear`` whose map runs through spikelib's backends: ``spikelib-numba`` gets the
+event-driven synapses on spike inputs, ``spikelib-torch`` ``F.linear``), and ``spikelib-nn.Linear`` is
+spikelib's LIF with torch's ``nn.Linear``, to show what each part contributes. Loss: cross-entropy of the output spike
+counts summed over time. One timed round is a full step: ``zero_grad``, forward, backward, ``step``. Every
+implementation starts from the same weights and the same seeded input spikes and labels; all run in this one process,
+interleaved round by round; first-call time and peak memory come from fresh subprocesses. ``python benchmarks/bench_shd_net.py --help``; see README.md.
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ CASE_TITLE = "one Adam training step (zero_grad, forward, backward, step)"
 class SHDNet(nn.Module):
     """Linear+LIF layers; the output is the spike count of the last layer summed over time, ``[B, n_out]``."""
 
-    def __init__(self, sizes: Sequence[int], make_lif: Callable[[], nn.Module]) -> None:
+    def __init__(self, sizes: Sequence[int], make_lif: Callable[[], nn.Module],
+                 make_linear: Callable[[int, int], nn.Module] = nn.Linear) -> None:
         super().__init__()
-        self.fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.fcs = nn.ModuleList(make_linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.lifs = nn.ModuleList(make_lif() for _ in self.fcs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,6 +57,37 @@ class SHDNet(nn.Module):
         for fc, lif in zip(self.fcs, self.lifs):
             x = lif(fc(x.flatten(0, 1)).view(T, B, -1))
         return x.sum(0)
+
+
+DENSE_VARIANT = "spikelib-nn.Linear"
+
+
+def linear_factory(name: str) -> Callable[[int, int], nn.Module]:
+    """The dense synapses an implementation's network uses (see the module docstring)."""
+    if name in ("spikelib-numba", "spikelib-torch"):
+        from spikelib.layers import Linear
+
+        backend = "auto" if name == "spikelib-numba" else "torch"
+        return lambda a, b: Linear(a, b, backend=backend)
+    return nn.Linear
+
+
+def implementations(only: Sequence[str]) -> Tuple[List[peers.Impl], Dict[str, str]]:
+    """The LIF implementations of peers.py (filtered by ``only``) plus spikelib's LIF with torch's nn.Linear
+    (``DENSE_VARIANT``, selected by its name or a prefix of it)."""
+    rest = [o for o in only if o != DENSE_VARIANT]
+    impls, skipped = peers.select(rest) if rest or not only else ([], {})
+    if not only or any(DENSE_VARIANT.startswith(o) for o in only):
+        if peers.import_problem("spikelib") is None:
+            impls.append(impl_by_name(DENSE_VARIANT))
+    return impls, skipped
+
+
+def impl_by_name(name: str) -> peers.Impl:
+    if name == DENSE_VARIANT:
+        base = peers.by_name("spikelib-numba")
+        return peers.Impl(DENSE_VARIANT, "spikelib", False, base.config, base.build)
+    return peers.by_name(name)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -92,7 +127,7 @@ class Trainer:
 
     def __init__(self, impl: peers.Impl, sizes: Sequence[int], weights: Mapping[str, torch.Tensor],
                  batch: Tuple[torch.Tensor, torch.Tensor]) -> None:
-        self.net = SHDNet(sizes, impl.build)
+        self.net = SHDNet(sizes, impl.build, linear_factory(impl.name))
         missing = self.net.load_state_dict(weights, strict=False).missing_keys
         if any(k.startswith("fcs.") for k in missing):
             raise RuntimeError(f"initial weights missing for {missing}")
@@ -154,9 +189,28 @@ def check_against_reference(trainers: Dict[str, Trainer]) -> Dict[str, Dict[str,
     return results
 
 
+def spikelib_linear_paths(trainers: Mapping[str, "Trainer"]) -> Dict[str, Dict[str, int]]:
+    """Which paths spikelib's dense synapses ran in one training step of each spikelib network (backend_calls)."""
+    out: Dict[str, Dict[str, int]] = {}
+    try:
+        from spikelib.kernels import backend_calls, reset_backend_calls
+    except ImportError:
+        return out
+    for name, tr in trainers.items():
+        if not name.startswith("spikelib"):
+            continue
+        reset_backend_calls()
+        tr.opt.zero_grad(set_to_none=True)
+        tr.loss().backward()
+        tr.opt.zero_grad(set_to_none=True)
+        out[name] = {k: v for k, v in backend_calls().items() if k.startswith("linear")}
+        print(f"  {name}: dense synapse paths in one step: {out[name] or 'nn.Linear (torch)'}")
+    return out
+
+
 def probe(args: argparse.Namespace) -> None:
     """Entry point of a probe subprocess: first training step time, or peak memory of a steady-state step."""
-    impl = peers.by_name(args.impl)
+    impl = impl_by_name(args.impl)
     sizes = layer_sizes(args)
     common.torch_warmup()
     weights = initial_weights(sizes)
@@ -186,7 +240,7 @@ def run(args: argparse.Namespace, command: str) -> Dict[str, Any]:
     common.torch_warmup()
     monitor = common.Monitor()
     print(f"best calibration {monitor.best * 1e3:.2f} ms")
-    impls, skipped = peers.select(args.only)
+    impls, skipped = implementations(args.only)
     weights = initial_weights(sizes)
     batch = make_batch(args.T, args.B)
     trainers = peers.build_all(impls, skipped, lambda impl: Trainer(impl, sizes, weights, batch))
@@ -194,6 +248,7 @@ def run(args: argparse.Namespace, command: str) -> Dict[str, Any]:
         print(f"  skipped {name}: {reason}")
     checks = check_against_reference(trainers)
     report.print_checks(checks)
+    linear_paths = spikelib_linear_paths(trainers)
     series = common.measure_interleaved({n: tr.step for n, tr in trainers.items()}, monitor, args.warmup,
                                         args.repeats, max_rounds_factor=2 if args.quick else 3, label=f"{CASE}: ")
     rows = {name: common.summarize(s) for name, s in series.items()}
@@ -217,6 +272,7 @@ def run(args: argparse.Namespace, command: str) -> Dict[str, Any]:
                    "foreign_cpu_limit": common.FOREIGN_CPU_LIMIT},
         "calibration": {"best_s": monitor.best, "count": len(monitor.calibrations)},
         "spikelib_auto_backend": peers.auto_backend_on_cpu(),
+        "spikelib_linear_paths": linear_paths,
         "numba_threading_layer": common.numba_threading_layer(),
         "openmp_runtimes": common.loaded_openmp_runtimes(),
         "implementations": {i.name: i.config for i in impls if i.name in trainers},

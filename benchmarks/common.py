@@ -465,9 +465,11 @@ def peak_rss_delta_mib(fn: Callable[[], Any]) -> Dict[str, Any]:
     """Peak resident memory that one call of ``fn`` adds, in MiB (VmHWM during the call minus VmRSS before it).
 
     Meant for a process started with :data:`MALLOC_MEMORY_PROBE`, where freed blocks go back to the OS. Free what
-    the call would free itself first (e.g. the previous gradients), or it will be subtracted from the peak.
+    the call would free itself first (e.g. the previous gradients), or it will be subtracted from the peak. spikelib's
+    kernel workspace is emptied first, so the blocks it keeps between calls count in the call's peak.
     """
     gc.collect()
+    clear_spikelib_workspace()
     exact = reset_peak_rss()
     before = vm_status_kib()["VmRSS"]
     result = fn()
@@ -647,3 +649,11 @@ def print_table(title: str, rows: Mapping[str, Mapping[str, Any]]) -> None:
           f"> {FOREIGN_CPU_LIMIT:.0%} of the CPUs during the round)")
     if any(r.get("disturbed") for r in rows.values()):
         print("  * every round of this implementation was disturbed by other processes: not a valid figure")
+
+
+def clear_spikelib_workspace() -> None:
+    """Give spikelib's kernel workspace back to the system (its free blocks stay resident between calls, which a
+    memory probe must not count as "before"); nothing when spikelib is not loaded."""
+    module = sys.modules.get("spikelib.kernels.cpu.workspace")
+    if module is not None:
+        module.clear()

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from common import RESULTS_DIR, RESULTS_MD, fmt_median, fmt_mib, fmt_ms, fmt_ratio
 
-ORDER = ("lif_cpu", "shd_net_cpu")  # sections in this order; other result files follow alphabetically
+ORDER = ("lif_cpu", "lif_fresh_cpu", "shd_net_cpu")  # sections in this order; other result files follow alphabetically
 SLOW_COLD_CALL_S = 5.0
 
 
@@ -236,6 +236,31 @@ def _heidelberg_summary(p: Mapping[str, Any]) -> List[str]:
             f"{snn.get('train_seconds', 0):.0f} s of training)"]
 
 
+def _fresh_summary(p: Mapping[str, Any]) -> List[str]:
+    out = [f"Environment variables removed for the fresh processes: {', '.join(p.get('environment_removed') or []) "
+           f"or 'none were set'}.", "",
+           "| process | case | spikelib ms | spikingjelly ms | ratio | spikelib faults/call | kept/dropped | load |",
+           "|---|---|---|---|---|---|---|---|"]
+    for i, rec in enumerate(p.get("processes", []), 1):
+        if "error" in rec:
+            out.append(f"| {i} | error: {rec['error']} |  |  |  |  |  |  |")
+            continue
+        for case, block in rec.get("cases", {}).items():
+            rows = block.get("rows", {})
+            sl, sj = rows.get("spikelib", {}), rows.get("spikingjelly", {})
+            out.append(f"| {i} | {case} | {fmt_median(sl)} | {fmt_median(sj)} | {fmt_ratio(block.get('ratio'))} | "
+                       f"{sl.get('minor_faults_per_call_median')} | {sl.get('kept')}/{sl.get('dropped')}, "
+                       f"{sj.get('kept')}/{sj.get('dropped')} | {rec.get('loadavg_start', '')} |")
+    out.append("")
+    for case, s in (p.get("summary") or {}).items():
+        out.append(f"- {case}: spikingjelly / spikelib **min {fmt_ratio(s.get('min_ratio'))}**, median "
+                   f"{fmt_ratio(s.get('median_ratio'))}, max {fmt_ratio(s.get('max_ratio'))} over "
+                   f"{s.get('processes')} processes ({s.get('disturbed_processes')} with every round disturbed); "
+                   f"target >= {(p.get('config') or {}).get('target_ratio')}x in every process: "
+                   f"{'met' if s.get('target_met') else 'not met'}")
+    return out
+
+
 def _loihi_summary(p: Mapping[str, Any]) -> List[str]:
     r = p.get("results", {})
     lava = r.get("lava", {})
@@ -253,7 +278,7 @@ def _loihi_summary(p: Mapping[str, Any]) -> List[str]:
     return out
 
 
-_SUMMARIES = {"energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
+_SUMMARIES = {"lif_fresh_cpu": _fresh_summary, "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
               "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary}
 
 

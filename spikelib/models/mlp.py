@@ -1,8 +1,9 @@
 """A small spiking multilayer perceptron: ``Linear -> LIF`` blocks and a readout, time first ``[T, B, C]``.
 
 For input ``x: [T, B, C]`` each hidden block computes ``S_l = LIF(W_l S_{l-1} + b_l)`` (with ``S_0 = x``); the linear
-map is applied to all ``T * B`` rows at once and the LIF layer scans the whole sequence (one backend call). The
-readout ``I[t] = W_o S_L[t] + b_o`` gives the logits in one of two ways:
+map (:class:`spikelib.layers.Linear`: event-driven on spike inputs on CPU) is applied to all ``T * B`` rows at once
+and the LIF layer scans the whole sequence (one backend call). The readout ``I[t] = W_o S_L[t] + b_o`` gives the
+logits in one of two ways:
 
 ``readout="membrane"`` (default)
     a non-firing leaky integrator ``U[t] = U[t-1] + (I[t] - U[t-1]) / tau_out`` (``U[-1] = 0``, the LIF charge
@@ -26,6 +27,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from spikelib.layers.linear import Linear
 from spikelib.layers.readout import TimeReduce
 from spikelib.neurons import LIF, LeakyIntegrator
 from spikelib.surrogate import Surrogate
@@ -103,12 +105,12 @@ class SpikingMLP(nn.Module):
         lif_args = dict(tau=float(tau), v_threshold=v_threshold, surrogate=surrogate, detach_reset=detach_reset,
                         backend=backend)
         sizes = (in_features,) + hidden
-        self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.linears = nn.ModuleList(Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         with torch.no_grad():
             for linear in self.linears:
                 linear.weight.mul_(float(init_gain))
         self.lifs = nn.ModuleList(LIF(**lif_args) for _ in hidden)
-        self.out = nn.Linear(sizes[-1], out_features)
+        self.out = Linear(sizes[-1], out_features)
         self.out_lif = LIF(**{**lif_args, "tau": self.tau_out}) if readout == "spikes" else None
         self.readout_li = LeakyIntegrator(self.tau_out, backend=backend) if readout == "membrane" else None
         self.reduce = TimeReduce("sum" if readout == "spikes" else "mean")

@@ -1,0 +1,263 @@
+"""Benchmark: Meta-SpikeFormer and Max-Former, spikelib against the authors' code (BICLab/Spike-Driven-Transformer-V2,
+bic-L/MaxFormer on spikingjelly 0.0.0.0.14, neurons on its ``torch`` backend), same configuration and same weights, at
+a CPU-sized input.
+
+Models: ``metaspikformer_8_384`` (``classification/models.py``) and ``maxformer_10_384`` (``imagenet/max_former.py``)
+of the references, 1000 classes, ``T`` steps (default 4, the fine-tuned setting; the reference sets ``model.T``),
+batch ``B`` of ``img`` x ``img`` images (default 2 x 64 x 64 instead of 224: a CPU budget). spikelib's
+``meta_spikeformer_8_384`` / ``maxformer_10_384`` get the reference's initial weights through
+``spikelib.models.load_reference_checkpoint``. Cases per model, both implementations interleaved round by round:
+
+* ``train_step``: train mode, forward, cross-entropy, backward, AdamW step (the same optimiser for both);
+* ``forward``: eval mode under ``torch.no_grad()``.
+
+spikingjelly 0.0.0.0.14 has the import name of the spikingjelly 2.0 in the project environment, so this script runs
+itself again under the python of a scratch environment (:mod:`refcode`: ``<refs>/venv`` with spikingjelly 0.0.0.0.14,
+timm 0.6.13 and einops, seeing the project's packages; or ``--ref-python``), where both implementations run in one
+process. Before timing, logits (train and eval mode) and the loss are compared. Peak memory of one call comes from
+fresh subprocesses.
+
+    python benchmarks/bench_transformers_ref.py             # a quiet machine (about 10 minutes)
+    python benchmarks/bench_transformers_ref.py --quick     # smoke test (tiny images, 1 step)
+
+Writes ``results/transformers_ref_cpu.json``. Target of the issue: the training step at least 1.5x the reference,
+peak memory no more than the reference's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
+
+import common
+
+if __name__ == "__main__" and "--in-ref-env" in sys.argv:
+    common.ensure_malloc_env()
+
+import refcode  # noqa: E402
+
+NAME = "transformers_ref_cpu"
+SCRIPT = Path(__file__).resolve()
+FULL = {"T": 4, "B": 2, "img": 64, "warmup": 2, "repeats": 7}
+QUICK = {"T": 2, "B": 1, "img": 32, "warmup": 1, "repeats": 2}
+MODELS = {"meta_spikeformer_8_384": ("Spike-Driven-Transformer-V2", "classification", "models",
+                                     "metaspikformer_8_384"),
+          "maxformer_10_384": ("MaxFormer", "imagenet", "max_former", "maxformer_10_384")}
+KINDS = {"train_step": "train mode: forward, cross-entropy, backward, AdamW step",
+         "forward": "eval mode, torch.no_grad()"}
+TARGETS = {"train_step": 1.5, "forward": None}
+IMPLS = ("spikelib", "reference")
+
+
+def prepare_reference_imports() -> Any:
+    """Stand-ins (torchvision, and torchinfo if missing) and spikingjelly 0.0.0.0.14's neurons on ``backend='torch'``
+    (tests/fixtures/reference/generate.py; the CuPy kernels need a GPU)."""
+    gen = refcode.generate_helpers()
+    refcode.torchvision_stand_in()
+    try:
+        importlib.import_module("torchinfo")
+    except ImportError:
+        refcode.stand_in("torchinfo")
+    try:
+        from spikingjelly.clock_driven import neuron
+    except ImportError as exc:
+        raise refcode.RefUnavailable(f"spikingjelly 0.0.0.0.14 is not importable here ({exc})") from exc
+    for cls in (neuron.MultiStepLIFNode, neuron.MultiStepParametricLIFNode):
+        orig = cls.__init__
+
+        def init(self, *a, _orig=orig, **kw):
+            kw["backend"] = "torch"
+            _orig(self, *a, **kw)
+        cls.__init__ = init
+    return gen
+
+
+def build(args: argparse.Namespace, name: str) -> Dict[str, Any]:
+    import torch
+
+    from spikelib.models import get_model, load_reference_checkpoint
+
+    repo, sub, module, fn = MODELS[name]
+    gen = prepare_reference_imports()
+    mod = gen.import_from(refcode.checkout(repo, args) / sub, module)
+    torch.manual_seed(0)
+    if name.startswith("maxformer"):
+        ref = getattr(mod, fn)(T=args.T)
+    else:
+        ref = getattr(mod, fn)()
+        ref.T = args.T  # main_finetune.py: model.T = args.time_steps
+    ours = get_model(name, T=args.T)
+    load_reference_checkpoint(ours, ref.state_dict())
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(args.B, 3, args.img, args.img, generator=g)
+    y = torch.randint(0, 1000, (args.B,), generator=g)
+    return {"reference": ref, "spikelib": ours, "x": x, "y": y,
+            "opts": {k: torch.optim.AdamW(m.parameters(), lr=1e-4) for k, m in (("reference", ref),
+                                                                                  ("spikelib", ours))},
+            "reset": lambda: gen.reset(ref)}
+
+
+def calls_for(b: Dict[str, Any], kind: str) -> Dict[str, Callable[[], Any]]:
+    import torch
+    import torch.nn.functional as F
+
+    out: Dict[str, Callable[[], Any]] = {}
+    for impl in IMPLS:
+        model, opt = b[impl], b["opts"][impl]
+        reset = b["reset"] if impl == "reference" else (lambda: None)
+
+        if kind == "train_step":
+            def call(model=model, opt=opt, reset=reset) -> None:
+                model.train()
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(b["x"]), b["y"]).backward()
+                opt.step()
+                reset()
+        else:
+            def call(model=model, reset=reset) -> None:
+                model.eval()
+                with torch.no_grad():
+                    model(b["x"])
+                reset()
+        out[impl] = call
+    return out
+
+
+def checks(b: Dict[str, Any]) -> Dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    res: Dict[str, Any] = {}
+    for mode in ("train", "eval"):
+        outs = {}
+        for impl in IMPLS:
+            b[impl].train(mode == "train")
+            with torch.no_grad():
+                outs[impl] = b[impl](b["x"])
+            if impl == "reference":
+                b["reset"]()
+        res[f"logits_{mode}_max_abs_diff"] = float((outs["spikelib"] - outs["reference"]).abs().max())
+        res[f"logits_{mode}_max_abs"] = float(outs["reference"].abs().max())
+        if mode == "train":
+            res["loss_diff"] = float((F.cross_entropy(outs["spikelib"], b["y"])
+                                      - F.cross_entropy(outs["reference"], b["y"])).abs())
+    return res
+
+
+def probe(args: argparse.Namespace) -> None:
+    b = build(args, args.model)
+    call = calls_for(b, args.kind)[args.impl]
+    call()
+    call()
+    common.emit_probe({"calls": {args.kind: common.peak_rss_delta_mib(call)}})
+
+
+def run(args: argparse.Namespace) -> Dict[str, Any]:
+    import torch
+
+    print(f"== Meta-SpikeFormer / Max-Former vs the authors' code (spikingjelly 0.0.0.0.14, torch backend), T={args.T} "
+          f"B={args.B} {args.img}x{args.img}{'  [QUICK: smoke test sizes, not a result]' if args.quick else ''}; "
+          f"loadavg {common.loadavg()}")
+    common.torch_warmup()
+    monitor = common.Monitor()
+    payload: Dict[str, Any] = {"cases": {}, "checks": {}}
+    for name in MODELS:
+        b = build(args, name)
+        payload["checks"][name] = checks(b)
+        print(f"{name} checks: {payload['checks'][name]}")
+        for kind, title in KINDS.items():
+            case = f"{name}/{kind}"
+            series = common.measure_interleaved(calls_for(b, kind), monitor, args.warmup, args.repeats,
+                                                label=f"{case}: ")
+            rows = {n: common.summarize(s) for n, s in series.items()}
+            ours, ref = rows["spikelib"].get("median_s"), rows["reference"].get("median_s")
+            speedup = ref / ours if ours and ref else None
+            payload["cases"][case] = {"title": title, "rows": rows, "speedup": speedup, "target": TARGETS[kind],
+                                      "model": {"T": args.T, "batch": args.B, "image": [args.img, args.img],
+                                                "parameters": sum(p.numel() for p in b["spikelib"].parameters())}}
+            common.print_table(f"{case}: {title}", rows)
+            if speedup:
+                print(f"  spikelib {speedup:.2f}x the reference"
+                      + (f" (target {TARGETS[kind]:g}x)" if TARGETS[kind] else ""))
+            if not args.no_probes:
+                for impl in IMPLS:
+                    mem = common.run_probe(SCRIPT, [*size_args(args), "--in-ref-env", "--probe", "memory", "--impl",
+                                                    impl, "--model", name, "--kind", kind],
+                                           common.MALLOC_MEMORY_PROBE)
+                    rows[impl]["peak_mib"] = ((mem.get("calls") or {}).get(kind) or {}).get("peak_mib")
+                    if "error" in mem:
+                        rows[impl]["probe_errors"] = [mem["error"]]
+                print(f"  peak MiB: spikelib {common.fmt_mib(rows['spikelib'].get('peak_mib'))}, reference "
+                      f"{common.fmt_mib(rows['reference'].get('peak_mib'))}")
+        del b
+    payload["torch_threads"] = torch.get_num_threads()
+    return payload
+
+
+def size_args(args: argparse.Namespace) -> list:
+    return ["--T", str(args.T), "--B", str(args.B), "--img", str(args.img), "--refs", str(args.refs), "--git-url",
+            args.git_url] + (["--quick"] if args.quick else [])
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (smoke test, not a result)")
+    for key, value in FULL.items():
+        p.add_argument(f"--{key}", type=int, default=None, help=f"override {key} (full: {value}, quick: {QUICK[key]})")
+    p.add_argument("--no-probes", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's malloc settings as they are")
+    p.add_argument("--only", action="append", default=[], help="accepted for run_all.py (always both)")
+    p.add_argument("--in-ref-env", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--probe", choices=("memory",), help=argparse.SUPPRESS)
+    p.add_argument("--impl", choices=IMPLS, help=argparse.SUPPRESS)
+    p.add_argument("--model", choices=tuple(MODELS), help=argparse.SUPPRESS)
+    p.add_argument("--kind", choices=tuple(KINDS), help=argparse.SUPPRESS)
+    refcode.add_arguments(p)
+    args = p.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) -> int:
+    args = parse_args(argv)
+    if not args.in_ref_env:
+        try:
+            for repo, *_ in MODELS.values():
+                refcode.checkout(repo, args)
+            python = refcode.reference_python(args, ["sj014"])
+        except refcode.RefUnavailable as exc:
+            print(f"reference unavailable: {exc}")
+            common.write_json(NAME, {"benchmark": NAME, "quick": bool(args.quick), "skipped": {"reference": str(exc)},
+                                     "command": command or common.command_line(), "cases": {},
+                                     "machine": common.machine_info(not args.no_malloc_tuning)})
+            return 0
+        argv_ = [str(SCRIPT), *(sys.argv[1:] if argv is None else list(argv))]
+        return refcode.rerun_under(python, argv_)
+    if args.probe:
+        probe(args)
+        return 0
+    base = {"benchmark": NAME,
+            "title": "Meta-SpikeFormer and Max-Former (CPU): spikelib vs the authors' code, same weights",
+            "quick": bool(args.quick),
+            "command": command or common.command_line([a for a in sys.argv if a != "--in-ref-env"]),
+            "machine": common.machine_info(not args.no_malloc_tuning),
+            "config": {"T": args.T, "B": args.B, "img": args.img, "warmup": args.warmup, "repeats": args.repeats,
+                       "references": {r: refcode.REPOS[r][1][:12] for r, *_ in MODELS.values()},
+                       "spikingjelly_reference": common.package_version("spikingjelly")}}
+    try:
+        payload = {**base, **run(args)}
+    except refcode.RefUnavailable as exc:
+        print(f"reference unavailable: {exc}")
+        payload = {**base, "skipped": {"reference": str(exc)}, "cases": {}}
+    path = common.write_json(NAME, payload)
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
