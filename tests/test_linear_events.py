@@ -255,3 +255,19 @@ def test_auto_runs_torch_off_cpu_dtypes():
     y = linear(x, w, None)
     assert backend_calls("linear") == {"torch": 1}
     assert y.dtype == torch.float16
+
+
+def test_autocast_runs_torch_linear_with_its_dtype_rules():
+    """Under torch.autocast the layer computes as nn.Linear does (bfloat16 output), never the float32 kernels."""
+    import torch
+
+    from spikelib.layers.linear import Linear
+
+    torch.manual_seed(0)
+    layer = Linear(64, 80)
+    ref = torch.nn.Linear(64, 80)
+    ref.load_state_dict(layer.state_dict())
+    x = (torch.rand(10, 4, 64) < 0.05).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, want = layer(x), ref(x)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, want)

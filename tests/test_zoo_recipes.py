@@ -1,9 +1,9 @@
 """The model-zoo recipes: they validate against the run-config schema, name registered models with the reference
 settings, list their deliberate differences, and the models take batches as the trainer hands them.
 
-The transformer recipes live in configs/transformers/ because they name image datasets ("imagenet",
-"synthetic_images") that spikelib.training.datasets does not register yet; tests/test_config.py builds the datasets of
-every configs/*.yaml, so they move there once their readers exist."""
+The ImageNet-size transformer recipes live in configs/transformers/ because spikelib has no ImageNet reader yet
+(tests/test_config.py builds the datasets of every configs/*.yaml); the CPU-sized one (configs/transformer_cpu.yaml)
+trains on the registered synthetic images and runs in tests/test_recipes.py like every shipped recipe."""
 
 from pathlib import Path
 
@@ -18,7 +18,7 @@ REFERENCE = {  # recipe: (model name, model arguments that must be the reference
     "transformers/meta_spikeformer_imagenet.yaml": ("meta_spikeformer_8_512", dict(num_classes=1000, T=1), 2.4e-3, 200),
     "transformers/sdt_v1_imagenet.yaml": ("sdt_8_512", dict(num_classes=1000, T=4, pooling_stat="1111"), 1e-3, 310),
     "transformers/maxformer_imagenet.yaml": ("maxformer_10_384", dict(num_classes=1000, T=4), 2.7e-3, 200),
-    "transformers/transformer_cpu.yaml": ("maxformer_cifar_tiny_test", dict(T=2), 1.5e-3, 20),
+    "transformer_cpu.yaml": ("maxformer_cifar_tiny_test", dict(T=2), 1.5e-3, 20),
     "e3dsnn_cpu.yaml": ("e3dsnn_tiny", dict(in_channels=3), 1e-2, 8),
 }
 

@@ -45,7 +45,6 @@ import torch
 from torch import nn
 
 from spikelib._atomic import atomic_write_text
-from spikelib.conversion import image_datasets as _image_datasets  # noqa: F401  (registers the data sets)
 from spikelib.conversion.convert import convert
 from spikelib.conversion.thresholds import neuron_thresholds
 from spikelib.training import (CheckpointError, ConfigError, DatasetBundle, RunLockedError, Trainer,

@@ -12,6 +12,8 @@ every row once (``nnz`` of them) and computes the output as ``nnz C_out`` multip
 whatever the input (``dL/dy`` is). Which path runs is chosen per call by the measured share of nonzero inputs
 (:data:`spikelib.kernels.cpu.linear_numba.EVENT_DENSITY_MAX`); both give the reference's result up to float summation
 order. ``backend="auto"`` picks the numba backend for CPU float32/float64 tensors when numba is installed.
+Inside ``torch.autocast`` every call is ``torch.nn.functional.linear``, so mixed precision applies as it does to
+``nn.Linear`` (the event-driven kernels compute in the input's own dtype only).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] =
     Returns:
         ``[..., C_out]``.
     """
+    if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+        return torch.nn.functional.linear(x, weight, bias)  # autocast's dtype rules, as for nn.Linear
     check_linear_args(x, weight, bias)
     requires_grad = torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in (x, weight, bias)

@@ -7,6 +7,10 @@ where fixed, ``chance``). Otherwise the validation split is carved out of the tr
 (``data.val_fraction``), never out of the test set. Unknown options and values of the wrong type raise
 :class:`~spikelib.training.errors.ConfigError` naming ``data.<key>`` and what the dataset accepts.
 
+Image data sets (items ``[C, H, W]``, ``info["layout"] = "static"``): ``digits`` (scikit-learn's 8x8 handwritten
+digits, read without importing scikit-learn), ``cifar10`` / ``cifar100`` (the official binary files, never the pickled
+version) and ``synthetic_images`` (blob layouts, no download).
+
 ``time_origin`` (SHD, SSC and the synthetic SHD-like sets): ``zero`` keeps the times of the files, ``first_spike``
 shifts each sample so that its first spike is at t = 0, as spikingjelly's SHD frames (which SNN-delays trained on) do.
 """
@@ -252,3 +256,77 @@ def _synthetic_shapes(seed: int, root: str = "runs/data", n_train: int = 800, n_
                          augment=augment)
     bundle.info["generated"] = str(folder)
     return bundle
+
+
+# -------------------------------------------------------------------------------------------------------- images
+# Static images [C, H, W] (info["layout"] = "static"): the models present them at every time step themselves.
+# CIFAR trains with the IIR-SNN reference's augmentation (random crop after 4-pixel padding, horizontal flip) and
+# validates on ``val_size`` training images held out *without* augmentation (a seeded choice; the reference itself
+# selects on the test set).
+def _image_info(n_classes: int, shape: tuple, **more) -> dict:
+    return {"n_classes": n_classes, "n_channels": shape[0], "image_size": shape[-1], "chance": 1.0 / n_classes,
+            "layout": "static", **more}
+
+
+@register_dataset("digits")
+def _digits(seed: int, test_fraction: float = 0.25, split_seed: int = 0, normalize: bool = True) -> DatasetBundle:
+    """scikit-learn's handwritten digits (:class:`spikelib.data.DigitsDataset`): 1,797 images 8x8, a stratified
+    seeded test split of ``test_fraction``; the validation split comes from the training part (``data.val_fraction``).
+    """
+    from spikelib.data.digits import DigitsDataset
+
+    kw = dict(test_fraction=test_fraction, split_seed=split_seed, normalize=normalize)
+    train, test = DigitsDataset("train", **kw), DigitsDataset("test", **kw)
+    return DatasetBundle(train, test, _image_info(10, DigitsDataset.shape))
+
+
+def _cifar_bundle(cls, root: str, augment: bool, val_size: int, seed: int, **kw) -> DatasetBundle:
+    import torch
+    from torch.utils.data import Subset
+
+    train_aug = cls(root, "train", augment=augment, **kw)
+    plain = cls(root, "train", augment=False, **kw) if augment else train_aug
+    test = cls(root, "test", augment=False, **kw)
+    n = len(train_aug)
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < n:
+        raise ValueError(f"val_size must be an int in [0, {n}), got {val_size!r}")
+    val = None
+    if val_size:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+        train_aug, val = Subset(train_aug, sorted(perm[val_size:])), Subset(plain, sorted(perm[:val_size]))
+    return DatasetBundle(train_aug, test, _image_info(test.n_classes, (3, 32, 32), augment=augment), val=val)
+
+
+@register_dataset("cifar10")
+def _cifar10(seed: int, root: str = "data/cifar", augment: bool = True, normalize: bool = True,
+            val_size: int = 5000) -> DatasetBundle:
+    """CIFAR-10 from the binary files in ``root`` (:class:`spikelib.data.CIFAR10Dataset`); ``val_size`` training
+    images (not augmented) form the validation split."""
+    from spikelib.data.cifar import CIFAR10Dataset
+
+    return _cifar_bundle(CIFAR10Dataset, root, augment, val_size, seed, normalize=normalize)
+
+
+@register_dataset("cifar100")
+def _cifar100(seed: int, root: str = "data/cifar", augment: bool = True, normalize: bool = True,
+             label: str = "fine", val_size: int = 5000) -> DatasetBundle:
+    """CIFAR-100 from the binary files (:class:`spikelib.data.CIFAR100Dataset`; ``label``: fine or coarse)."""
+    from spikelib.data.cifar import CIFAR100Dataset
+
+    return _cifar_bundle(CIFAR100Dataset, root, augment, val_size, seed, normalize=normalize, label=label)
+
+
+@register_dataset("synthetic_images")
+def _synthetic_images(seed: int, n_train: int = 2000, n_test: int = 500, data_seed: Optional[int] = None,
+                     task_seed: int = 0, n_classes: int = 10, channels: int = 3, size: int = 32, blobs: int = 3,
+                     jitter: float = 6.0, noise: float = 2.0) -> DatasetBundle:
+    """Blob-layout images (:class:`spikelib.data.SyntheticImageDataset`), no download; train and test share
+    ``task_seed`` and get seeds drawn from ``data_seed`` (default: the run's seed)."""
+    from spikelib.data.synthetic_images import SyntheticImageDataset
+
+    s_train, s_test = (int(s) % (2**31) for s in np.random.SeedSequence(
+        seed if data_seed is None else data_seed).generate_state(2))
+    kw = dict(task_seed=task_seed, n_classes=n_classes, channels=channels, size=size, blobs=blobs, jitter=jitter,
+              noise=noise)
+    train, test = SyntheticImageDataset(n_train, s_train, **kw), SyntheticImageDataset(n_test, s_test, **kw)
+    return DatasetBundle(train, test, _image_info(n_classes, train.shape, chance=train.chance_level))
