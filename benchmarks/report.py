@@ -199,6 +199,12 @@ def _energy_summary(p: Mapping[str, Any]) -> List[str]:
     groups: Dict[str, List[str]] = {}
     for case, block in p.get("cases", {}).items():
         rows = block.get("rows", {})
+        if isinstance(block.get("overhead"), Mapping):  # one pass counted by each harness (bench_energy --only)
+            each = ", ".join(f"{name} **{pct(v)}**" for name, v in block["overhead"].items())
+            groups.setdefault("harnesses", []).append(
+                f"  - {case}: {block.get('network', '')} (input {block.get('input_shape')}, {block.get('batches')} "
+                f"batches per pass), overhead over the plain pass: {each}")
+            continue
         lo_p, lo_c = rows.get("plain", {}).get("min_s"), rows.get("counted", {}).get("min_s")
         mins = (lo_c / lo_p - 1.0) if lo_p and lo_c else None
         alt, ctl = block.get("alternating") or {}, block.get("alternating_control") or {}
@@ -237,8 +243,8 @@ def _heidelberg_summary(p: Mapping[str, Any]) -> List[str]:
 
 
 def _fresh_summary(p: Mapping[str, Any]) -> List[str]:
-    out = [f"Environment variables removed for the fresh processes: {', '.join(p.get('environment_removed') or []) "
-           f"or 'none were set'}.", "",
+    removed = ", ".join(p.get("environment_removed") or []) or "none were set"
+    out = [f"Environment variables removed for the fresh processes: {removed}.", "",
            "| process | case | spikelib ms | spikingjelly ms | ratio | spikelib faults/call | kept/dropped | load |",
            "|---|---|---|---|---|---|---|---|"]
     for i, rec in enumerate(p.get("processes", []), 1):
