@@ -106,6 +106,7 @@ _TITLES = {
     "transformers_cpu": "Spiking transformers (CPU): forward and training-step throughput",
     "cochlea_cpu": "Synthetic Heidelberg Digits generation (CPU): eSpeak NG + the 700-channel cochlea model",
     "heidelberg_learn": "Synthetic SHD learnability: SNN vs logistic regression on unheard speakers",
+    "iir_digits": "IIR-SNN on scikit-learn's digits: ANN, conversion, retraining at T = 5, 3, 2, 1, from-scratch T = 1",
 }
 
 
@@ -136,7 +137,7 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
     cfg = p.get("config") or p.get("sizes") or {}
     lines += [f"- Command: `{p.get('command')}`",
               f"- Machine: {_machine_line(p.get('machine', {}))}",
-              "- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())]
+              *(["- Config: " + ", ".join(f"{k}={v}" for k, v in cfg.items())] if cfg else [])]
     if p.get("only"):
         lines.append(f"- Partial run: only {', '.join(p['only'])}")
     if p.get("bandwidth"):
@@ -172,6 +173,9 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
             lines += ["\\* disturbed by other processes in every attempt (all rounds, or all first-call probes): "
                       "not a valid figure.", ""]
     checks = p.get("checks") or {}
+    if checks and not all(isinstance(c, Mapping) and "spike_rate" in c for c in checks.values()):
+        lines += _reference_checks(checks)  # the authors' code on the same weights and input (bench_*_ref.py)
+        checks = {}
     if checks:
         lines += ["Same dynamics (spikes and input/weight gradients against the reference on the benchmark input):", ""]
         for name, c in checks.items():
@@ -188,6 +192,17 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
     if summary is not None:
         lines += summary(p) + [""]
     return lines
+
+
+def _reference_checks(checks: Mapping[str, Any]) -> List[str]:
+    """``checks`` of a comparison with the authors' code: ``{quantity: value}`` or ``{model: {quantity: value}}``."""
+    def flat(c: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in c.items())
+
+    if all(isinstance(c, Mapping) for c in checks.values()):
+        return ["Equality with the reference on the same weights and input:", ""] + [
+            f"- {name}: {flat(c)}" for name, c in checks.items()] + [""]
+    return [f"Equality with the reference on the same weights and input: {flat(checks)}.", ""]
 
 
 def _energy_summary(p: Mapping[str, Any]) -> List[str]:
@@ -284,7 +299,40 @@ def _loihi_summary(p: Mapping[str, Any]) -> List[str]:
     return out
 
 
-_SUMMARIES = {"lif_fresh_cpu": _fresh_summary, "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
+def _iir_summary(p: Mapping[str, Any]) -> List[str]:
+    r = p.get("result", {})
+    conv = (r.get("conversion") or {}).get("test_acc_by_T", {})
+
+    def row(name: str, block: Mapping[str, Any], converted: str = "-") -> str:
+        return (f"| {name} | {block.get('timesteps', '-')} | {100 * block.get('test_acc', 0):.2f}% | {converted} | "
+                f"{block.get('sops_per_inference', 0):.0f} | {block.get('macs_per_inference', 0):.3g} | "
+                f"{block.get('energy_uj_per_inference', 0):.3g} |")
+
+    out = [p.get("what", ""), ""]
+    if p.get("provenance"):
+        out += [f"Provenance: {p['provenance']}.", ""]
+    out += ["| network | T | test acc. | converted, no retraining | SOPs / inf. | MACs / inf. | energy / inf. (uJ) |",
+           "|---|---|---|---|---|---|---|",
+           f"| ANN ({(r.get('ann') or {}).get('model', '')}) | - | {100 * (r.get('ann') or {}).get('test_acc', 0):.2f}% "
+           f"| - | 0 | - | - |"]
+    for block in r.get("iir", []):
+        acc = conv.get(str(block.get("timesteps")))
+        out.append(row("IIR SNN", block, "-" if acc is None else f"{100 * acc:.2f}%"))
+    if r.get("scratch"):
+        out.append(row(f"SNN from scratch ({r['scratch'].get('epochs')} epochs)", r["scratch"]))
+    per_seed = p.get("per_seed") or []
+    if len(per_seed) > 1:
+        keys = [k for k in per_seed[0] if k != "seed"]
+        out += ["", f"Test accuracy (%) for each seed (the table above is seed {p.get('seed')}):", "",
+                "| seed | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        out += [f"| {s['seed']} | " + " | ".join(f"{100 * s[k]:.2f}" for k in keys) + " |" for s in per_seed]
+        spread = p.get("spread") or {}
+        out.append("| mean +- sd | " + " | ".join(
+            f"{100 * spread[k]['mean']:.2f} +- {100 * spread[k]['stdev']:.2f}" for k in keys if k in spread) + " |")
+    return out
+
+
+_SUMMARIES = {"iir_digits": _iir_summary, "lif_fresh_cpu": _fresh_summary, "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
               "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary}
 
 
