@@ -192,6 +192,41 @@ def test_delayed_linear_exact_and_matches_event_simulation(T, dmax, delays):
                                for i in range(cin)) * B
 
 
+def _delay_sops(layer, x):
+    """Brute force: every spike reaches each synapse whose integer delay keeps it inside the sequence."""
+    d = layer.integer_delays()
+    T = x.shape[0]
+    return sum(int(t + int(d[j, i]) <= T - 1) for t, b, i in itertools.product(range(T), range(x.shape[1]),
+                                                                                  range(x.shape[2]))
+               if x[t, b, i] != 0 for j in range(layer.out_features))
+
+
+def test_delay_changes_between_calls_are_counted_with_the_new_delays():
+    """The declaration of a delay layer is reused while the layer is unchanged and renewed when its delays are
+    updated in place (an optimiser step) or its mode switches, within one counter."""
+    layer = DelayedLinear(4, 3, 5, delays="learn", generator=torch.Generator().manual_seed(3))
+    layer.round_delays()
+    x = spikes((9, 2, 4), p=0.4, seed=4)
+    with EnergyCounter(layer) as counter, torch.no_grad():
+        first = _delay_sops(layer, x)
+        layer(x)
+        layer(x)  # unchanged: the same declaration
+        layer.delay.copy_(torch.full_like(layer.delay, 5.0))  # in place, as an optimiser step: every delay is 5
+        second = _delay_sops(layer, x)
+        layer(x)
+    assert first != second
+    assert counter.counts().layer("").sops == 2 * first + second
+    gaussian = DelayedLinear(3, 2, 3, delays="learn", generator=torch.Generator().manual_seed(0))
+    x = spikes((6, 1, 3), p=0.5, seed=5)
+    every_tap = sum(2 * sum(1 for k in range(4) if t + k <= 5) for t in range(6) for i in range(3) if x[t, 0, i] != 0)
+    with EnergyCounter(gaussian) as counter, torch.no_grad():
+        gaussian(x)
+        gaussian.round_delays()  # the mode switches to integer delays
+        rounded = _delay_sops(gaussian, x)
+        gaussian(x)
+    assert counter.counts().layer("").sops == every_tap + rounded
+
+
 def test_delayed_linear_gaussian_counts_every_tap():
     cin, cout, dmax = 3, 2, 3
     layer = DelayedLinear(cin, cout, dmax, delays="learn", generator=torch.Generator().manual_seed(0))

@@ -83,8 +83,10 @@ CounterFn = Callable[[nn.Module, N.Node, Tuple[Any, ...], Any, LayerCounts, Dict
 
 class Counter(NamedTuple):
     """``fn(module, node, args, output, counts, context)`` counts one call; ``kind`` labels the layer in reports;
-    ``fresh``: the node is declared again at every call (its values can change between passes, e.g. delays that
-    switch between the Gaussian and the rounded form)."""
+    ``fresh``: the node is declared again whenever the layer's state changed since its last call (its values can
+    change between passes, e.g. delays updated by an optimiser step or switched between the Gaussian and the rounded
+    form; the counter compares the layer's tensors' identity, storage and in-place version and its plain
+    attributes)."""
 
     kind: Callable[[N.Node], str]
     fn: CounterFn
@@ -451,7 +453,7 @@ def _count_delayed(m: nn.Module, node: N.DelayedAffine, args, out, counts: Layer
     T, B = x.shape[0], x.shape[1]
     cache = _cache(m)
     entry = cache.get(("reach", T, node.mode))
-    if entry is None or not torch.equal(entry[0], node.delay):
+    if entry is None or (entry[5] is not node.delay and not torch.equal(entry[0], node.delay)):
         cache.clear()
         reach = delay_reach(node, T)
         # Early spikes reach every synapse (the same r0 for every input); only the last steps, those a delay carries
@@ -460,8 +462,8 @@ def _count_delayed(m: nn.Module, node: N.DelayedAffine, args, out, counts: Layer
         short = (reach != r0).any(dim=1).nonzero()
         t0 = int(short[0]) if short.numel() else T
         entry = cache[("reach", T, node.mode)] = (node.delay.clone(), int(reach.sum()), r0, t0,
-                                                  (r0 - reach[t0:]).to(torch.float64))
-    _, reach_total, r0, t0, deficit = entry
+                                                  (r0 - reach[t0:]).to(torch.float64), node.delay)
+    _, reach_total, r0, t0, deficit, _ = entry
     binary, nnz = cached_spike_stats(x, ctx)
     dense = B * reach_total
     reached = 0

@@ -63,6 +63,17 @@ def plan_layers(model: nn.Module) -> List[Tuple[str, nn.Module, N.Node, Optional
     return plan
 
 
+_SIMPLE = (str, int, float, bool, type(None))
+
+
+def _state_key(module: nn.Module) -> Tuple[Any, ...]:
+    """What a layer's declaration depends on: its own tensors (identity, storage and in-place version: any update
+    changes the key) and its plain attributes (e.g. a delay layer's mode)."""
+    tensors = tuple((id(t), t.data_ptr(), t._version) for t in
+                    (*module.parameters(recurse=False), *module.buffers(recurse=False)))
+    return tensors, tuple((k, v) for k, v in vars(module).items() if isinstance(v, _SIMPLE))
+
+
 class EnergyCounter:
     """Forward hooks that count operations per layer while the model runs (see the module docstring).
 
@@ -105,6 +116,14 @@ class EnergyCounter:
         # Kept lean: it runs once per counted layer and call, so its fixed cost is the overhead of tiny layers.
         layers = self._layers
         kind, fn, fresh = counter.kind(node), counter.fn, counter.fresh
+        declared: Dict[str, Any] = {"key": None, "node": node}
+
+        def current(module: nn.Module) -> N.Node:
+            """A ``fresh`` node is declared again only when the module's state changed since the last call."""
+            key = _state_key(module)
+            if key != declared["key"]:
+                declared["key"], declared["node"] = key, declare(module)
+            return declared["node"]
 
         def hook(module: nn.Module, args: Tuple[Any, ...], output: Any) -> None:
             counts = layers.get(name)
@@ -113,9 +132,9 @@ class EnergyCounter:
                 self._order.append(name)
             if torch.is_grad_enabled():
                 with torch.no_grad():
-                    fn(module, declare(module) if fresh else node, args, output, counts, ctx)
+                    fn(module, current(module) if fresh else node, args, output, counts, ctx)
             else:
-                fn(module, declare(module) if fresh else node, args, output, counts, ctx)
+                fn(module, current(module) if fresh else node, args, output, counts, ctx)
 
         return hook
 
