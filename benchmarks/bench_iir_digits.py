@@ -1,13 +1,15 @@
-"""IIR-SNN on scikit-learn's digits, end to end, for one or more seeds: ``results/iir_digits.json``.
+"""IIR-SNN on scikit-learn's digits, end to end, for one or more seeds: ``results/iir_digits.json``
+(``results/iir_<stem>.json`` for another recipe).
 
     python benchmarks/bench_iir_digits.py                  # seed 0 (about 10 minutes on 2 cores)
     python benchmarks/bench_iir_digits.py --seeds 0 1 2    # the spread over seeds (IIR at T = 1 vs from scratch)
+    python benchmarks/bench_iir_digits.py --recipe configs/iir/digits_deep.yaml --seeds 0 1 2   # 8 spiking layers
 
-Each seed runs ``configs/iir/digits.yaml`` (:func:`spikelib.conversion.iir.run_iir`) with ``train.seed`` set: the ANN,
-its conversion, retraining at T = 5, 3, 2, 1 (each stage from the previous stage's best) and the same SNN trained
-directly at T = 1 from scratch for as many epochs as all stages together. The result file keeps the first seed's
-full result (the table of README.md) and every seed's test accuracies, with mean and spread, so that the comparison
-of IIR at T = 1 with the from-scratch baseline is read against the seed-to-seed noise.
+Each seed runs the recipe (default ``configs/iir/digits.yaml``; :func:`spikelib.conversion.iir.run_iir`) with
+``train.seed`` set: the ANN, its conversion, retraining at T = 5, 3, 2, 1 (each stage from the previous stage's best)
+and the same SNN trained directly at T = 1 from scratch for as many epochs as all stages together. The result file
+keeps the first seed's full result (the table of README.md) and every seed's test accuracies, with mean and spread, so
+that the comparison of IIR at T = 1 with the from-scratch baseline is read against the seed-to-seed noise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,39 @@ from typing import Any, Dict, List, Optional, Sequence
 import common
 
 RECIPE = common.REPO_ROOT / "configs" / "iir" / "digits.yaml"
+
+
+def result_name(recipe: Path) -> str:
+    """``iir_digits`` for the default recipe, ``iir_<stem>`` for another (``digits_deep.yaml``: ``iir_digits_deep``)."""
+    return "iir_digits" if Path(recipe).resolve() == RECIPE.resolve() else f"iir_{Path(recipe).stem}"
+
+
+def _model_text(model: Dict[str, Any]) -> str:
+    cfg = model.get("cfg")
+    if cfg is None:
+        return str(model.get("name"))
+    convs = sum(1 for c in cfg if c != "A")
+    hidden = list(model.get("hidden", []))
+    return (f"{model.get('name')} cfg {cfg} hidden {hidden}: {convs} convs + {len(hidden) + 1} linears, "
+            f"{convs + len(hidden)} spiking layers")
+
+
+def describe(raw: Dict[str, Any], recipe: Path) -> str:
+    """What one run of ``recipe`` does, from the recipe's own values."""
+    ann, conv, snn, sc = raw["ann"], raw.get("conversion", {}), raw["snn"], raw.get("scratch")
+    stages = snn["stages"]
+    text = (f"IIR-SNN on scikit-learn's digits (1,347 train incl. 135 validation, 450 test, 8x8), recipe "
+            f"configs/iir/{Path(recipe).name}: ANN ({_model_text(ann['model'])}; {ann['train']['epochs']} epochs), "
+            f"conversion ({conv.get('percentile', 90)}th percentile, {conv.get('steps', 500)} steps, "
+            f"{conv.get('batch_size', 512)} training images), retraining at T = "
+            f"{', '.join(str(t) for t in stages['timesteps'])} ({stages['epochs']} epochs each, Adam lr "
+            f"{snn['optim']['lr']:g}, each stage from the previous stage's best by validation loss)")
+    if sc:
+        th = (sc.get("model") or {}).get("v_threshold", (snn.get("model") or {}).get("v_threshold", 1.0))
+        text += (f", and the same SNN trained directly at T = {sc['timesteps']} for {sc['epochs']} epochs (initial "
+                 f"threshold {th:g}, the reference's default for training from scratch)")
+    return text + (". Test accuracy of the best model of every part; energy per inference: Horowitz 45 nm, common "
+                   "method, whole test split.")
 
 
 def _accuracies(result: Dict[str, Any]) -> Dict[str, float]:
@@ -64,14 +99,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"  {_accuracies(result)}", flush=True)
     per_seed = [dict(seed=s, **_accuracies(r)) for s, r in zip(args.seeds, results)]
     payload = {
-        "benchmark": "iir_digits",
+        "benchmark": result_name(args.recipe),
         "command": common.command_line(argv),
-        "what": ("IIR-SNN on scikit-learn's digits (1,347 train incl. 135 validation, 450 test, 8x8): ANN "
-                 "(vgg_tiny_ann, 60 epochs), conversion (90th percentile, 500 steps, 512 training images), retraining "
-                 "at T = 5, 3, 2, 1 (10 epochs each, each stage from the previous stage's best by validation loss), "
-                 "and the same SNN trained directly at T = 1 for 40 epochs (initial threshold 0.4, the reference's "
-                 "default for training from scratch). Test accuracy of the best model of every part; energy per "
-                 "inference: Horowitz 45 nm, common method, whole test split."),
+        "what": describe(read_yaml(args.recipe), args.recipe),
         "seed": args.seeds[0],
         "seeds": list(args.seeds),
         "machine": machine,
@@ -80,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "spread": _spread([{k: v for k, v in s.items() if k != "seed"} for s in per_seed]),
         "date_utc": machine["date_utc"],
     }
-    print(f"wrote {common.write_json('iir_digits', payload)}")
+    print(f"wrote {common.write_json(payload['benchmark'], payload)}")
     return 0
 
 

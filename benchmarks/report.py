@@ -107,6 +107,8 @@ _TITLES = {
     "cochlea_cpu": "Synthetic Heidelberg Digits generation (CPU): eSpeak NG + the 700-channel cochlea model",
     "heidelberg_learn": "Synthetic SHD learnability: SNN vs logistic regression on unheard speakers",
     "iir_digits": "IIR-SNN on scikit-learn's digits: ANN, conversion, retraining at T = 5, 3, 2, 1, from-scratch T = 1",
+    "iir_digits_deep": "IIR-SNN on scikit-learn's digits, 8 spiking layers: ANN, conversion, retraining at T = 5, 3, 2, "
+                       "1, from-scratch T = 1",
 }
 
 
@@ -332,7 +334,8 @@ def _iir_summary(p: Mapping[str, Any]) -> List[str]:
     return out
 
 
-_SUMMARIES = {"iir_digits": _iir_summary, "lif_fresh_cpu": _fresh_summary, "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
+_SUMMARIES = {"iir_digits": _iir_summary, "iir_digits_deep": _iir_summary, "lif_fresh_cpu": _fresh_summary,
+              "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
               "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary}
 
 
