@@ -90,7 +90,14 @@ def _act(a: torch.Tensor, name: str) -> torch.Tensor:
     return torch.relu(a) if name == "relu" else torch.nn.functional.silu(a)
 
 
+def _activate(a: torch.Tensor, name: str) -> torch.Tensor:
+    """The activation of the pre-activation ``a``; relu in place (``relu(a) > 0`` exactly where ``a > 0``, so the
+    saved relu output serves the backward's derivative and weight gradient without a recomputed copy)."""
+    return a.relu_() if name == "relu" else torch.nn.functional.silu(a)
+
+
 def _act_grad(a: torch.Tensor, name: str) -> torch.Tensor:
+    """The activation's derivative at ``a`` (for relu ``a`` may be the relu output: the same mask)."""
     if name == "relu":
         return (a > 0).to(a.dtype)
     sig = torch.sigmoid(a)
@@ -114,18 +121,18 @@ class MemoryScan(torch.autograd.Function):
         D = torch.empty_like(M)
         TH = torch.empty_like(M)
         A = [torch.empty_like(U)] + [torch.empty(U.shape[:2] + (w.shape[0],), dtype=U.dtype, device=U.device)
-                                     for w, _ in layers[:-1]]  # pre-activations that go through `activation`
+                                     for w, _ in layers[:-1]]  # pre-activations (relu: their relu, in place)
         w1m_t = w1m.t()
         prev = m0
         for t in range(T):
             torch.mul(prev, k_m, out=D[t])
             if layers:
                 torch.addmm(U[t], D[t], w1m_t, out=A[0][t])
-                h = _act(A[0][t], activation)
+                h = _activate(A[0][t], activation)
                 for i, (w, b) in enumerate(layers):
                     if i < len(layers) - 1:
                         torch.addmm(b, h, w.t(), out=A[i + 1][t])
-                        h = _act(A[i + 1][t], activation)
+                        h = _activate(A[i + 1][t], activation)
                     else:
                         z = torch.addmm(b, h, w.t())
             else:
@@ -155,9 +162,17 @@ class MemoryScan(torch.autograd.Function):
         carry = torch.zeros_like(m0)
         gD_all = torch.empty_like(M)
         scale = gain * (TANH_SCALE * TANH_SLOPE)
+        needs = ctx.needs_input_grad  # (activation, U, k_m, gain, m0, w1m, *rest)
+        # dL/dk_m = sum_t dL/dD[t] m[t-1] and dL/dgain = sum_t dL/dm[t] tanh_scaled(z[t]) / gain are summed over time
+        # inside the loop ([B, d_m] accumulators) instead of from [T, B, d_m] products after it: no full-size
+        # temporaries at the backward's peak of memory.
+        acc_k = torch.zeros_like(m0) if needs[2] else None
+        acc_gain = torch.zeros_like(m0) if needs[3] else None
         for t in range(T - 1, -1, -1):
-            gm = grad_M[t] + carry
+            gm = grad_M[t] + carry  # the total gradient reaching m[t]
             th = TH[t]
+            if acc_gain is not None:
+                acc_gain.addcmul_(gm, th)
             torch.mul(gm * scale, 1.0 - th * th, out=gZ[t])
             g = gZ[t]
             for i in range(n - 1, -1, -1):
@@ -165,29 +180,22 @@ class MemoryScan(torch.autograd.Function):
                 torch.mul(g @ w, _act_grad(A[i][t], act), out=gA[i][t])
                 g = gA[i][t]
             gD = torch.addmm(gm, g, w1m, out=gD_all[t])
+            if acc_k is not None:
+                acc_k.addcmul_(gD, M[t - 1] if t else m0)
             carry = gD * k_m
-        needs = ctx.needs_input_grad  # (activation, U, k_m, gain, m0, w1m, *rest)
         flat = lambda z: z.reshape(T * B, z.shape[-1])  # noqa: E731
         grad_U = g_first
-        M_prev = torch.cat([m0.unsqueeze(0), M[:-1]], 0)
-        grad_k = (gD_all * M_prev).sum((0, 1)) if needs[2] else None
-        grad_gain = (grad_M_total(grad_M, gD_all, k_m, M) * TH).sum((0, 1)) * TANH_SCALE if needs[3] else None
+        grad_k = acc_k.sum(0) if acc_k is not None else None
+        grad_gain = acc_gain.sum(0) * TANH_SCALE if acc_gain is not None else None
         grad_m0 = carry if needs[4] else None
         grad_w1m = flat(g_first).t() @ flat(D) if needs[5] else None
         grads_rest: List[Optional[torch.Tensor]] = []
         for i, (w, b) in enumerate(layers):
             g_out = gA[i + 1] if i < n - 1 else gZ
-            h = _act(A[i], act)
+            h = A[i] if act == "relu" else _act(A[i], act)
             grads_rest.append(flat(g_out).t() @ flat(h) if needs[6 + 2 * i] else None)
             grads_rest.append(flat(g_out).sum(0) if needs[7 + 2 * i] else None)
         return (None, grad_U, grad_k, grad_gain, grad_m0, grad_w1m, *grads_rest)
-
-
-def grad_M_total(grad_M: torch.Tensor, gD_all: torch.Tensor, k_m: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
-    """The total gradient reaching ``m[t]`` (``grad_M[t]`` plus what ``m[t]`` passes on through ``D[t+1]``)."""
-    carry = torch.zeros_like(grad_M)
-    carry[:-1] = gD_all[1:] * k_m
-    return grad_M + carry
 
 
 def _uniform_decay(tau_syn: torch.Tensor) -> bool:

@@ -42,8 +42,10 @@ class InputDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = (torch.rand_like(x) >= self.p).to(x.dtype)
-        return x * (keep / (1.0 - self.p) if self.rescale else keep)
+        keep = torch.rand_like(x).ge_(self.p)  # 1 where kept, 0 where dropped, in the random numbers' memory
+        if self.rescale:
+            keep.div_(1.0 - self.p)
+        return x * keep if x.requires_grad else keep.mul_(x)
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}, rescale={self.rescale}"
