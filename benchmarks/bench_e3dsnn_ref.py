@@ -5,7 +5,8 @@ The reference is ``SNN_3dv`` of ``classify_seg/pointcept/models/sparse_unet/E_3D
 E-3DSNN-T configuration (``configs/modelnet40/cls-E3DSNN-v1m1-0-T.py``: 6 input features, 40 classes, embed 16, stages
 16/32/64/128 of depth 1), imported from a checkout at a pinned commit with the stand-ins of
 ``tests/fixtures/reference/generate.py`` for the parts of Pointcept and torch_geometric it imports. spikelib's
-``e3dsnn_t`` gets the reference's weights (``load_reference_checkpoint``). Input: ``B`` synthetic point clouds of
+``e3dsnn_t`` gets the reference's weights (``load_reference_checkpoint``), randomised as the reference fixtures do
+(``randomise`` of ``tests/fixtures/reference/generate.py``) so that spikes reach the head. Input: ``B`` synthetic point clouds of
 ``points`` points each (surfaces of random ellipsoids, normals from the surface), voxelised once by spikelib's spike
 voxel coding (grid 0.01, coordinates and normals as features, as the reference's data pipeline) and handed to both as
 the same sparse tensor. One timed round is a forward pass in eval mode under ``torch.no_grad()`` (spconv's CPU build
@@ -77,6 +78,9 @@ def build(args: argparse.Namespace) -> Dict[str, Any]:
         raise refcode.RefUnavailable(f"cannot import E-3DSNN (needs spconv's CPU build: {exc})") from exc
     torch.manual_seed(0)
     ref = mod.SNN_3dv(**CONFIG_T).eval()
+    # An active network (the reference fixtures' weights: fan-in scaled, random BatchNorm statistics): with the
+    # initial weights no spike reaches the head and both give all-zero logits, which proves nothing.
+    gen.randomise(ref, torch.Generator().manual_seed(0), gain=1.5)
     ours = get_model("e3dsnn_t", num_classes=40).eval()
     sd = {f"module.backbone.{k}": v for k, v in ref.state_dict().items()}
     load_reference_checkpoint(ours, {"epoch": 0, "state_dict": sd})

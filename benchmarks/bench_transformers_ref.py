@@ -5,7 +5,8 @@ a CPU-sized input.
 Models: ``metaspikformer_8_384`` (``classification/models.py``) and ``maxformer_10_384`` (``imagenet/max_former.py``)
 of the references, 1000 classes, ``T`` steps (default 4, the fine-tuned setting; the reference sets ``model.T``),
 batch ``B`` of ``img`` x ``img`` images (default 2 x 64 x 64 instead of 224: a CPU budget). spikelib's
-``meta_spikeformer_8_384`` / ``maxformer_10_384`` get the reference's initial weights through
+``meta_spikeformer_8_384`` / ``maxformer_10_384`` get the reference's weights (randomised as the reference fixtures do,
+``randomise`` of tests/fixtures/reference/generate.py, so that spikes reach the head) through
 ``spikelib.models.load_reference_checkpoint``. Cases per model, both implementations interleaved round by round:
 
 * ``train_step``: train mode, forward, cross-entropy, backward, AdamW step (the same optimiser for both);
@@ -89,6 +90,9 @@ def build(args: argparse.Namespace, name: str) -> Dict[str, Any]:
     else:
         ref = getattr(mod, fn)()
         ref.T = args.T  # main_finetune.py: model.T = args.time_steps
+    # An active network (the reference fixtures' weights: fan-in scaled, random BatchNorm statistics), so that the
+    # eval-mode logits compared below are not all zero.
+    gen.randomise(ref, torch.Generator().manual_seed(0))
     ours = get_model(name, T=args.T)
     load_reference_checkpoint(ours, ref.state_dict())
     g = torch.Generator().manual_seed(1)
