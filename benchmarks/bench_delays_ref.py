@@ -18,7 +18,9 @@ Cases, both implementations interleaved round by round (README.md):
   ``torch.no_grad()``.
 
 Before timing, outputs, loss and every gradient (dropout off in both, batch statistics) and the rounded inference are
-compared. Peak memory of one call of each comes from fresh subprocesses (``--probe memory``, as every benchmark).
+compared, and for each hidden layer the input currents and spikes of the neurons, with a replay: spikelib's neuron
+fed the reference's current must give the reference's spikes exactly (then what differs comes from the float32
+summation order of the synapses, a current one rounding step from the threshold flipping a spike). Peak memory of one call of each comes from fresh subprocesses (``--probe memory``, as every benchmark).
 
     python benchmarks/bench_delays_ref.py                      # full sizes (a quiet machine; a few minutes)
     python benchmarks/bench_delays_ref.py --quick              # smoke test
@@ -34,7 +36,7 @@ import argparse
 import importlib
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import common
 
@@ -186,17 +188,26 @@ def checks(args: argparse.Namespace) -> Dict[str, Any]:
     pair.set_sigma(3.0)
     pair.ref.train()
     pair.ours.train()
-    out_ref, loss_ref = pair.ref_forward_loss()
-    loss_ref.backward()
-    pair.ref.reset_model(train=False)
-    u = pair.ours.membrane(pair.x)
-    loss = F.cross_entropy(pair.ours.reduce(u), pair.y)
-    loss.backward()
+    seen: Dict[str, list] = {"reference": [], "spikelib": []}
+    hooks = [n.register_forward_hook(lambda m, i, o, k=k: seen[k].append((i[0].detach(), o.detach())))
+             for k, neurons in (("reference", [b[1][0] for b in pair.ref.blocks[:-1]]),
+                                ("spikelib", list(pair.ours.neurons))) for n in neurons]
+    try:
+        out_ref, loss_ref = pair.ref_forward_loss()
+        loss_ref.backward()
+        pair.ref.reset_model(train=False)
+        u = pair.ours.membrane(pair.x)
+        loss = F.cross_entropy(pair.ours.reduce(u), pair.y)
+        loss.backward()
+    finally:
+        for h in hooks:
+            h.remove()
     from spikelib.layers.delay_schedule import delay_layers
 
     ref_convs = [b[0][0] for b in pair.ref.blocks]
     res: Dict[str, Any] = {
-        "membrane_max_abs_diff": float((u - out_ref).abs().max()), "membrane_max_abs": float(out_ref.abs().max()),
+        "membrane_max_abs_diff": float((u - out_ref).abs().max()),
+        "membrane_max_abs": float(out_ref.detach().abs().max()),
         "loss_diff": float((loss - loss_ref).abs()),
         "grad_weight_max_abs_diff": max(float((l.weight.grad - c.weight.grad[:, :, 0]).abs().max())
                                         for l, c in zip(delay_layers(pair.ours), ref_convs)),
@@ -205,11 +216,29 @@ def checks(args: argparse.Namespace) -> Dict[str, Any]:
                                        for l, c in zip(delay_layers(pair.ours), ref_convs)),
         "grad_delay_max_abs": max(float(c.P.grad.abs().max()) for c in ref_convs),
     }
+    res.update(hidden_layer_checks(pair, seen))
     pair.round_both()
     a, b = pair.ours_infer(), pair.ref_infer()
     res["rounded_membrane_max_abs_diff"] = float((a - b).abs().max())
     res["rounded_membrane_max_abs"] = float(b.abs().max())
     return res
+
+
+def hidden_layer_checks(pair: Pair, seen: Mapping[str, list]) -> Dict[str, float]:
+    """Per hidden layer ``hidden<i>_...``: the largest difference of the input currents, spikes that differ, and whether spikelib's
+    neuron fed the reference's current gives the reference's spikes exactly (then every difference comes from the
+    float32 summation order of the synapses, a current a rounding step away from the threshold flipping a spike)."""
+    out: Dict[str, float] = {}
+    with torch.no_grad():
+        for i, (neuron, (i_ref, s_ref), (i_ours, s_ours)) in enumerate(
+                zip(pair.ours.neurons, seen["reference"], seen["spikelib"]), 1):
+            replay = neuron(i_ref)
+            out.update({f"hidden{i}_current_max_abs_diff": float((i_ours - i_ref).abs().max()),
+                        f"hidden{i}_current_max_abs": float(i_ref.abs().max()),
+                        f"hidden{i}_spikes": int(s_ref.sum()),
+                        f"hidden{i}_spikes_differing": int((s_ours != s_ref).sum()),
+                        f"hidden{i}_replay_spikes_differing": int((replay != s_ref).sum())})
+    return out
 
 
 def case_calls(args: argparse.Namespace, case: str) -> Dict[str, Callable[[], Any]]:

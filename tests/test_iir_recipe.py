@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from spikelib.conversion.iir import load_recipe, run_iir, summary_table
 from spikelib.training import ConfigError
@@ -141,3 +142,23 @@ def test_calibration_batch_comes_from_the_training_part_only():
         tuple(bundle.train[i][0].flatten().tolist()) for i in train.indices)
     again = _calibration_batch(bundle, recipe["ann"], 64, 0)
     assert torch.equal(again, _calibration_batch(bundle, recipe["ann"], 64, 0))
+
+
+def test_shipped_digits_recipes_run_end_to_end_at_smoke_size(tmp_path):
+    """Every shipped digits recipe (the shallow and the deep VGG) runs through all its parts: its own models, stages
+    and baseline, with one batch per epoch and a few balancing steps."""
+    for name in ("digits.yaml", "digits_deep.yaml"):
+        raw = yaml.safe_load((ROOT / "configs" / "iir" / name).read_text())
+        raw["train"].update(max_batches=1, progress=False)
+        for part in ("ann", "scratch"):
+            raw[part]["train"] = {**raw[part].get("train", {}), "epochs": 1}
+        raw["scratch"]["epochs"] = 1
+        raw["ann"].pop("schedule")
+        raw["scratch"].pop("schedule")
+        raw["snn"].pop("schedule")
+        raw["snn"]["stages"]["epochs"] = 1
+        raw["conversion"].update(steps=3, batch_size=16, eval_timesteps=[1])
+        result = run_iir(raw, tmp_path / name, progress=False)
+        assert [r["timesteps"] for r in result["iir"]] == [5, 3, 2, 1]
+        assert result["scratch"]["timesteps"] == 1 and result["ann"]["model"] == raw["ann"]["model"]["name"]
+        assert all(r["macs_per_inference"] > 0 for r in result["iir"])
