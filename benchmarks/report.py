@@ -310,13 +310,18 @@ def _iir_summary(p: Mapping[str, Any]) -> List[str]:
                 f"{block.get('sops_per_inference', 0):.0f} | {block.get('macs_per_inference', 0):.3g} | "
                 f"{block.get('energy_uj_per_inference', 0):.3g} |")
 
+    first = (r.get("iir") or [{}])[0]
+    t = max(1, int(first.get("timesteps", 1)))  # an SNN stage's dense equivalent runs the ANN's layers T times
+    ann_macs = first["ann_macs_per_inference"] / t if "ann_macs_per_inference" in first else None
+    ann_energy = first["ann_energy_uj_per_inference"] / t if "ann_energy_uj_per_inference" in first else None
+    _num = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
     out = [p.get("what", ""), ""]
     if p.get("provenance"):
         out += [f"Provenance: {p['provenance']}.", ""]
     out += ["| network | T | test acc. | converted, no retraining | SOPs / inf. | MACs / inf. | energy / inf. (uJ) |",
            "|---|---|---|---|---|---|---|",
            f"| ANN ({(r.get('ann') or {}).get('model', '')}) | - | {100 * (r.get('ann') or {}).get('test_acc', 0):.2f}% "
-           f"| - | 0 | - | - |"]
+           f"| - | 0 | {_num(ann_macs)} | {_num(ann_energy)} |"]
     for block in r.get("iir", []):
         acc = conv.get(str(block.get("timesteps")))
         out.append(row("IIR SNN", block, "-" if acc is None else f"{100 * acc:.2f}%"))

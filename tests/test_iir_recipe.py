@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from spikelib.conversion.iir import load_recipe, run_iir, summary_table
+from spikelib.conversion.iir import ann_per_inference, load_recipe, run_iir, summary_table
 from spikelib.training import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,11 @@ def test_tiny_run_reports_every_t(tmp_path):
     conv = json.loads((tmp_path / "run" / "conversion.json").read_text())
     assert set(conv["test_acc_by_T"]) == {"1", "3"} and len(conv["thresholds"]) == 3
     assert result["scratch"]["timesteps"] == 1
+    # the ANN row is one dense pass: the T = 3 stage's dense equivalent is three of them, the T = 1 stage's one
+    macs, energy = ann_per_inference(result)
+    assert macs > 0 and macs == pytest.approx(result["iir"][1]["ann_macs_per_inference"])
+    assert result["iir"][0]["ann_macs_per_inference"] == pytest.approx(3 * macs)
+    assert energy > 0 and energy == pytest.approx(result["iir"][1]["ann_energy_uj_per_inference"])
     table = (tmp_path / "run" / "summary.md").read_text()
     assert table == summary_table(result) and "| IIR SNN | 1 |" in table and "SNN from scratch" in table
     with pytest.raises(ConfigError, match="not empty"):

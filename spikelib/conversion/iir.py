@@ -39,7 +39,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -187,8 +187,17 @@ def _energy(model: nn.Module, loader: Any, batches: int, energy_model: str, devi
     return {"samples": n, "sops_per_inference": counts.total("sops") / n,
             "macs_per_inference": counts.total("macs") / n,
             "spikes_per_inference": counts.total("out_spikes") / n,
+            # the same layers run densely at every step (T times the ANN: see ann_per_inference)
             "ann_macs_per_inference": counts.total("dense_macs") / n, "energy_uj_per_inference": snn,
             "ann_energy_uj_per_inference": ann}
+
+
+def ann_per_inference(result: Mapping[str, Any]) -> Tuple[float, float]:
+    """(MACs, energy in uJ) of one inference of the ANN: the dense equivalent the energy counter reports for an SNN
+    stage (``ann_macs_per_inference``: its layers run densely at every one of its ``T`` steps), divided by ``T``."""
+    first = result["iir"][0] if result.get("iir") else {}
+    t = max(1, int(first.get("timesteps", 1)))
+    return first.get("ann_macs_per_inference", 0.0) / t, first.get("ann_energy_uj_per_inference", 0.0) / t
 
 
 def run_iir(source: Union[str, Path, Mapping[str, Any]], run_dir: Union[str, Path], *, resume: bool = False,
@@ -300,9 +309,8 @@ def summary_table(result: Mapping[str, Any]) -> str:
              "| network | T | test acc. | converted, no retraining | SOPs / inf. | MACs / inf. | energy / inf. (uJ) |",
              "|---|---|---|---|---|---|---|"]
     ann = result["ann"]
-    first = result["iir"][0] if result["iir"] else {}
-    lines.append(f"| ANN ({ann['model']}) | - | {100 * ann['test_acc']:.2f}% | - | 0 | "
-                 f"{first.get('ann_macs_per_inference', 0):.3g} | {first.get('ann_energy_uj_per_inference', 0):.3g} |")
+    macs, energy = ann_per_inference(result)
+    lines.append(f"| ANN ({ann['model']}) | - | {100 * ann['test_acc']:.2f}% | - | 0 | {macs:.3g} | {energy:.3g} |")
     for row in result["iir"]:
         c = conv.get(str(row["timesteps"]))
         lines.append(f"| IIR SNN | {row['timesteps']} | {100 * row['test_acc']:.2f}% | "
