@@ -158,6 +158,7 @@ def machine_info(tuning_requested: bool) -> Dict[str, Any]:
         "malloc_env": malloc_env_state(),
         "malloc_tuning_enforced": tuning_requested,
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_start": loadavg(),
     }
 
 

@@ -75,7 +75,7 @@ def _machine_line(m: Mapping[str, Any]) -> str:
     return (f"{m.get('cpu_model')}, {m.get('cpus_usable')} usable CPUs, {m.get('memory_gib')} GiB; "
             f"torch {v.get('torch')} ({m.get('torch_threads')} threads), numba {v.get('numba')}, "
             f"spikelib {v.get('spikelib')} ({m.get('spikelib_git')}); {peers}; malloc: {malloc}; "
-            f"{m.get('date_utc')}")
+            f"{m.get('date_utc')}" + (f"; load average at start {m['loadavg_start']}" if m.get("loadavg_start") else ""))
 
 
 def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]:
@@ -339,9 +339,34 @@ def _iir_summary(p: Mapping[str, Any]) -> List[str]:
     return out
 
 
+def _tta_summary(p: Mapping[str, Any]) -> List[str]:
+    """Per-epoch test accuracy and times of spikelib and the reference (bench_time_to_accuracy.py)."""
+    runs, d = p.get("runs", {}), p.get("data", {})
+    ours, ref = runs.get("spikelib", {}), runs.get("reference", {})
+    out = [f"- Data: {d.get('n_train')} training / {d.get('n_test')} test samples ({d.get('folder')})"]
+    for name, r in (("spikelib", ours), ("reference", ref)):
+        if "error" in r:
+            out.append(f"- {name}: error {r['error']}")
+    if "epochs" not in ours or "epochs" not in ref:
+        return out
+    out += ["", "| epoch | spikelib test acc | reference test acc | spikelib train s | reference train s | "
+            "spikelib eval s | reference eval s |", "|---|---|---|---|---|---|---|"]
+    for a, b in zip(ours["epochs"], ref["epochs"]):
+        out.append(f"| {a['epoch']} | {100 * a['test_acc']:.2f}% | {100 * b['test_acc']:.2f}% | {a['train_s']:.1f} | "
+                   f"{b['train_s']:.1f} | {a['eval_s']:.1f} | {b['eval_s']:.1f} |")
+    out += ["", f"- Wall time, everything (data, model, all epochs, evaluations): spikelib {ours['total_s']:.0f} s, "
+            f"reference {ref['total_s']:.0f} s: **{p.get('speedup_total', 0):.2f}x** (target 3x)"]
+    if p.get("speedup_train_epochs_2_on"):
+        out.append(f"- Training time of epochs 2 on (set-up excluded): {p['speedup_train_epochs_2_on']:.2f}x")
+    out.append(f"- Load average after each run: spikelib {ours.get('loadavg_after')}, reference "
+               f"{ref.get('loadavg_after')}")
+    return out
+
+
 _SUMMARIES = {"iir_digits": _iir_summary, "iir_digits_deep": _iir_summary, "lif_fresh_cpu": _fresh_summary,
               "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
-              "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary}
+              "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary,
+              "time_to_accuracy_cpu": _tta_summary}
 
 
 def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:

@@ -1,0 +1,133 @@
+"""Regenerate every result file and ``RESULTS.md`` from the checked-out commit, one benchmark after the other.
+
+Each benchmark runs as its own process with the command a user would type (the JSON records it, the machine, the
+commit and the load average at its start); nothing runs side by side. Refuses to start on a tree with uncommitted
+changes under ``spikelib/``, ``benchmarks/`` or ``configs/`` (the figures must belong to one clean commit) unless
+``--allow-dirty`` is given.
+
+    python benchmarks/regenerate_all.py --refs /scratch/refs                      # the speed benchmarks (about 80 min)
+    python benchmarks/regenerate_all.py --refs R --tta-data /scratch/shd_full     # + time to accuracy (about 1 h more)
+    python benchmarks/regenerate_all.py --refs R --training                       # + the IIR digits seeds (deep: 50 min)
+
+``--only NAME`` (repeatable) runs some of them; ``--list`` prints the commands and exits. A benchmark that fails is
+reported and the others still run; the exit code is 1 then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import common
+
+logger = logging.getLogger("regenerate_all")
+HERE = Path(__file__).resolve().parent
+#: (name, script and arguments); "{ref}" expands to the reference options.
+SPEED: Tuple[Tuple[str, List[str]], ...] = (
+    ("lif_shd_net", ["run_all.py"]),
+    ("lif_fresh", ["bench_fresh.py"]),
+    ("delays", ["bench_delays.py"]),
+    ("elm", ["bench_elm.py"]),
+    ("sparse", ["bench_sparse.py"]),
+    ("transformers", ["bench_transformers.py"]),
+    ("energy", ["bench_energy.py"]),
+    ("loihi", ["bench_loihi.py"]),
+    ("cochlea", ["bench_cochlea.py"]),
+    ("delays_ref", ["bench_delays_ref.py", "{ref}"]),
+    ("elm_ref", ["bench_elm_ref.py", "{ref}"]),
+    ("transformers_ref", ["bench_transformers_ref.py", "{ref}"]),
+    ("e3dsnn_ref", ["bench_e3dsnn_ref.py", "{ref}"]),
+)
+TRAINING: Tuple[Tuple[str, List[str]], ...] = (
+    ("iir_digits", ["bench_iir_digits.py", "--seeds", *map(str, range(10))]),
+    ("iir_digits_deep", ["bench_iir_digits.py", "--recipe", "configs/iir/digits_deep.yaml", "--seeds",
+                         *map(str, range(5))]),
+)
+
+
+def dirty_paths() -> List[str]:
+    """Uncommitted changes (tracked or not) under the folders whose code the figures depend on."""
+    proc = subprocess.run(["git", "-C", str(common.REPO_ROOT), "status", "--porcelain", "--", "spikelib",
+                           "benchmarks/*.py", "configs"], capture_output=True, text=True)
+    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+
+
+def plan(args: argparse.Namespace) -> List[Tuple[str, List[str]]]:
+    ref = ["--refs", str(args.refs), "--git-url", args.git_url]
+    steps = list(SPEED)
+    if args.tta_data is not None:
+        steps.append(("time_to_accuracy", ["bench_time_to_accuracy.py", "--data", str(args.tta_data), "{ref}"]))
+    if args.training:
+        steps += list(TRAINING)
+    out = []
+    for name, cmd in steps:
+        if args.only and name not in args.only:
+            continue
+        argv: List[str] = [str(Path("benchmarks") / cmd[0])]
+        for part in cmd[1:]:
+            argv += ref if part == "{ref}" else [part]
+        out.append((name, argv))
+    return out
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--refs", type=Path, default=None, help="scratch folder of the reference checkouts (refcode.py)")
+    p.add_argument("--git-url", default="https://github.com/{owner}/{name}.git",
+                   help="clone template of the references (refcode.py)")
+    p.add_argument("--tta-data", type=Path, default=None, help="full-size synthetic Heidelberg set: also run "
+                   "bench_time_to_accuracy.py on it")
+    p.add_argument("--training", action="store_true", help="also the IIR digits runs (10 + 5 seeds)")
+    p.add_argument("--only", action="append", default=[], help="run only these (names as --list shows)")
+    p.add_argument("--list", action="store_true", help="print the commands and exit")
+    p.add_argument("--allow-dirty", action="store_true", help="run on a tree with uncommitted changes")
+    args = p.parse_args(argv)
+    if args.refs is None:
+        import refcode
+
+        args.refs = refcode.DEFAULT_REFS
+    known = {n for n, _ in SPEED + TRAINING} | {"time_to_accuracy"}
+    bad = [o for o in args.only if o not in known]
+    if bad:
+        p.error(f"--only: unknown {', '.join(bad)} (known: {', '.join(sorted(known))})")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args = parse_args(argv)
+    steps = plan(args)
+    if args.list:
+        for name, cmd in steps:
+            print(f"{name}: python {shlex.join(cmd)}")
+        return 0
+    dirty = dirty_paths()
+    if dirty and not args.allow_dirty:
+        print(f"error: uncommitted changes ({', '.join(dirty[:5])}{' ...' if len(dirty) > 5 else ''}): commit them "
+              f"first so the figures belong to one commit, or pass --allow-dirty", file=sys.stderr)
+        return 2
+    failed = []
+    for name, cmd in steps:
+        logger.info("%s: python %s (loadavg %s)", name, shlex.join(cmd), common.loadavg())
+        t0 = time.perf_counter()
+        rc = subprocess.run([sys.executable, *cmd], cwd=common.REPO_ROOT).returncode
+        logger.info("%s: exit %d after %.0f s", name, rc, time.perf_counter() - t0)
+        if rc != 0:
+            failed.append(name)
+    import report
+
+    logger.info("RESULTS.md regenerated: %s", report.write_results_md())
+    if failed:
+        logger.error("failed: %s", ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
