@@ -15,11 +15,12 @@ binned full-size synthetic Heidelberg set, for the same number of epochs (CPU).
   after every epoch by their ``eval_model`` (rounded positions, DCLS ``version='max'``). Their loaders are replaced by
   ``DataLoader(batch_size=256, shuffle=True)`` over spikelib's binned samples (``num_workers=0`` on both sides).
 
-The two runs are sequential fresh processes (never side by side); the initial weights and sample orders come from each
-implementation's own seeded generators (same distributions, different draws), so the accuracy curves are compared
-within the noise of a single seed, not step by step. Recorded per epoch: test accuracy, the wall time of the training
-part and of the evaluation. The reference reports accuracy as the mean of per-batch accuracies (its last test batch is
-smaller); spikelib's is per sample; both are kept as each reports it.
+The two runs are sequential fresh processes (never side by side). By default the initial weights and sample orders
+come from each implementation's own seeded generators (same distributions, different draws), so the accuracy curves
+differ by the luck of one draw; ``--init reference`` gives spikelib the reference's initial weights, positions and
+BatchNorm state (their ``init_model``), so only the sample order and the dropout masks differ. Recorded per epoch:
+test accuracy, the wall time of the training part and of the evaluation. The reference reports accuracy as the mean
+of per-batch accuracies (its last test batch is smaller); spikelib's is per sample; both are kept as each reports it.
 
     python benchmarks/bench_time_to_accuracy.py --data /scratch/shd_full            # full size (about an hour)
     python benchmarks/bench_time_to_accuracy.py --data DIR --quick                   # smoke test: 2 epochs, 512 samples
@@ -81,7 +82,17 @@ def run_spikelib(args: argparse.Namespace) -> Dict[str, Any]:
     overrides = [f"data.root={args.data}", "data.val_fraction=0", f"data.batch_size={BATCH}",
                  f"train.epochs={args.epochs}", f"delays.final_epoch={args.epochs // 4}", "train.device=cpu",
                  "train.progress=false", "train.evaluate_test=false", "train.select=last"]
-    config = load_config(CONFIG, overrides)
+    model = None
+    if args.init == "reference":  # their initial weights, positions and BatchNorm state (kept: delays.init=model)
+        from spikelib.models import load_reference_checkpoint
+        from spikelib.training.build import build_model
+
+        overrides.append("delays.init=model")
+        config = load_config(CONFIG, overrides)
+        model = build_model(config, {"n_classes": 20, "n_channels": 140})
+        load_reference_checkpoint(model, reference_model(args).state_dict())
+    else:
+        config = load_config(CONFIG, overrides)
     datasets = None
     if args.limit:  # smoke test: the same subsets as the reference gets
         train, test = binned_sets(args.data, args.limit)
@@ -99,7 +110,8 @@ def run_spikelib(args: argparse.Namespace) -> Dict[str, Any]:
 
     clock = Clock()
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(config, Path(run_dir) / "run", monitor=("test",), callbacks=[clock], datasets=datasets)
+        trainer = Trainer(config, Path(run_dir) / "run", monitor=("test",), callbacks=[clock], datasets=datasets,
+                          model=model)
         trainer.fit()
     total = time.perf_counter() - start
     epochs = []
@@ -112,6 +124,25 @@ def run_spikelib(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------------- reference
+def reference_model(args: argparse.Namespace) -> Any:
+    """Their ``SnnDelays`` from ``best_config_SHD.Config`` at ``args.epochs`` (``final_epoch``, ``t_max_w`` and
+    ``t_max_pos`` recomputed as the file derives them; wandb off), initialised by their ``init_model``."""
+    folder = refcode.checkout("SNN-delays", args)
+    refcode.stand_in("wandb")
+    refcode.stand_in("datasets", Augs=_NoAugs)
+    sys.path.insert(0, str(folder))
+    try:
+        config = importlib.import_module("best_config_SHD").Config
+        snn_delays = importlib.import_module("snn_delays")
+    except Exception as exc:  # their imports may fail on other versions of their dependencies
+        raise refcode.RefUnavailable(f"cannot import SNN-delays ({type(exc).__name__}: {exc})") from exc
+    config.epochs = args.epochs
+    config.final_epoch = args.epochs // 4
+    config.t_max_w = config.t_max_pos = args.epochs
+    config.use_wandb = False
+    return snn_delays.SnnDelays(config())
+
+
 class _NoAugs:
     """Stand-in for their ``datasets.Augs`` (``config.augment`` is False: built by train_model, never called)."""
 
@@ -126,10 +157,8 @@ def run_reference(args: argparse.Namespace) -> Dict[str, Any]:
 
     from spikelib.data import pad_collate
 
-    folder = refcode.checkout("SNN-delays", args)
-    refcode.stand_in("wandb")
-    refcode.stand_in("datasets", Augs=_NoAugs)
     start = time.perf_counter()
+    model = reference_model(args)
     train, test = binned_sets(args.data, args.limit)
 
     def collate(batch):  # their loaders yield (x [B, T, C], y, lengths) and use the first two
@@ -138,18 +167,6 @@ def run_reference(args: argparse.Namespace) -> Dict[str, Any]:
 
     train_loader = DataLoader(train, batch_size=BATCH, shuffle=True, collate_fn=collate)
     test_loader = DataLoader(test, batch_size=BATCH, collate_fn=collate)
-    sys.path.insert(0, str(folder))
-    try:
-        config = importlib.import_module("best_config_SHD").Config
-        snn_delays = importlib.import_module("snn_delays")
-    except Exception as exc:  # their imports may fail on other versions of their dependencies
-        raise refcode.RefUnavailable(f"cannot import SNN-delays ({type(exc).__name__}: {exc})") from exc
-    config.epochs = args.epochs
-    config.final_epoch = args.epochs // 4  # as best_config_SHD derives them from epochs
-    config.t_max_w = config.t_max_pos = args.epochs
-    config.use_wandb = False
-    cfg = config()
-    model = snn_delays.SnnDelays(cfg)
     marks: List[Dict[str, float]] = []
     real_eval = model.eval_model
 
@@ -170,7 +187,8 @@ def run_reference(args: argparse.Namespace) -> Dict[str, Any]:
     total = time.perf_counter() - start
     epochs, previous = [], start
     for k, m in enumerate(marks):
-        epochs.append({"epoch": k + 1, "test_acc": m["acc"], "test_loss": m["loss"], "train_s": m["train_end"] - previous,
+        epochs.append({"epoch": k + 1, "test_acc": m["acc"], "test_loss": m["loss"],
+                       "train_s": m["train_end"] - previous,
                        "eval_s": m["eval_end"] - m["train_end"], "elapsed_s": m["eval_end"] - start})
         previous = m["eval_end"]
     return {"epochs": epochs, "total_s": total,
@@ -231,7 +249,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def child_args(args: argparse.Namespace) -> List[str]:
-    out = ["--data", str(args.data), "--epochs", str(args.epochs), "--refs", str(args.refs), "--git-url", args.git_url]
+    out = ["--data", str(args.data), "--epochs", str(args.epochs), "--init", args.init, "--refs", str(args.refs),
+           "--git-url", args.git_url]
     if args.limit:
         out += ["--limit", str(args.limit)]
     return out + (["--quick"] if args.quick else [])
@@ -242,6 +261,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="folder with (or for) the full-size set's shd_*.h5")
     p.add_argument("--generate", action="store_true", help="generate the set into --data if it is missing")
     p.add_argument("--epochs", type=int, default=None, help="epochs of both runs (default 10; --quick: 2)")
+    p.add_argument("--init", choices=("own", "reference"), default="own",
+                   help="spikelib's initial weights: its own seeded draw (default) or the reference's (their "
+                        "init_model, seed 0), so that only the sample order and dropout masks differ")
     p.add_argument("--limit", type=int, default=None, help="use the first N training and test samples only")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 epochs on 512 samples (not a result)")
     p.add_argument("--only", action="append", default=[], help="spikelib or reference (default both)")
@@ -275,7 +297,8 @@ def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) ->
     base = {"benchmark": NAME, "title": "Time to accuracy (CPU): SNN-delays SHD recipe, spikelib vs the authors' "
             "training loop", "quick": bool(args.quick), "command": command or common.command_line(),
             "machine": common.machine_info(not args.no_malloc_tuning),
-            "config": {"epochs": args.epochs, "batch_size": BATCH, "limit": args.limit, **BINNING,
+            "config": {"epochs": args.epochs, "batch_size": BATCH, "spikelib_init": args.init, "limit": args.limit,
+                       **BINNING,
                        "data_command": "spikelib data synth-heidelberg " + " ".join(FULL_SET),
                        "reference": f"Thvnvtos/SNN-delays@{refcode.REPOS['SNN-delays'][1][:12]}"}}
     payload = {**base, **run(args)}

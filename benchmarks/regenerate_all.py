@@ -7,7 +7,7 @@ changes under ``spikelib/``, ``benchmarks/`` or ``configs/`` (the figures must b
 
     python benchmarks/regenerate_all.py --refs /scratch/refs                      # the speed benchmarks (about 80 min)
     python benchmarks/regenerate_all.py --refs R --tta-data /scratch/shd_full     # + time to accuracy (about 1 h more)
-    python benchmarks/regenerate_all.py --refs R --training                       # + the IIR digits seeds (deep: 50 min)
+    python benchmarks/regenerate_all.py --refs R --training          # + the IIR digits seeds (deep: 50 min)
 
 ``--only NAME`` (repeatable) runs some of them; ``--list`` prints the commands and exits. A benchmark that fails is
 reported and the others still run; the exit code is 1 then.

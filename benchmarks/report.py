@@ -75,7 +75,8 @@ def _machine_line(m: Mapping[str, Any]) -> str:
     return (f"{m.get('cpu_model')}, {m.get('cpus_usable')} usable CPUs, {m.get('memory_gib')} GiB; "
             f"torch {v.get('torch')} ({m.get('torch_threads')} threads), numba {v.get('numba')}, "
             f"spikelib {v.get('spikelib')} ({m.get('spikelib_git')}); {peers}; malloc: {malloc}; "
-            f"{m.get('date_utc')}" + (f"; load average at start {m['loadavg_start']}" if m.get("loadavg_start") else ""))
+            f"{m.get('date_utc')}"
+            + (f"; load average at start {m['loadavg_start']}" if m.get("loadavg_start") else ""))
 
 
 def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]:
