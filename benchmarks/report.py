@@ -367,7 +367,7 @@ def _tta_summary(p: Mapping[str, Any]) -> List[str]:
 _SUMMARIES = {"iir_digits": _iir_summary, "iir_digits_deep": _iir_summary, "lif_fresh_cpu": _fresh_summary,
               "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
               "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary,
-              "time_to_accuracy_cpu": _tta_summary}
+              "time_to_accuracy_cpu": _tta_summary, "time_to_accuracy_reference_init_cpu": _tta_summary}
 
 
 def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:
