@@ -23,10 +23,15 @@ test accuracy, the wall time of the training part and of the evaluation. The ref
 of per-batch accuracies (its last test batch is smaller); spikelib's is per sample; both are kept as each reports it.
 
     python benchmarks/bench_time_to_accuracy.py --data /scratch/shd_full --epochs 5  # full size (about 27 min)
+    python benchmarks/bench_time_to_accuracy.py --data /scratch/shd_full --epochs 5 --seed 1  # another pair of draws
     python benchmarks/bench_time_to_accuracy.py --data DIR --quick                   # smoke test: 2 epochs, 512 samples
 
+``--seed N`` seeds both runs (spikelib's ``train.seed``, the reference's ``config.seed``, which their ``set_seed``
+applies to the initial weights and to the training loop), so runs at several seeds show how far each implementation's
+accuracy moves from one draw to the next: the noise the two curves are compared against.
+
 Writes ``results/time_to_accuracy_cpu.json`` (with ``--init reference``:
-``results/time_to_accuracy_reference_init_cpu.json``).
+``results/time_to_accuracy_reference_init_cpu.json``; with ``--seed N`` other than 0, ``_seedN`` before ``_cpu``).
 Target of the issue: accuracy per epoch within noise of each other and wall time at least 3x less.
 """
 
@@ -83,7 +88,7 @@ def run_spikelib(args: argparse.Namespace) -> Dict[str, Any]:
     start = time.perf_counter()
     overrides = [f"data.root={args.data}", "data.val_fraction=0", f"data.batch_size={BATCH}",
                  f"train.epochs={args.epochs}", f"delays.final_epoch={args.epochs // 4}", "train.device=cpu",
-                 "train.progress=false", "train.evaluate_test=false", "train.select=last"]
+                 "train.progress=false", "train.evaluate_test=false", "train.select=last", f"train.seed={args.seed}"]
     model = None
     if args.init == "reference":  # their initial weights, positions and BatchNorm state (kept: delays.init=model)
         from spikelib.models import load_reference_checkpoint
@@ -142,6 +147,7 @@ def reference_model(args: argparse.Namespace) -> Any:
     config.final_epoch = args.epochs // 4
     config.t_max_w = config.t_max_pos = args.epochs
     config.use_wandb = False
+    config.seed = args.seed  # their set_seed(config.seed) at model construction and at the start of train_model
     return snn_delays.SnnDelays(config())
 
 
@@ -251,8 +257,8 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def child_args(args: argparse.Namespace) -> List[str]:
-    out = ["--data", str(args.data), "--epochs", str(args.epochs), "--init", args.init, "--refs", str(args.refs),
-           "--git-url", args.git_url]
+    out = ["--data", str(args.data), "--epochs", str(args.epochs), "--init", args.init, "--seed", str(args.seed),
+           "--refs", str(args.refs), "--git-url", args.git_url]
     if args.limit:
         out += ["--limit", str(args.limit)]
     return out + (["--quick"] if args.quick else [])
@@ -265,7 +271,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help="epochs of both runs (default 10; --quick: 2)")
     p.add_argument("--init", choices=("own", "reference"), default="own",
                    help="spikelib's initial weights: its own seeded draw (default) or the reference's (their "
-                        "init_model, seed 0), so that only the sample order and dropout masks differ")
+                        "init_model at --seed), so that only the sample order and dropout masks differ")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of both runs: spikelib's train.seed and the reference's config.seed (default 0)")
     p.add_argument("--limit", type=int, default=None, help="use the first N training and test samples only")
     p.add_argument("--quick", action="store_true", help="smoke test: 2 epochs on 512 samples (not a result)")
     p.add_argument("--only", action="append", default=[], help="spikelib or reference (default both)")
@@ -277,6 +285,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         args.epochs = 2 if args.quick else 10
     if args.epochs < 1:
         p.error(f"--epochs: expected at least 1, got {args.epochs}")
+    if args.seed < 0:
+        p.error(f"--seed: expected a non-negative integer, got {args.seed}")
     if args.quick and args.limit is None:
         args.limit = 512
     if args.limit is not None and args.limit < 1:
@@ -289,6 +299,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def result_name(init: str, seed: int) -> str:
+    """The result file's stem: ``time_to_accuracy[_reference_init][_seedN]_cpu`` (no suffix for seed 0)."""
+    stem = NAME if init == "own" else INIT_REFERENCE_NAME
+    return stem if seed == 0 else stem.replace("_cpu", f"_seed{seed}_cpu")
+
+
 def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) -> int:
     args = parse_args(argv)
     if args.impl:
@@ -296,12 +312,14 @@ def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) ->
         common.emit_probe(result)
         return 0
     ensure_data(args)
-    name = NAME if args.init == "own" else INIT_REFERENCE_NAME
+    name = result_name(args.init, args.seed)
     title = "Time to accuracy (CPU): SNN-delays SHD recipe, spikelib vs the authors' training loop" + (
-        "" if args.init == "own" else ", spikelib from the reference's initial weights")
+        "" if args.init == "own" else ", spikelib from the reference's initial weights") + (
+        f", seed {args.seed}" if args.seed else "")
     base = {"benchmark": name, "title": title, "quick": bool(args.quick), "command": command or common.command_line(),
             "machine": common.machine_info(not args.no_malloc_tuning),
-            "config": {"epochs": args.epochs, "batch_size": BATCH, "spikelib_init": args.init, "limit": args.limit,
+            "config": {"epochs": args.epochs, "batch_size": BATCH, "spikelib_init": args.init, "seed": args.seed,
+                       "limit": args.limit,
                        **BINNING,
                        "data_command": "spikelib data synth-heidelberg " + " ".join(FULL_SET),
                        "reference": f"Thvnvtos/SNN-delays@{refcode.REPOS['SNN-delays'][1][:12]}"}}

@@ -191,7 +191,7 @@ def render_section(p: Mapping[str, Any]) -> List[str]:
     impls = p.get("implementations") or {}
     if impls:
         lines += ["Configurations:", ""] + [f"- **{n}**: {c}" for n, c in impls.items()] + [""]
-    summary = _SUMMARIES.get(p.get("benchmark", ""))
+    summary = _summary_for(p.get("benchmark", ""))
     if summary is not None:
         lines += summary(p) + [""]
     return lines
@@ -368,6 +368,13 @@ _SUMMARIES = {"iir_digits": _iir_summary, "iir_digits_deep": _iir_summary, "lif_
               "energy_cpu": _energy_summary, "cochlea_cpu": _cochlea_summary,
               "heidelberg_learn": _heidelberg_summary, "loihi_cpu": _loihi_summary,
               "time_to_accuracy_cpu": _tta_summary, "time_to_accuracy_reference_init_cpu": _tta_summary}
+
+
+def _summary_for(name: str) -> Optional[Any]:
+    """The summary writer of a benchmark (time-to-accuracy runs at any seed share one)."""
+    if name.startswith("time_to_accuracy"):
+        return _tta_summary
+    return _SUMMARIES.get(name)
 
 
 def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:
