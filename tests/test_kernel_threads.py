@@ -1,0 +1,140 @@
+"""The kernel threads (spikelib/kernels/cpu/threads.py): torch's OpenMP team where torch runs on OpenMP, the thread
+pool otherwise (and in forked processes); both run every unit exactly once, give the kernels' results bit for bit,
+and re-raise a unit's error."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+from spikelib.functional import lif
+from spikelib.kernels.cpu import threads as kt
+
+OPENMP = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+needs_openmp = pytest.mark.skipif(not OPENMP, reason="this torch build does not run on OpenMP")
+
+
+@pytest.fixture(params=["openmp", "pool"])
+def mode(request, monkeypatch):
+    if request.param == "openmp" and not OPENMP:
+        pytest.skip("this torch build does not run on OpenMP")
+    monkeypatch.setenv("SPIKELIB_KERNEL_THREADS", request.param)
+    return request.param
+
+
+def _calls_during(fn):
+    before = kt.team_calls()
+    fn()
+    after = kt.team_calls()
+    return {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)
+            if after.get(k, 0) != before.get(k, 0)}
+
+
+def test_every_unit_runs_once_on_the_chosen_threads(mode):
+    """Both schedulers cover every chunk exactly once, on more than one OS thread, and the run is counted under
+    the team that ran it."""
+    seen, idents, lock = [], set(), threading.Lock()
+
+    def kernel(out, chunk, c_begin, c_end):
+        with lock:
+            seen.append((c_begin, c_end))
+            idents.add(threading.get_native_id())
+        for u in range(c_begin * chunk, min(len(out), c_end * chunk)):
+            out[u] += 1
+
+    for runner in (kt.run_dynamic, kt.run_chunked):
+        for m, chunk, threads in ((1000, 3, 2), (7, 1, 3), (5, 8, 4)):
+            out, seen[:] = [0] * m, []
+            calls = _calls_during(lambda: runner(kernel, (out,), m, chunk, threads))
+            assert out == [1] * m
+            n_chunks = -(-m // chunk)
+            assert sum(e - b for b, e in seen) == n_chunks and len(set(seen)) == len(seen)
+            assert calls == ({mode: 1} if min(threads, n_chunks) > 1 else {})
+    assert len(idents) > 1  # the work really ran on several threads
+
+
+def test_a_units_error_is_reraised_and_stops_the_hand_out(mode):
+    ran = []
+
+    def failing(chunk, c_begin, c_end):
+        ran.append(c_begin)
+        raise RuntimeError(f"boom in chunk {c_begin}")
+
+    with pytest.raises(RuntimeError, match="boom in chunk"):
+        kt.run_dynamic(failing, (), 200, 1, 2)
+    assert len(ran) < 200  # no thread takes new chunks after the first error
+
+
+@needs_openmp
+def test_openmp_team_is_torchs_loaded_runtime(monkeypatch):
+    monkeypatch.delenv("SPIKELIB_KERNEL_THREADS", raising=False)
+    path = kt.openmp_team()
+    assert path is not None and "omp" in os.path.basename(path)
+    if os.path.exists("/proc/self/maps"):  # the runtime torch loaded, not a second copy
+        with open("/proc/self/maps") as maps:
+            assert path in maps.read()
+
+
+def test_kernel_results_equal_on_both_teams(monkeypatch):
+    """A LIF forward and backward large enough for several threads: identical on the team and on the pool."""
+    x = (torch.rand(20, 4, 8192) * 2).requires_grad_(True)
+    results = {}
+    for mode in (["openmp"] if OPENMP else []) + ["pool"]:
+        monkeypatch.setenv("SPIKELIB_KERNEL_THREADS", mode)
+        monkeypatch.setenv("SPIKELIB_NUM_THREADS", "2")
+        calls = {}
+
+        def step():
+            out = lif(x, backend="numba", return_membrane=True)
+            (g,) = torch.autograd.grad(out.spikes.sum() + out.membrane.sum(), x)
+            results[mode] = (out.spikes, out.membrane, g)
+
+        calls = _calls_during(step)
+        assert calls.get(mode, 0) >= 2 and set(calls) == {mode}  # forward and backward ran on that team
+    ref = results["pool"]
+    for got in results.values():
+        for a, b in zip(got, ref):
+            assert torch.equal(a, b)
+
+
+def test_bad_mode_is_reported(monkeypatch):
+    monkeypatch.setenv("SPIKELIB_KERNEL_THREADS", "fibers")
+    with pytest.raises(ValueError, match="SPIKELIB_KERNEL_THREADS must be one of auto, openmp, pool, got 'fibers'"):
+        kt.run_dynamic(lambda chunk, b, e: None, (), 10, 1, 2)
+
+
+@needs_openmp
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_uses_the_pool():
+    """GNU OpenMP cannot start a team in a child forked after the parent used it; the child falls back to the pool
+    (and SPIKELIB_KERNEL_THREADS=openmp is refused there with a clear error)."""
+    code = r"""
+import os, sys
+import torch
+from spikelib.kernels.cpu import threads as kt
+kt.run_dynamic(lambda chunk, b, e: None, (), 10, 1, 2)
+assert kt.team_calls() == {"openmp": 1}, kt.team_calls()
+pid = os.fork()
+if pid == 0:
+    out = [0] * 10
+    def kernel(chunk, b, e):
+        for u in range(b * chunk, min(10, e * chunk)):
+            out[u] += 1
+    kt.run_dynamic(kernel, (), 10, 1, 2)
+    ok = out == [1] * 10 and kt.team_calls().get("pool") == 1 and kt.openmp_team() is None
+    os.environ["SPIKELIB_KERNEL_THREADS"] = "openmp"
+    try:
+        kt.openmp_team()
+        ok = False
+    except RuntimeError as exc:
+        ok = ok and "forked" in str(exc)
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "SPIKELIB_KERNEL_THREADS"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
