@@ -17,7 +17,7 @@ Why torch's team: after each parallel torch operation its OpenMP worker threads 
 kernel thread of our own that shares a core with a spinning worker runs at half speed, and a training step alternates
 torch operations (matrix products, the optimiser) with our kernels, so most kernels started beside a spinning team.
 Handing the kernel to that team instead puts the spinning threads to work: one Adam step of the SHD-style network
-700-256-256-20 (T=100, B=64) took 48-54 ms (median of 40) with the pool and 35 ms with the team, in alternating fresh
+700-256-256-20 (T=100, B=64) took 45-48 ms (median of 40) with the pool and 32 ms with the team, in alternating fresh
 processes. We still do not use numba's ``parallel=True``: its OpenMP layer starts a second runtime beside torch's,
 and when another process wants the cores the two spinning pools starve each other (``spikelib demo --epochs 4``
 beside a busy-looping process: 22-32 s, against 2.7-5.3 s with the kernels on one thread). Serial kernels also compile
@@ -99,7 +99,10 @@ def chunk_size(m: int, threads: int, per_thread: int = 2) -> int:
 
 
 class _OpenMPTeam:
-    """``GOMP_parallel(fn, data, num_threads, flags)`` of the OpenMP runtime torch loaded."""
+    """``GOMP_parallel(fn, data, num_threads, flags)`` of the OpenMP runtime torch loaded.
+
+    One C callback is made once per team; ``data`` carries the id of the work to run, looked up in ``_work`` (a
+    callback made per call would cost a libffi closure each time)."""
 
     _CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
@@ -108,12 +111,25 @@ class _OpenMPTeam:
         self._parallel = library.GOMP_parallel
         self._parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
         self._parallel.restype = None
+        self._work: Dict[int, Callable[[], None]] = {}
+        self._ids = iter(range(1, 1 << 62))
+        self._lock = threading.Lock()
+        self._callback = self._CALLBACK(self._enter)
+        self._address = ctypes.cast(self._callback, ctypes.c_void_p)
+
+    def _enter(self, key: Optional[int]) -> None:
+        self._work[key or 0]()
 
     def run(self, work: Callable[[], None], threads: int) -> None:
         """Call ``work()`` on ``threads`` team threads (the calling thread is one of them); ctypes releases the GIL
         for the call and takes it again in each thread's callback."""
-        callback = self._CALLBACK(lambda _data: work())
-        self._parallel(ctypes.cast(callback, ctypes.c_void_p), None, threads, 0)
+        with self._lock:
+            key = next(self._ids)
+        self._work[key] = work
+        try:
+            self._parallel(self._address, key, threads, 0)
+        finally:
+            del self._work[key]
 
 
 _RUNTIME_NAME = re.compile(r"^lib(g|i|)omp[0-9]*(-[0-9a-f]+)?\.(so(\.[0-9]+)*|dylib)$")
