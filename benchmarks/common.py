@@ -155,11 +155,25 @@ def machine_info(tuning_requested: bool) -> Dict[str, Any]:
         "versions": {name: package_version(name) for name in
                      ("torch", "numpy", "numba", "spikelib", "spikingjelly", "norse", "snntorch")},
         "spikelib_git": _git_revision(),
+        "spikelib_kernel_threads": spikelib_kernel_threads(),
         "malloc_env": malloc_env_state(),
         "malloc_tuning_enforced": tuning_requested,
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "loadavg_start": loadavg(),
     }
+
+
+def spikelib_kernel_threads() -> Optional[str]:
+    """Which threads run spikelib's CPU kernels in this process: torch's OpenMP team or spikelib's thread pool."""
+    try:
+        from spikelib.kernels.cpu.threads import openmp_team
+    except ImportError:
+        return None
+    try:
+        team = openmp_team()
+    except (RuntimeError, ValueError) as exc:  # SPIKELIB_KERNEL_THREADS set to something this process cannot do
+        return f"error: {exc}"
+    return f"torch's OpenMP team ({os.path.basename(team)})" if team else "spikelib's thread pool"
 
 
 def command_line(argv: Optional[Sequence[str]] = None) -> str:

@@ -62,7 +62,10 @@ def plan(args: argparse.Namespace) -> List[Tuple[str, List[str]]]:
     ref = ["--refs", str(args.refs), "--git-url", args.git_url]
     steps = list(SPEED)
     if args.tta_data is not None:
-        steps.append(("time_to_accuracy", ["bench_time_to_accuracy.py", "--data", str(args.tta_data), "{ref}"]))
+        for seed in args.tta_seed or [0]:
+            name = "time_to_accuracy" + (f"_seed{seed}" if seed else "")
+            steps.append((name, ["bench_time_to_accuracy.py", "--data", str(args.tta_data), "--epochs",
+                                 str(args.tta_epochs), "--seed", str(seed), "{ref}"]))
     if args.training:
         steps += list(TRAINING)
     out = []
@@ -83,6 +86,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="clone template of the references (refcode.py)")
     p.add_argument("--tta-data", type=Path, default=None, help="full-size synthetic Heidelberg set: also run "
                    "bench_time_to_accuracy.py on it")
+    p.add_argument("--tta-epochs", type=int, default=5, help="epochs of each time-to-accuracy run (default 5)")
+    p.add_argument("--tta-seed", type=int, action="append", default=[],
+                   help="seed of a time-to-accuracy run (repeat for several; default 0)")
     p.add_argument("--training", action="store_true", help="also the IIR digits runs (10 + 5 seeds)")
     p.add_argument("--only", action="append", default=[], help="run only these (names as --list shows)")
     p.add_argument("--list", action="store_true", help="print the commands and exit")
@@ -92,7 +98,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         import refcode
 
         args.refs = refcode.DEFAULT_REFS
-    known = {n for n, _ in SPEED + TRAINING} | {"time_to_accuracy"}
+    if args.tta_epochs < 1:
+        p.error(f"--tta-epochs: expected at least 1, got {args.tta_epochs}")
+    if any(seed < 0 for seed in args.tta_seed):
+        p.error(f"--tta-seed: expected non-negative integers, got {args.tta_seed}")
+    known = {n for n, _ in SPEED + TRAINING} | {"time_to_accuracy" + (f"_seed{s}" if s else "")
+                                                 for s in args.tta_seed or [0]}
     bad = [o for o in args.only if o not in known]
     if bad:
         p.error(f"--only: unknown {', '.join(bad)} (known: {', '.join(sorted(known))})")

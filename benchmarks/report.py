@@ -74,7 +74,9 @@ def _machine_line(m: Mapping[str, Any]) -> str:
     malloc = " ".join(f"{k}={x}" for k, x in (m.get("malloc_env") or {}).items() if x) or "glibc defaults"
     return (f"{m.get('cpu_model')}, {m.get('cpus_usable')} usable CPUs, {m.get('memory_gib')} GiB; "
             f"torch {v.get('torch')} ({m.get('torch_threads')} threads), numba {v.get('numba')}, "
-            f"spikelib {v.get('spikelib')} ({m.get('spikelib_git')}); {peers}; malloc: {malloc}; "
+            f"spikelib {v.get('spikelib')} ({m.get('spikelib_git')})"
+            + (f", kernels on {m['spikelib_kernel_threads']}" if m.get("spikelib_kernel_threads") else "")
+            + f"; {peers}; malloc: {malloc}; "
             f"{m.get('date_utc')}"
             + (f"; load average at start {m['loadavg_start']}" if m.get("loadavg_start") else ""))
 

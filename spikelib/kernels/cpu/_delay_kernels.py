@@ -7,8 +7,8 @@ vectorisable multiply-add of ``(T - d) B`` elements, whatever ``D_max`` is; outp
 
 Every kernel is serial (``nogil=True``) and works on the units ``[lo, hi)`` of its parallel dimension (output rows,
 input channels or batch entries), with ``lo = c_begin * chunk``: :func:`spikelib.kernels.cpu.threads.run_chunked`
-runs disjoint ranges on a plain thread pool (no second OpenMP runtime, see that module), so no two threads write the
-same element.
+runs disjoint ranges on torch's OpenMP threads (or a thread pool; never a second OpenMP runtime, see that module), so
+no two threads write the same element.
 
 The event path of the integer delays (:func:`int_event_table`, :func:`int_events_forward`) adds, for every nonzero
 ``x[s, b, i]``, ``x[s, b, i] w[j, i]`` to ``y[s + d, b, j]`` for each synapse ``(j, d)`` of input ``i`` (a table
