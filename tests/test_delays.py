@@ -274,6 +274,40 @@ def test_reference_initial_positions_equal_dcls():
         DelayedLinear(3, 2, 4, delay_init="gauss")
 
 
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_trainer_reference_positions_are_independent_of_the_weights(seed):
+    """``delays.init: reference`` in the Trainer: positions from a stream of their own. Seeded with ``train.seed``
+    itself, the generator replayed the global stream that had just drawn the weights, and the first layer's delays
+    were a function of its weights (correlation -0.9999 at every seed); the recipe then stalled near 48% on the
+    full-size synthetic Heidelberg set where the reference reached 69-71%."""
+    from torch.utils.data import TensorDataset
+
+    from spikelib.layers.delay_schedule import delay_layers
+    from spikelib.training import DatasetBundle, Trainer
+    from spikelib.training.build import stream_seed
+
+    x = (torch.rand(8, 30, 140) < 0.1).float()
+    data = DatasetBundle(TensorDataset(x, torch.arange(8) % 4), None, {"n_classes": 4, "n_channels": 140})
+    cfg = {"data": {"batch_size": 4, "val_fraction": 0.0},
+           "model": {"name": "snn_delays", "hidden": [256, 64], "max_delay": 24, "right_padding": 12},
+           "delays": {"init": "reference", "final_epoch": 1}, "train": {"epochs": 1, "device": "cpu", "seed": seed}}
+    trainer = Trainer(cfg, None, datasets=data)
+    trainer.setup()
+    layers = delay_layers(trainer.model)
+    assert len(layers) == 3
+    for layer in layers:
+        w, d = layer.weight.detach().flatten(), layer.delay.detach().flatten()
+        assert abs(float(torch.corrcoef(torch.stack([w, d]))[0, 1])) < 4 / w.numel() ** 0.5  # 4 sigma of chance
+    # the positions are still the reference's draw, from the derived stream, layers in order
+    generator = torch.Generator().manual_seed(stream_seed(seed, "delay_positions"))
+    for layer in layers:
+        probe = DelayedLinear(layer.in_features, layer.out_features, 24)
+        probe.init_delays_("reference", generator)
+        assert torch.equal(layer.delay.detach(), probe.delay.detach())
+    assert stream_seed(seed, "delay_positions") != seed and stream_seed(seed, "a") != stream_seed(seed, "b")
+    assert 0 <= stream_seed(seed, "delay_positions") < 2 ** 63
+
+
 def test_auto_picks_the_event_path_for_sparse_inputs_only():
     layer = DelayedLinear(20, 8, 6)
     for density, expected in ((0.05, "numba"), (0.5, "torch")):

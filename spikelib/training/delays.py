@@ -12,7 +12,9 @@ A ``delays`` section of a run configuration gives:
   ``[0, max_delay]`` after every optimiser step, evaluation with rounded integer delays (``delays.eval``), and for a
   stage with ``delays: rounded`` (the reference's ``fine_tune``) integer delays for good with frozen positions;
 * ``delays.init: reference``: the initial positions drawn as the reference draws them
-  (:meth:`spikelib.layers.delay.DelayedLinear.init_delays_`) from a generator seeded with ``train.seed``.
+  (:meth:`spikelib.layers.delay.DelayedLinear.init_delays_`) from a generator of their own, seeded with
+  :func:`~spikelib.training.build.stream_seed` of ``train.seed`` (not ``train.seed`` itself: that replays the
+  global stream that drew the initial weights, and the first layer's delays came out as a function of its weights).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from spikelib.layers.delay_schedule import SigmaSchedule, clamp_delays_, delay_layers, rounded_delays, set_sigma_
+from spikelib.training.build import stream_seed
 from spikelib.training.callbacks import Callback
 from spikelib.training.config import DelaysConfig
 
@@ -30,8 +33,15 @@ __all__ = ["DelayCallback", "init_reference_positions"]
 
 
 def init_reference_positions(model: nn.Module, seed: int) -> None:
-    """Redraw the learnable positions of every delay layer as SNN-delays does (one generator, layers in order)."""
-    generator = torch.Generator().manual_seed(int(seed))
+    """Redraw the learnable positions of every delay layer as SNN-delays does (one generator, layers in order).
+
+    Args:
+        model: The model whose :class:`~spikelib.layers.delay.DelayedLinear` layers with ``delays="learn"`` get new
+            positions.
+        seed: The run's seed; the generator is seeded with ``stream_seed(seed, "delay_positions")``, a stream
+            independent of the global generator seeded with ``seed`` that drew the weights.
+    """
+    generator = torch.Generator().manual_seed(stream_seed(int(seed), "delay_positions"))
     for layer in delay_layers(model):
         if layer.delays == "learn":
             layer.init_delays_("reference", generator)
