@@ -168,3 +168,30 @@ def test_run_dynamic_covers_every_chunk_once():
 
     with pytest.raises(RuntimeError, match="boom"):
         run_dynamic(failing, (), 6, 1, 2)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_event_scan_groups_edges_negative_zero_and_non_finite(force_events, dtype):
+    """The event scan tests 16 inputs at once by their bits: a lone input at either end of a group or in the tail
+    past the last full group is found; -0.0 counts as zero (its bits are not) and NaN as nonzero."""
+    from spikelib.kernels.cpu._delay_kernels import SCAN
+
+    c_in = 2 * SCAN + 7
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(5, c_in, dtype=dtype, generator=g)
+    delays = torch.randint(0, 4, (5, c_in), generator=g)
+    delays[:2, SCAN + 5] = torch.tensor([0, 2])  # where the NaN goes: one synapse reaches the last step, one not
+    x = torch.zeros(6, 3, c_in, dtype=dtype)
+    for s, b, i in ((0, 0, 0), (1, 0, SCAN - 1), (2, 1, SCAN), (3, 2, 2 * SCAN - 1), (4, 0, c_in - 1), (5, 2, 2 * SCAN)):
+        x[s, b, i] = 1.5
+    x[1, 1, 3] = -0.0  # only a negative zero in its group
+    x[2, 2, SCAN + 3] = -0.0
+    with torch.no_grad():
+        y = delayed_linear_int(x, w, delays, backend="numba")
+        torch.testing.assert_close(y, _dense_rounded(x, w, delays, 3), **TOL[dtype])
+        assert torch.equal(y, delayed_linear_int(x.abs(), w, delays, backend="numba"))
+        x[5, 1, SCAN + 5] = float("nan")
+        y = delayed_linear_int(x, w, delays, backend="numba")
+    reached = delays[:, SCAN + 5] == 0  # the last step: only delay-0 synapses of that input reach it
+    assert torch.equal(torch.isnan(y[5, 1]), reached)
+    assert not torch.isnan(y[:5]).any() and not torch.isnan(y[:, [0, 2]]).any()

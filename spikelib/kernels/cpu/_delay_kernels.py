@@ -21,6 +21,7 @@ import numba
 import numpy as np
 
 BLOCK = 8
+SCAN = 16  # inputs tested at once for any nonzero bit by int_events_forward
 
 
 @numba.njit(nogil=True, cache=True)
@@ -114,7 +115,8 @@ def int_event_table(w, d, off, wt, nlt):  # pragma: no cover - compiled
     """The synapses of each input channel sorted by delay (counting sort; stable, so by output within a delay), for
     :func:`int_events_forward`. ``w``, ``d``: ``[C_out, C_in]``; ``nlt``: ``[C_in, L + 1]`` with ``L = min(D_max + 1,
     T)`` (synapses of delay ``>= L`` reach no output and are left out). Writes, for input ``i`` and its ``k``-th
-    synapse ``(j, d)``: ``off[i, k] = d C_out + j`` (its element in a ``[T, C_out]`` buffer, relative to row ``s``),
+    synapse ``(j, d)``: ``off[i, k] = d C_out + j`` (its element in a ``[T, C_out]`` buffer, relative to row ``s``;
+    int32 where ``L C_out`` fits, which halves the table the event loop streams),
     ``wt[i, k] = w[j, i]``, and ``nlt[i, m]`` = the number of its synapses of delay ``< m``."""
     c_out, c_in = w.shape
     L = nlt.shape[1] - 1
@@ -138,12 +140,15 @@ def int_event_table(w, d, off, wt, nlt):  # pragma: no cover - compiled
 
 
 @numba.njit(nogil=True, cache=True)
-def int_events_forward(x, off, wt, nlt, y, chunk, c_begin, c_end):  # pragma: no cover - compiled
+def int_events_forward(x, xbits, off, wt, nlt, y, chunk, c_begin, c_end):  # pragma: no cover - compiled
     """Integer delays driven by the nonzero inputs: ``y[(s + d) B + b, j] += x[s, b, i] w[j, i]`` for every nonzero
     ``x[s, b, i]`` and synapse ``(j, d)`` of input ``i`` with ``s + d < T`` (the table of :func:`int_event_table`,
     sorted by delay, so the synapses that stay inside the sequence are a prefix of length ``nlt[i, T - s]``).
-    ``x: [T, B, C_in]``, ``y: [T B, C_out]`` (written whole). Parallel over b: each b owns its rows.
+    ``x: [T, B, C_in]``, ``xbits``: the same memory as integers of the same width (``x.view(int32)`` for float32),
+    ``y: [T B, C_out]`` (written whole). Parallel over b: each b owns its rows.
 
+    The nonzero inputs of a step are found ``SCAN`` at a time: a group whose bits are all zero (only ``+0.0``) is
+    skipped with one test, the others are tested element by element (``x != 0``, so ``-0.0`` is zero and NaN is not).
     One batch entry at a time, the sums go to a contiguous ``[T, C_out]`` buffer (the ``L`` rows in reach of a step
     stay in L1; rows of ``y`` for one ``b`` lie ``B C_out`` elements apart, and at power-of-two strides they would
     evict each other from the cache), which is then copied into ``y``'s rows of ``b``."""
@@ -152,14 +157,26 @@ def int_events_forward(x, off, wt, nlt, y, chunk, c_begin, c_end):  # pragma: no
     L = nlt.shape[1] - 1
     acc = np.zeros((T, c_out), dtype=y.dtype)
     flat = acc.reshape(-1)
-    spikes = np.empty(c_in + 1, dtype=np.int64)
+    spikes = np.empty(c_in + SCAN, dtype=np.int64)
+    groups = c_in // SCAN
     for b in range(c_begin * chunk, min(B, c_end * chunk)):
         for s in range(T):
             m = min(L, T - s)
             xs = x[s, b]
+            bits = xbits[s, b]
             rows = flat[s * c_out:]  # row s on: the synapse offsets index it directly
             n = 0
-            for i in range(c_in):  # the nonzero inputs' indices, without a branch per input
+            for g in range(groups):
+                lo = g * SCAN
+                any_bits = bits[lo]
+                for u in range(1, SCAN):
+                    any_bits |= bits[lo + u]
+                if any_bits == 0:
+                    continue
+                for i in range(lo, lo + SCAN):  # the nonzero inputs' indices, without a branch per input
+                    spikes[n] = i
+                    n += xs[i] != 0
+            for i in range(groups * SCAN, c_in):
                 spikes[n] = i
                 n += xs[i] != 0
             for q in range(n):

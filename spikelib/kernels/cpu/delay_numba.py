@@ -40,6 +40,7 @@ from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynami
 from spikelib.kernels.registry import count_call, register_backend
 
 _SUPPORTED = (torch.float32, torch.float64)
+_SAME_WIDTH_INT = {torch.float32: torch.int32, torch.float64: torch.int64}  # the event scan tests bits in groups
 
 
 @functools.lru_cache(maxsize=None)
@@ -106,13 +107,14 @@ def _int_forward_events(x: torch.Tensor, w: torch.Tensor, d: torch.Tensor, nnz: 
     c_out = w.shape[0]
     k = _kernels()
     L = min(int(k.max_value(d.numpy())) + 1, T) if d.numel() else 1
-    off = torch.empty((c_in, c_out), dtype=torch.int64)
+    off = torch.empty((c_in, c_out), dtype=torch.int32 if L * c_out < 2**31 else torch.int64)
     wt = torch.empty((c_in, c_out), dtype=w.dtype)
     nlt = torch.empty((c_in, L + 1), dtype=torch.int64)
     k.int_event_table(w.numpy(), d.numpy(), off.numpy(), wt.numpy(), nlt.numpy())
     y = x.new_empty((T * B, c_out))
-    args = (x.numpy(), off.numpy(), wt.numpy(), nlt.numpy(), y.numpy())
-    threads = max(1, min(kernel_threads(nnz * c_out + T * B * c_out // 8), B))
+    bits = x.view(_SAME_WIDTH_INT[x.dtype])
+    args = (x.numpy(), bits.numpy(), off.numpy(), wt.numpy(), nlt.numpy(), y.numpy())
+    threads = max(1, min(kernel_threads(nnz * c_out + T * B * (c_in + c_out) // 8), B))  # + the scan and copy
     run_dynamic(k.int_events_forward, args, B, max(1, -(-B // (8 * threads))), threads)
     return y.view(T, B, c_out)
 
