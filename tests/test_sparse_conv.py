@@ -188,6 +188,64 @@ def test_kernel_map_pairs_brute_force(lookup):
     assert got == want
 
 
+def _ordered_pairs_brute_force(x, kernel, stride, padding, dilation, subm):
+    """Per tap, the pairs the rule gives in the map's documented order: a submanifold tap's pairs by the sorted key of
+    their output site, a strided tap's in input order with outputs numbered by sorted key (checked in Python)."""
+    c = [tuple(v) for v in x.coords.tolist()]
+    key = lambda v, shape: ((v[0] * shape[0] + v[1]) * shape[1] + v[2]) * shape[2] + v[3]  # noqa: E731
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    where = {v: i for i, v in enumerate(c)}
+    if subm:
+        by_key = sorted(range(len(c)), key=lambda i: key(c[i], x.spatial_shape))
+        centre = tuple((k - 1) // 2 for k in kernel)  # the centre tap: (i, i) in site order
+        return [[(o, o) for o in range(len(c))] if t == centre else [(where[nb], o) for o in by_key
+                 for nb in [(c[o][0],) + tuple(c[o][a + 1] + (t[a] - (kernel[a] - 1) // 2) * dilation[a]
+                                               for a in range(3))] if nb in where] for t in taps], None
+    out_shape = [(S + 2 * p - d * (k - 1) - 1) // s + 1
+                 for S, k, s, p, d in zip(x.spatial_shape, kernel, stride, padding, dilation)]
+    found = []
+    for t in taps:
+        pairs = []
+        for i, v in enumerate(c):
+            num = [v[a + 1] + padding[a] - t[a] * dilation[a] for a in range(3)]
+            if all(n % stride[a] == 0 and 0 <= n // stride[a] < out_shape[a] for a, n in enumerate(num)):
+                pairs.append((i, (v[0],) + tuple(n // stride[a] for a, n in enumerate(num))))
+        found.append(pairs)
+    outs = sorted({o for pairs in found for _, o in pairs}, key=lambda v: key(v, out_shape))
+    number = {o: j for j, o in enumerate(outs)}
+    return [[(i, number[o]) for i, o in pairs] for pairs in found], outs
+
+
+@pytest.mark.parametrize("lookup", ["sort", "table"])
+@pytest.mark.parametrize("kernel, dilation", [((3, 3, 3), (1, 1, 1)), ((5, 3, 1), (2, 1, 1)), ((3, 5, 3), (1, 1, 2))])
+def test_submanifold_map_order_and_mirrored_taps(lookup, kernel, dilation):
+    """Half the taps are searched and the others mirrored from them: every tap has exactly the pairs, in the order,
+    of a direct search (outputs in sorted-key order), so the convolution's summation order is unchanged."""
+    x = random_sparse((7, 6, 9), 3, 160, 1, seed=21)
+    kmap = build_kernel_map(x, kernel, dilation=dilation, subm=True, lookup=lookup)
+    want, _ = _ordered_pairs_brute_force(x, kernel, (1, 1, 1), (0, 0, 0), dilation, True)
+    for k, pairs in enumerate(want):
+        i, o = kmap.pairs(k)
+        assert list(zip(i.tolist(), o.tolist())) == pairs, k
+
+
+@pytest.mark.parametrize("shape", [(8, 6, 4), (7, 5, 9), (1, 3, 2)])
+@pytest.mark.parametrize("kernel", [(2, 2, 2), (3, 1, 2), (1, 1, 1)])
+def test_tiling_strided_map_equals_the_rule(shape, kernel):
+    """Kernel = stride (E-3DSNN's downsampling) takes a direct path: the same pairs, order, output numbering and
+    output coordinates as the general rule, including sites past the last whole tile of an odd-sized axis."""
+    x = random_sparse(shape, 2, min(40, shape[0] * shape[1] * shape[2]), 1, seed=5)
+    if any(S < k for S, k in zip(shape, kernel)):
+        return
+    kmap = build_kernel_map(x, kernel, stride=kernel)
+    want, outs = _ordered_pairs_brute_force(x, kernel, kernel, (0, 0, 0), (1, 1, 1), False)
+    for k, pairs in enumerate(want):
+        i, o = kmap.pairs(k)
+        assert list(zip(i.tolist(), o.tolist())) == pairs, k
+    assert [tuple(v) for v in kmap.out_coords.tolist()] == outs
+    assert kmap.num_out == len(outs)
+
+
 def test_lookup_modes_give_the_same_map():
     x = random_sparse((13, 11, 9), 3, 600, 1, seed=4)
     for kernel, dilation in ((3, 1), (5, 2), ((1, 3, 5), 1)):

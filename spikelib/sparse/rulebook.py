@@ -210,24 +210,32 @@ def build_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 =
         arange = torch.arange(n, device=dev)
         # Queries in sorted-key order (sorted_keys + const is sorted: ~2x faster searches, better table locality),
         # many taps per batch of tensor ops (at most QUERY_CHUNK queries at once); the centre tap is (i, i).
+        # Only the taps before the centre are searched: the mirror tap K - 1 - k (offset -delta_k) has the same
+        # pairs with input and output swapped, and in the same order (a tap's pairs are in the sorted-key order of
+        # their outputs, and key(in) = key(out) + dkey[k] orders them alike), so it is the searched map exactly.
+        K = offsets.shape[0]
         centre_k = int(((centre[0] * ks[1]) + centre[1]) * ks[2] + centre[2])
-        others = [k for k in range(offsets.shape[0]) if k != centre_k]
+        searched = list(range(centre_k))
         per_tap: dict = {centre_k: (arange, arange)}
         chunk = max(1, QUERY_CHUNK // max(n, 1))
-        for c0 in range(0, len(others), chunk):
-            taps = others[c0:c0 + chunk]
+        for c0 in range(0, len(searched), chunk):
+            taps = searched[c0:c0 + chunk]
             q = (sorted_keys.unsqueeze(0) + dkey[taps].unsqueeze(1)).reshape(-1)
             flat, in_i = index.find(q) if n else (q.new_zeros(0), q.new_zeros(0))
             out_i = perm[flat % max(n, 1)]
             sizes = torch.bincount(flat // max(n, 1), minlength=len(taps)).tolist()
             for k, a, b in zip(taps, in_i.split(sizes), out_i.split(sizes)):
                 per_tap[k] = (a, b)
+                per_tap[K - 1 - k] = (b, a)
         for k in range(offsets.shape[0]):
             a, b = per_tap[k]
             ins.append(a)
             outs.append(b)
             counts.append(a.numel())
         out_coords, out_shape, num_out = coords, tuple(shape), n
+    elif ks == st and pd == (0, 0, 0) and dl == (1, 1, 1):
+        out_shape = conv_output_shape(shape, ks, st, pd, dl)
+        ins, outs, counts, out_coords, num_out = _tiled_pairs(coords, ks, out_shape)
     else:
         out_shape = conv_output_shape(shape, ks, st, pd, dl)
         st_t = torch.tensor(st, dtype=torch.int64, device=dev)
@@ -266,6 +274,32 @@ def build_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 =
     out_idx = torch.cat(outs) if outs else empty
     return KernelMap(ks, st, pd, dl, subm, offsets, in_idx, out_idx, ptr, n, num_out, out_coords,
                      tuple(out_shape))
+
+
+def _tiled_pairs(coords: torch.Tensor, ks: Tuple[int, int, int], out_shape: Tuple[int, int, int]):
+    """The strided map when the kernel tiles the grid (kernel = stride, no padding, no dilation; E-3DSNN's
+    downsampling): site ``c`` feeds only output ``c // s`` through tap ``c % s`` (per axis), unless that output lies
+    beyond ``out_shape`` (the last plane of an odd-sized axis). The same map as the general rule, in its order: a tap's
+    pairs in input order, outputs numbered by sorted key. Returns ``(ins, outs, counts, out_coords, num_out)``."""
+    dev = coords.device
+    st_t = torch.tensor(ks, dtype=torch.int64, device=dev)
+    o = torch.div(coords[:, 1:], st_t, rounding_mode="floor")
+    valid = (o < torch.tensor(out_shape, dtype=torch.int64, device=dev)).all(1)
+    if not bool(valid.all()):
+        kept = valid.nonzero().squeeze(1)
+        coords, o = coords[kept], o[kept]
+    else:
+        kept = torch.arange(coords.shape[0], device=dev)
+    r = coords[:, 1:] - o * st_t
+    tap = (r[:, 0] * ks[1] + r[:, 1]) * ks[2] + r[:, 2]
+    uniq, inverse = torch.unique(coordinate_keys(torch.cat([coords[:, :1], o], 1), out_shape), return_inverse=True)
+    X, Y, Z = out_shape
+    out_coords = torch.stack([uniq // (Z * Y * X), (uniq // (Z * Y)) % X, (uniq // Z) % Y, uniq % Z], 1)
+    order = torch.sort(tap, stable=True).indices
+    K = ks[0] * ks[1] * ks[2]
+    counts = torch.bincount(tap, minlength=K).tolist()
+    return (list(kept[order].split(counts)), list(inverse[order].split(counts)), counts, out_coords,
+            int(uniq.numel()))
 
 
 def get_kernel_map(x: SparseSpikeTensor, kernel_size: IntOr3, stride: IntOr3 = 1, padding: IntOr3 = 0,
