@@ -7,7 +7,9 @@ With a kernel map (:mod:`spikelib.sparse.rulebook`) of pairs ``(i, o)`` per tap 
     backward: dx[i] = sum_k sum_{(i, o) in map_k} dy[o] W[k]^T,   dW[k] = sum_{(i, o) in map_k} x[i]^T dy[o],
               db = sum_o dy[o]
 
-Each tap is one ``index_select`` (gather), one matmul (GEMM) and one ``index_add_`` (scatter-add); the autograd
+Each tap is one ``index_select`` (gather), one matmul (GEMM) and one scatter-add of rows (operation
+``"index_add_rows"`` of the backend registry: torch's ``index_add_``, or on CPU in float32/float64 a numba kernel
+adding whole rows, bitwise the same and 1.4-2.9x faster at these sizes; ``backend_calls("index_add_rows")``); the autograd
 function saves only the input features and the weight (not the gathered copies), so memory stays ``O(N C)`` plus the
 map. It runs on any device torch supports (CPU and CUDA), in every floating dtype, and with multi-step features
 ``[T, N, C]`` (the same weights at every step). The reference model (bollossom/E-3DSNN,
@@ -22,16 +24,32 @@ Energy counting reads the layer's declaration (:class:`spikelib.graph.nodes.Spar
 from __future__ import annotations
 
 import math
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import Callable, List, Optional
 
 import torch
 from torch import nn
 
 from spikelib.graph import nodes
+from spikelib.kernels.registry import select_backend
 from spikelib.sparse.rulebook import IntOr3, KernelMap, as_triple, get_kernel_map
 from spikelib.sparse.tensor import SparseSpikeTensor
 
 __all__ = ["SubMConv3d", "SparseConv3d", "sparse_conv3d", "weight_from_dense", "weight_to_dense"]
+
+
+@dataclass(frozen=True)
+class RowsRequest:
+    """What an ``index_add_rows`` backend's capability check sees."""
+
+    device: torch.device
+    dtype: torch.dtype
+    contiguous: bool
+
+
+def _row_adder(t: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
+    """The ``index_add_rows`` implementation for tensors like ``t`` (chosen and counted once per call)."""
+    return select_backend("index_add_rows", "auto", RowsRequest(t.device, t.dtype, t.is_contiguous())).impl
 
 
 class _GatherGemmScatter(torch.autograd.Function):
@@ -46,12 +64,13 @@ class _GatherGemmScatter(torch.autograd.Function):
             out = torch.matmul(x, weight[centre])
         else:
             out = x.new_zeros(num_out, x.shape[1], weight.shape[2])
+        add_rows = _row_adder(out)
         for k in range(weight.shape[0]):
             a, b = ptr[k], ptr[k + 1]
             if a == b or k == centre:
                 continue
             ii, oi = in_idx[a:b], out_idx[a:b]
-            out.index_add_(0, oi, torch.matmul(x.index_select(0, ii), weight[k]))
+            add_rows(out, oi, torch.matmul(x.index_select(0, ii), weight[k]))
         ctx.save_for_backward(x, weight, in_idx, out_idx)
         ctx.ptr, ctx.centre = ptr, centre
         return out
@@ -70,6 +89,7 @@ class _GatherGemmScatter(torch.autograd.Function):
                 grad_w[centre] = x.reshape(-1, c_in).t() @ grad_out.reshape(-1, c_out)
         else:
             grad_x = torch.zeros_like(x) if need_x else None
+        add_rows = _row_adder(grad_x) if need_x else None
         for k in range(weight.shape[0]):
             a, b = ptr[k], ptr[k + 1]
             if a == b or k == centre:
@@ -77,7 +97,7 @@ class _GatherGemmScatter(torch.autograd.Function):
             ii, oi = in_idx[a:b], out_idx[a:b]
             g = grad_out.index_select(0, oi)
             if need_x:
-                grad_x.index_add_(0, ii, torch.matmul(g, weight[k].t()))
+                add_rows(grad_x, ii, torch.matmul(g, weight[k].t()))
             if need_w:
                 grad_w[k] = x.index_select(0, ii).reshape(-1, c_in).t() @ g.reshape(-1, c_out)
         return grad_x, grad_w, None, None, None, None, None
