@@ -195,3 +195,35 @@ def test_event_scan_groups_edges_negative_zero_and_non_finite(force_events, dtyp
     reached = delays[:, SCAN + 5] == 0  # the last step: only delay-0 synapses of that input reach it
     assert torch.equal(torch.isnan(y[5, 1]), reached)
     assert not torch.isnan(y[:5]).any() and not torch.isnan(y[:, [0, 2]]).any()
+
+
+def test_sampled_density_counts_every_fourth_step():
+    from spikelib.kernels.cpu.delay_numba import DENSITY_SAMPLE_STEP, sampled_density
+
+    assert DENSITY_SAMPLE_STEP == 4
+    x = torch.zeros(10, 2, 5)
+    x[0, 0, :2] = 1.0  # sampled: steps 0, 4, 8
+    x[4, 1, 0] = -0.5
+    x[1] = 1.0  # not sampled
+    x[8, 0, 4] = -0.0  # a negative zero is zero
+    assert sampled_density(x) == pytest.approx(3 / 30)
+    assert sampled_density(torch.ones(1, 3, 2)) == 1.0  # one step: all of it
+    assert sampled_density(torch.zeros(0, 3, 2)) == 0.0
+    x = torch.zeros(7, 3, 4)
+    x[::4] = 1.0
+    assert sampled_density(x) == 1.0 and sampled_density(x[1:].contiguous()) == 0.0
+
+
+def test_path_follows_the_sampled_steps_and_both_equal_the_reference():
+    """The path is chosen on the sampled steps' density; whichever runs, the result is the dense reference's."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.randn(9, 12, generator=g)
+    delays = torch.randint(0, 6, (9, 12), generator=g)
+    for dense_steps, path in (((0, 4, 8), "dense"), ((1, 2, 3, 5), "events")):
+        x = torch.zeros(11, 3, 12)
+        x[list(dense_steps)] = torch.randn(len(dense_steps), 3, 12, generator=g)
+        reset_backend_calls()
+        with torch.no_grad():
+            y = delayed_linear_int(x, w, delays, backend="numba")
+        assert _path_calls() == {path: 1}
+        torch.testing.assert_close(y, _dense_rounded(x, w, delays, 5), **TOL[torch.float32])

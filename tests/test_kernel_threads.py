@@ -173,3 +173,42 @@ def test_the_team_reuses_one_c_callback(monkeypatch):
     for _ in range(5):
         kt.run_dynamic(lambda chunk, b, e: None, (), 10, 1, 2)
     assert made == [] and kt.team_calls().get("openmp", 0) >= 6
+
+
+@pytest.mark.parametrize("m, threads, unit_work, n_expected", [
+    (32768, 2, 104, 12),  # the LIF benchmark [100, 32768]: 12 chunks of >= 2**18 neuron-steps, 6 per thread
+    (16384, 2, 104, 6),
+    (8192, 2, 104, 2),
+    (1740, 2, 104, 1),  # 181K neuron-steps: one chunk, on the calling thread
+    (65536, 2, 104, 16),  # 8 per thread of 4096 units
+    (200000, 2, 5, 2),  # T=1: 1M neuron-steps' worth: two chunks
+    (1000000, 2, 5, 18),  # a chunk would exceed 4096 units and the least work: chunks of that least work
+    (300000, 2, 14, 16),
+    (100000, 3, 104, 24),
+    (64, 2, 104, 1),
+    (5, 1, 5, 1),
+])
+def test_chunks_carry_the_least_work_and_split_evenly(m, threads, unit_work, n_expected):
+    """Every chunk but the last does at least MIN_CHUNK_WORK neuron-steps; several chunks come in a multiple of the
+    threads (8 per thread, fewer where they would be smaller than the least work); chunks are 16-aligned."""
+    chunk = kt.chunk_size(m, threads, 8, unit_work)
+    n_chunks = -(-m // chunk)
+    assert chunk % 16 == 0 and chunk >= 16
+    assert n_chunks == n_expected
+    if n_chunks > 1:
+        assert chunk * unit_work >= kt.MIN_CHUNK_WORK
+        assert n_chunks % threads == 0
+    if m * unit_work < 2 * kt.MIN_CHUNK_WORK:
+        assert n_chunks == 1
+
+
+def test_small_neuron_kernels_run_on_the_calling_thread(monkeypatch):
+    """A LIF over [100, 1740] (174K neuron-steps, below twice the least chunk work) runs serially: no team run."""
+    monkeypatch.delenv("SPIKELIB_NUM_THREADS", raising=False)
+    x = torch.rand(100, 1740) * 1.5
+    before = sum(kt.team_calls().values())
+    lif(x, backend="numba")
+    assert sum(kt.team_calls().values()) == before
+    x = torch.rand(100, 32768) * 1.5
+    lif(x, backend="numba")
+    assert sum(kt.team_calls().values()) == before + (1 if kt.kernel_threads(100 * 32768) > 1 else 0)

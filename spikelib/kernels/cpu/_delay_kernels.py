@@ -88,20 +88,24 @@ def backward_w(gT, xT, d, T, B, gw, chunk, c_begin, c_end):  # pragma: no cover 
 
 
 @numba.njit(nogil=True, cache=True)
-def count_nonzero(x):  # pragma: no cover - compiled
-    """Nonzero elements of a contiguous array (serial: a torch reduction this size would start torch's OpenMP
-    threads, which then spin beside the kernel that follows, see :mod:`.threads`)."""
-    flat = x.reshape(-1)
+def count_nonzero_steps(x, step):  # pragma: no cover - compiled
+    """Nonzero elements of ``x[::step]`` for a contiguous ``x: [T, ...]`` (every ``step``-th time step; serial: a
+    torch reduction this size would start torch's OpenMP threads, which then spin beside the kernel that follows, see
+    :mod:`.threads`)."""
+    T = x.shape[0]
+    rows = x.reshape(T, x.size // T) if T else x.reshape(0, 0)
     n = 0
-    for k in range(flat.size):
-        if flat[k] != 0:
-            n += 1
+    for t in range(0, T, step):
+        row = rows[t]
+        for k in range(row.size):
+            if row[k] != 0:
+                n += 1
     return n
 
 
 @numba.njit(nogil=True, cache=True)
 def max_value(a):  # pragma: no cover - compiled
-    """The largest element of a contiguous non-empty array (serial, as :func:`count_nonzero`)."""
+    """The largest element of a contiguous non-empty array (serial, as :func:`count_nonzero_steps`)."""
     flat = a.reshape(-1)
     m = flat[0]
     for k in range(1, flat.size):

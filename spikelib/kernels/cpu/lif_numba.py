@@ -46,7 +46,7 @@ import torch
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cpu import workspace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
-from spikelib.kernels.cpu.threads import chunk_size, kernel_threads, run_dynamic
+from spikelib.kernels.cpu.threads import NEURON_OVERHEAD_STEPS, chunk_size, kernel_threads, run_dynamic
 from spikelib.kernels.opaque import lif_config_from_key, lif_config_key
 from spikelib.kernels.registry import register_backend
 from spikelib.surrogate import Surrogate
@@ -148,7 +148,7 @@ def _forward(x: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vth_e: torc
     threads = kernel_threads(T * M)
     args = (_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h), _np(membrane),
             _np(v_final))
-    run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8), threads)
+    run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
     return spikes, h, (membrane if return_membrane else x.new_empty((0,))), v_final
 
 
@@ -187,7 +187,7 @@ def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch
         _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
         _np(grad_v0), _np(grad_tau), _np(grad_vth),
     )
-    run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8), threads)
+    run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
     return grad_x, grad_v0, grad_tau, grad_vth
 
 

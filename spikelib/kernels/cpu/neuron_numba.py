@@ -23,7 +23,7 @@ import torch
 from spikelib.functional.dynamics import NeuronRequest, NeuronSpec, trace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
 from spikelib.kernels.cpu.lif_numba import _has_kernel_source, _numba, _numba_missing_reason
-from spikelib.kernels.cpu.threads import chunk_size, kernel_threads, run_dynamic
+from spikelib.kernels.cpu.threads import NEURON_OVERHEAD_STEPS, chunk_size, kernel_threads, run_dynamic
 from spikelib.kernels.opaque import spec_from_key, spec_key
 from spikelib.kernels.program import backward_source, forward_source
 from spikelib.kernels.registry import register_backend
@@ -109,7 +109,8 @@ def _forward(x: torch.Tensor, s0: torch.Tensor, p: torch.Tensor, spec: NeuronSpe
     final = torch.empty_like(s0)
     threads = kernel_threads(T * M * max(1, K))
     args = (_np(x), _np(s0), _np(p), _scalars(scalars), _np(spikes), _np(traces), _np(final))
-    run_dynamic(kernels.neuron_forward, args, M, chunk_size(M, threads, 8), threads)
+    chunk = chunk_size(M, threads, 8, (T + NEURON_OVERHEAD_STEPS) * max(1, K))
+    run_dynamic(kernels.neuron_forward, args, M, chunk, threads)
     return spikes, traces, final
 
 
@@ -139,7 +140,8 @@ def _backward(grad_spikes: Optional[torch.Tensor], grad_traces: Optional[torch.T
     threads = kernel_threads(T * M * max(1, s0.shape[0]))
     args = (_np(gs), _np(gtr), _np(gfin), _np(x), _np(s0), _np(traces), _np(p), _scalars(scalars),
             float(spec.surrogate.alpha), _np(grad_x), _np(grad_s0), _np(grad_p))
-    run_dynamic(kernels.neuron_backward, args, M, chunk_size(M, threads, 8), threads)
+    chunk = chunk_size(M, threads, 8, (T + NEURON_OVERHEAD_STEPS) * max(1, s0.shape[0]))
+    run_dynamic(kernels.neuron_backward, args, M, chunk, threads)
     return grad_x, grad_s0, grad_p
 
 

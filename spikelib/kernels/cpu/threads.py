@@ -47,6 +47,20 @@ logger = logging.getLogger(__name__)
 #: Below this many neuron-steps a kernel runs on the calling thread only.
 SERIAL_WORK = 1 << 17
 
+#: Least work (neuron-steps) of one chunk handed to a thread. Each chunk is one call into a compiled kernel from Python
+#: (argument unboxing under the GIL, ~10 us) and a several-thread run costs 65-150 us to start, so with the earlier
+#: rule (8 chunks per thread, whatever their size) mid-sized kernels ran slower on 2 threads than on 1. Measured on 2
+#: cores, LIF ``[100, M]``, median of 200 (forward) / 100 (forward + backward), earlier rule / this one / one thread:
+#: forward 174K neuron-steps 0.40 / 0.19 / 0.16 ms, 819K 0.64 / 0.60 / 0.48 ms, 1.6M 0.78 / 0.70 / 0.81 ms, 3.3M
+#: 1.04 / 1.05 / 1.67 ms; forward + backward 174K 1.29 / 0.66 / 0.62 ms, 819K 2.04 / 1.61 / 1.69 ms, 1.6M
+#: 2.93 / 2.39 / 3.28 ms, 3.3M 5.78 / 5.30 / 9.99 ms.
+MIN_CHUNK_WORK = 1 << 18
+
+#: A neuron's own loads and stores (initial state, parameters, final state) in a neuron kernel, in time steps' worth
+#: of work: a chunk of ``m`` neurons over ``T`` steps counts ``m (T + NEURON_OVERHEAD_STEPS)`` (forward LIF at T=1:
+#: 2.9 ns per neuron, against 1 ns per neuron-step at T=100; the backward pass reads and writes more per neuron).
+NEURON_OVERHEAD_STEPS = 4
+
 _LOCK = threading.Lock()
 _POOL: Optional[ThreadPoolExecutor] = None
 
@@ -91,11 +105,26 @@ def kernel_threads(work: int) -> int:
     return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
 
 
-def chunk_size(m: int, threads: int, per_thread: int = 2) -> int:
-    """Units per chunk: ``per_thread`` chunks per thread, 16-aligned, at most 4096 (a chunk's state stays in L2)."""
-    per = -(-m // max(1, per_thread * threads))
-    per = ((per + 15) // 16) * 16
-    return int(max(16, min(4096, per)))
+def chunk_size(m: int, threads: int, per_thread: int = 2, unit_work: int = 1) -> int:
+    """Units per chunk for ``m`` units of ``unit_work`` neuron-steps each (e.g. ``T``) on ``threads`` threads.
+
+    ``per_thread`` chunks per thread, fewer where a chunk would do less than ``MIN_CHUNK_WORK`` neuron-steps; more
+    (of about 4096 units, or that least work if more) where a chunk would exceed both (a chunk's state stays in L2).
+    Several chunks come in a multiple of ``threads``, so the threads get equal shares; below twice the least work it
+    is one chunk, which :func:`run_dynamic` runs on the calling thread. 16-aligned."""
+    threads = max(1, threads)
+    least = -(-MIN_CHUNK_WORK // max(1, unit_work))  # units in a chunk of the least work
+    n_chunks = min(per_thread * threads, m // least)
+    if n_chunks >= threads:
+        n_chunks -= n_chunks % threads
+    n_chunks = max(1, n_chunks)
+    most = max(4096, least)
+    if -(-m // n_chunks) > most:  # more chunks, none below ``most`` units
+        n_chunks = m // most
+        if n_chunks >= threads:
+            n_chunks -= n_chunks % threads
+    per = -(-m // n_chunks)
+    return int(max(16, ((per + 15) // 16) * 16))
 
 
 class _OpenMPTeam:
