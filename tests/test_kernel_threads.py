@@ -176,14 +176,14 @@ def test_the_team_reuses_one_c_callback(monkeypatch):
 
 
 @pytest.mark.parametrize("m, threads, unit_work, n_expected", [
-    (32768, 2, 104, 12),  # the LIF benchmark [100, 32768]: 12 chunks of >= 2**18 neuron-steps, 6 per thread
-    (16384, 2, 104, 6),
-    (8192, 2, 104, 2),
+    (32768, 2, 104, 16),  # the LIF benchmark [100, 32768]: 8 chunks per thread of 2048 units (213K neuron-steps)
+    (16384, 2, 104, 12),  # 8 per thread would be 107K neuron-steps each: 12 chunks of >= 2**17
+    (8192, 2, 104, 6),
     (1740, 2, 104, 1),  # 181K neuron-steps: one chunk, on the calling thread
     (65536, 2, 104, 16),  # 8 per thread of 4096 units
-    (200000, 2, 5, 2),  # T=1: 1M neuron-steps' worth: two chunks
-    (1000000, 2, 5, 18),  # a chunk would exceed 4096 units and the least work: chunks of that least work
-    (300000, 2, 14, 16),
+    (200000, 2, 5, 6),  # T=1: 1M neuron-steps' worth
+    (1000000, 2, 5, 38),  # a chunk would exceed 4096 units and the least work: chunks of about that least work
+    (300000, 2, 14, 32),
     (100000, 3, 104, 24),
     (64, 2, 104, 1),
     (5, 1, 5, 1),

@@ -50,11 +50,13 @@ SERIAL_WORK = 1 << 17
 #: Least work (neuron-steps) of one chunk handed to a thread. Each chunk is one call into a compiled kernel from Python
 #: (argument unboxing under the GIL, ~10 us) and a several-thread run costs 65-150 us to start, so with the earlier
 #: rule (8 chunks per thread, whatever their size) mid-sized kernels ran slower on 2 threads than on 1. Measured on 2
-#: cores, LIF ``[100, M]``, median of 200 (forward) / 100 (forward + backward), earlier rule / this one / one thread:
-#: forward 174K neuron-steps 0.40 / 0.19 / 0.16 ms, 819K 0.64 / 0.60 / 0.48 ms, 1.6M 0.78 / 0.70 / 0.81 ms, 3.3M
-#: 1.04 / 1.05 / 1.67 ms; forward + backward 174K 1.29 / 0.66 / 0.62 ms, 819K 2.04 / 1.61 / 1.69 ms, 1.6M
-#: 2.93 / 2.39 / 3.28 ms, 3.3M 5.78 / 5.30 / 9.99 ms.
-MIN_CHUNK_WORK = 1 << 18
+#: cores, LIF ``[100, M]``, medians of 200 (forward) / 100 (forward + backward) in two runs, earlier rule / this one /
+#: one thread: forward 174K neuron-steps 0.44 / 0.19-0.22 / 0.18 ms, 819K 0.67-0.69 / 0.59 / 0.50 ms, 1.6M
+#: 0.88-0.94 / 0.76-0.83 / 0.91 ms, 3.3M 1.08-1.25 / 1.07-1.14 / 1.55 ms; forward + backward 174K 1.38-1.64 /
+#: 0.75-1.05 / 0.70 ms, 819K 1.99 / 1.69-1.71 / 1.76 ms, 1.6M 2.73 / 2.51-2.61 / 2.98 ms, 3.3M 4.79-4.93 /
+#: 4.82-4.89 / 7.86 ms. Twice this (2**18) split the LIF benchmark ``[100, 32768]`` into 12 chunks instead of 16 and
+#: made it ~10% slower in fresh processes (forward 3.15 against 2.8 ms).
+MIN_CHUNK_WORK = 1 << 17
 
 #: A neuron's own loads and stores (initial state, parameters, final state) in a neuron kernel, in time steps' worth
 #: of work: a chunk of ``m`` neurons over ``T`` steps counts ``m (T + NEURON_OVERHEAD_STEPS)`` (forward LIF at T=1:
