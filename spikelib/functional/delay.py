@@ -27,11 +27,15 @@ cross-correlation, so its kernel index ``k`` is delay ``K - 1 - k`` and the two 
 
 Computation, through the backend registry (``backend="auto"`` picks the fastest exact path). The kernel is built
 by operation ``"delay_gaussian_kernel"`` (numba: one fused pass per synapse, forward and backward; torch: the
-expression above under autograd). It is applied by ``"delay_shifted_matmul"``: with ``X = x.reshape(T B, C_in)``
-time first, ``x[t - d]`` for all ``t`` is the row range ``X[: (T - d) B]``, so the torch backend does one GEMM per tap,
-``Y[d B:] += X[:(T - d) B] k_d^T``, with no copy and no im2col buffer; the numba backend runs on sparse inputs (spikes,
-at most ``EVENT_DENSITY_MAX`` nonzero) and does ``D_max + 1`` row updates per nonzero input, for the output and for the
-kernel gradient. The input gradient is always the dense per-tap GEMMs (it is dense whatever the input). The integer
+expression above under autograd). It is applied by ``"delay_shifted_matmul"``, three ways: with
+``X = x.reshape(T B, C_in)`` time first, ``x[t - d]`` for all ``t`` is the row range ``X[: (T - d) B]``, so the torch
+backend does one GEMM per tap, ``Y[d B:] += X[:(T - d) B] k_d^T``, with no copy and no im2col buffer; the numba
+backend runs on sparse inputs (spikes, at most ``EVENT_DENSITY_MAX`` nonzero) and does ``D_max + 1`` row updates per
+nonzero input, for the output and for the kernel gradient (the input gradient is the per-tap GEMMs: it is dense
+whatever the input); the spectral backend (:mod:`spikelib.kernels.delay_spectral`) computes the same convolution over
+time as products per frequency of a discrete Fourier transform of length ``T + D_max``, about ``2 / (D_max + 1)`` of
+the direct multiply-adds, for the output and both gradients. ``"auto"`` chooses among the three by a cost estimate
+from the shapes and the input's density (read on every ``DENSITY_SAMPLE_STEP``-th time step). The integer
 form is operation ``"delay_linear_int"``: a numba kernel (``spikelib.kernels.cpu.delay_numba``) that adds one
 contiguous shifted row per synapse (``T B`` multiply-adds per synapse, whatever ``D_max`` is; memory: the weights
 and one integer delay per synapse) or, on sparse inputs (spikes), is event-driven: every nonzero ``x[s, b, i]`` adds
@@ -48,7 +52,7 @@ from typing import Any, Optional, Union
 import torch
 from torch.autograd.function import once_differentiable
 
-from spikelib.kernels.registry import select_backend
+from spikelib.kernels.registry import available_backends, select_backend
 
 __all__ = [
     "DelayRequest",
@@ -64,6 +68,8 @@ GAUSS_EPS = 1e-7  # DCLS's normalisation guard (sum of the Gaussian + 1e-7)
 # the nearest tap (>= 0.18 for sigma >= 0.27), and it keeps denormal floats (which make matrix products 100x slower
 # on x86) out of the kernel.
 GAUSS_CUTOFF = 60.0
+# backend="auto" chooses the path of the shifted products (all of them exact) by the density of every 4th time step.
+DENSITY_SAMPLE_STEP = 4
 
 
 @dataclass(frozen=True)
@@ -130,11 +136,17 @@ class GaussianRequest:
     device: torch.device
     dtype: torch.dtype
     density: float = 1.0  # share of nonzero inputs (the event path runs on sparse spike inputs only)
+    steps: int = 1  # T
+    taps: int = 1  # D_max + 1
+    batch: int = 1  # B
+    in_features: int = 1  # C_in
+    out_features: int = 1  # C_out
+    auto: bool = True  # chosen by backend="auto": a backend may decline where another is faster
 
 
 class _ShiftedMatmul(torch.autograd.Function):
-    """``y[t] = sum_d x[t - d] @ kernel[d]`` on time-first tensors; forward and kernel gradient by ``impl`` (dense
-    GEMMs or the sparse event path), the input gradient by dense GEMMs (it is dense whatever the input)."""
+    """``y[t] = sum_d x[t - d] @ kernel[d]`` on time-first tensors; forward and both gradients by ``impl`` (the
+    direct GEMMs, the sparse event path or the spectral products)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: torch.Tensor, impl: Any) -> torch.Tensor:  # type: ignore[override]
@@ -147,18 +159,10 @@ class _ShiftedMatmul(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
         x, kernel = ctx.saved_tensors
-        T, B, c_in = x.shape
-        taps, _, c_out = kernel.shape
-        G = grad_y.contiguous().view(T * B, c_out)
-        grad_x = grad_k = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.mm(G, kernel[0].t())
-            for d in range(1, min(taps, T)):
-                gx[: (T - d) * B].addmm_(G[d * B:], kernel[d].t())
-            grad_x = gx.view(T, B, c_in)
-        if ctx.needs_input_grad[1]:
-            grad_k = ctx.impl.grad_kernel(x, G, kernel)
-        return grad_x, grad_k, None
+        T, B, _ = x.shape
+        G = grad_y.contiguous().view(T * B, kernel.shape[2])
+        grad_x, grad_k = ctx.impl.backward(x, G, kernel, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return (None if grad_x is None else grad_x.view(x.shape)), grad_k, None
 
 
 def delayed_linear_gaussian(
@@ -173,18 +177,27 @@ def delayed_linear_gaussian(
     """Delayed synapses with Gaussian interpolation (see the module docstring): ``[T, B, C_in] -> [T, B, C_out]``.
 
     ``delay`` is used as given (the layer clamps it to ``[0, max_delay]``); gradients reach ``x``, ``weight``,
-    ``delay`` and ``bias``. ``backend`` (``"auto"``, ``"numba"`` or ``"torch"``) chooses the implementations of the
-    operations ``delay_gaussian_kernel`` (building the kernel) and ``delay_shifted_matmul`` (applying it; the numba
-    event path runs when at most ``EVENT_DENSITY_MAX`` of the inputs are nonzero, e.g. spikes).
+    ``delay`` and ``bias``. ``backend`` (``"auto"``, ``"numba"``, ``"torch"`` or ``"spectral"``) chooses the
+    implementations of the operations ``delay_gaussian_kernel`` (building the kernel) and ``delay_shifted_matmul``
+    (applying it; the numba event path runs when at most ``EVENT_DENSITY_MAX`` of the inputs are nonzero, e.g.
+    spikes); a name that only the second operation has (``"spectral"``) leaves the first on ``"auto"``.
     """
     check_delay_input(x, weight.shape[1])
     _check_finite(delay, "delay")
     sigma = _check_sigma(sigma)
     x = x.contiguous()
-    kernel_impl = select_backend("delay_gaussian_kernel", backend, GaussianRequest(x.device, x.dtype)).impl
+    # A name that only one of the two operations has (e.g. "spectral") leaves the other on "auto".
+    kernel_backend = backend if backend not in available_backends("delay_shifted_matmul") or backend in \
+        available_backends("delay_gaussian_kernel") else "auto"
+    kernel_impl = select_backend("delay_gaussian_kernel", kernel_backend, GaussianRequest(x.device, x.dtype)).impl
     kernel = kernel_impl(weight, delay, sigma, max_delay)
-    density = float(torch.count_nonzero(x)) / max(1, x.numel())
-    impl = select_backend("delay_shifted_matmul", backend, GaussianRequest(x.device, x.dtype, density)).impl
+    # "auto" reads the density on every few time steps (it only chooses among exact paths); a backend asked for by
+    # name checks the whole input
+    sample = x[::DENSITY_SAMPLE_STEP] if backend == "auto" else x
+    density = float(torch.count_nonzero(sample)) / max(1, sample.numel())
+    request = GaussianRequest(x.device, x.dtype, density, x.shape[0], max_delay + 1, x.shape[1], x.shape[2],
+                              weight.shape[0], backend == "auto")
+    impl = select_backend("delay_shifted_matmul", backend, request).impl
     y = _ShiftedMatmul.apply(x, kernel, impl)
     return y if bias is None else y + bias
 

@@ -11,6 +11,8 @@ products ``w[j, i] x[s, b, i]`` are added afterwards at the steps their delays s
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from spikelib.functional.delay import gaussian_delay_kernel
@@ -44,6 +46,15 @@ class DenseShiftedMatmul:
         return Y
 
     @staticmethod
+    def grad_input(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        """``grad_X[: (T - d) B] += G[d B:] kernel[d]^T`` per tap: ``[T B, C_in]`` (dense whatever the input)."""
+        T, B, _ = x.shape
+        gx = torch.mm(G, kernel[0].t())
+        for d in range(1, min(kernel.shape[0], T)):
+            gx[: (T - d) * B].addmm_(G[d * B:], kernel[d].t())
+        return gx
+
+    @staticmethod
     def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         T, B, c_in = x.shape
         X = x.reshape(T * B, c_in)
@@ -51,6 +62,13 @@ class DenseShiftedMatmul:
         for d in range(min(kernel.shape[0], T)):
             torch.mm(X[: (T - d) * B].t(), G[d * B:], out=grad_k[d])
         return grad_k
+
+    @classmethod
+    def backward(cls, x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor, need_x: bool,
+                 need_kernel: bool) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The input and kernel gradients that are needed (``None`` for the others)."""
+        return (cls.grad_input(x, G, kernel) if need_x else None,
+                cls.grad_kernel(x, G, kernel) if need_kernel else None)
 
 
 def _add_nonfinite_events(out: torch.Tensor, X: torch.Tensor, bad: torch.Tensor, weight: torch.Tensor,

@@ -20,7 +20,10 @@ with each input's synapses sorted by delay (a table built per call: O(synapses) 
 ``delay_shifted_matmul`` (Gaussian kernel applied to sparse inputs): every nonzero ``x[s, b, i]`` adds
 ``x[s, b, i] kernel[d, i, :]`` to output row ``(s + d, b)`` for each tap ``d``, and the kernel gradient gathers
 ``x[s, b, i] g[(s + d) B + b, :]`` the same way: ``nnz (D_max + 1) C_out`` multiply-adds instead of the dense
-``T B C_in (D_max + 1) C_out``. ``delay_gaussian_kernel``: the kernel and its gradients in one pass per synapse.
+``T B C_in (D_max + 1) C_out``. Both loop over one input channel's events for a group of batch entries at a time
+(``EVENT_GROUP_BYTES``), so one channel's kernel slice (``(D_max + 1) C_out``, input-major) serves all of them from
+L1 and the group's rows stay in L2 in contiguous buffers (rows ``B`` apart in the time-first layout would alias in
+the cache sets). ``delay_gaussian_kernel``: the kernel and its gradients in one pass per synapse.
 
 The kernels (:mod:`._delay_kernels`) are serial ``@numba.njit(nogil=True, cache=True)`` functions over a range of units,
 run on spikelib's kernel threads (:mod:`.threads`, not numba's OpenMP layer), compiled once per machine (numba keeps
@@ -37,6 +40,7 @@ import torch
 
 from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynamic
+from spikelib.kernels.delay_torch import DenseShiftedMatmul
 from spikelib.kernels.registry import count_call, register_backend
 
 _SUPPORTED = (torch.float32, torch.float64)
@@ -221,24 +225,54 @@ def check_events(request: Any) -> Optional[str]:
     description="numba: one row update per input spike and tap (sparse inputs, CPU)",
 )
 class EventShiftedMatmul:
-    """Forward and kernel gradient driven by the nonzero inputs: ``nnz (D_max + 1) C_out`` multiply-adds each."""
+    """Forward and kernel gradient driven by the nonzero inputs: ``nnz (D_max + 1) C_out`` multiply-adds each; the
+    input gradient by the direct GEMMs (it is dense whatever the input)."""
 
     @staticmethod
     def forward(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         T, B, _ = x.shape
         k = _kernels()
-        y = x.new_zeros((T * B, kernel.shape[2]))
+        y = x.new_empty((T * B, kernel.shape[2]))
+        kt = kernel.detach().permute(1, 0, 2).contiguous()  # input-major: one input's taps are contiguous
+        group = _event_group(T, kernel.shape[2], x.element_size())
         work = int(torch.count_nonzero(x)) * kernel.shape[0] * kernel.shape[2]
-        _run(k.events_forward, (x.detach().numpy(), kernel.detach().contiguous().numpy(), y.numpy()), B, work)
+        _run_grouped(k.events_forward_grouped, (x.detach().numpy(), kt.numpy(), y.numpy(), group), B, group, work)
         return y
 
     @staticmethod
     def grad_kernel(x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        T, _, c_in = x.shape
         k = _kernels()
-        gk = torch.zeros_like(kernel)
+        gk = torch.empty_like(kernel)
+        group = _event_group(T, kernel.shape[2], x.element_size())
         work = int(torch.count_nonzero(x)) * kernel.shape[0] * kernel.shape[2]
-        _run(k.events_grad_kernel, (x.detach().numpy(), G.detach().numpy(), gk.numpy()), x.shape[2], work)
+        _run_grouped(k.events_grad_kernel_grouped, (x.detach().numpy(), G.detach().numpy(), gk.numpy(), group),
+                     c_in, 1, work)
         return gk
+
+    @classmethod
+    def backward(cls, x: torch.Tensor, G: torch.Tensor, kernel: torch.Tensor, need_x: bool,
+                 need_kernel: bool) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+        """The input gradient by the direct GEMMs, the kernel gradient by the event path."""
+        return (DenseShiftedMatmul.grad_input(x, G, kernel) if need_x else None,
+                cls.grad_kernel(x, G, kernel) if need_kernel else None)
+
+
+#: The event kernels accumulate a group of batch entries' ``[T, C_out]`` rows in a buffer of about this many bytes
+#: (L2-sized), so that one input's kernel slice serves the whole group's events.
+EVENT_GROUP_BYTES = 1 << 19
+
+
+def _event_group(steps: int, c_out: int, itemsize: int) -> int:
+    return max(1, min(8, EVENT_GROUP_BYTES // max(1, steps * c_out * itemsize)))
+
+
+def _run_grouped(kernel: Any, args: tuple, m: int, align: int, work: int) -> None:
+    """:func:`_run` with every chunk but the last a multiple of ``align`` units, and one chunk per thread (each
+    chunk sets up its own buffers)."""
+    threads = max(1, min(kernel_threads(work // 8), -(-m // align)))
+    chunk = -(-(-(-m // threads)) // align) * align
+    run_chunked(kernel, args, m, chunk, threads)
 
 
 class _GaussKernelFunction(torch.autograd.Function):
