@@ -95,6 +95,9 @@ class Surrogate:
             alpha: name of the variable holding alpha (already of the kernel's float type).
             F: the float constructor of the kernel's dtype (``np.float32``); every literal must be wrapped in it so
                 that float32 kernels stay in float32.
+
+        The statements may use ``np`` and ``vexp`` (:mod:`spikelib.kernels.cpu.vector_math`: an exponential that
+        keeps float32 loops vectorised, where ``np.exp`` calls libm one element at a time).
         """
         raise NotImplementedError
 
@@ -180,7 +183,7 @@ class Sigmoid(Surrogate):
 
     def kernel_source(self, x: str, out: str, alpha: str, F: str) -> str:
         return (
-            f"_u = {F}(1.0) / ({F}(1.0) + np.exp(-({alpha} * {x})))\n"
+            f"_u = {F}(1.0) / ({F}(1.0) + vexp(-({alpha} * {x})))\n"
             f"{out} = {alpha} * _u * ({F}(1.0) - _u)"
         )
 

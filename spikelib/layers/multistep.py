@@ -2,7 +2,8 @@
 
 The reference implementations (BICLab/Spike-Driven-Transformer ``module/ms_conv.py``, BICLab/Spike-Driven-Transformer-V2
 ``classification/models.py``, bic-L/MaxFormer ``imagenet/mixer_hub.py``) apply every 2-d convolution and batch norm to
-the time steps folded into the batch, ``[T, B, ...] -> [T * B, ...]``; :class:`SeqConvBN` does the same.
+the time steps folded into the batch, ``[T, B, ...] -> [T * B, ...]``; :class:`SeqConvBN` does the same, with
+:class:`spikelib.layers.conv.Conv2d` (``nn.Conv2d`` through the ``"conv2d"`` backends).
 
 Operation counts are not kept here: the energy counter (:mod:`spikelib.hardware.energy`) counts every convolution,
 batch norm and neuron from their declarations during an evaluation pass. ``spike_input`` documents (and lets tests
@@ -14,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikelib.layers.conv import Conv2d
 from spikelib.neurons.lif import LIF
 from spikelib.surrogate import Sigmoid
 
@@ -64,7 +66,7 @@ class SeqConvBN(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, stride: int = 1, padding: int = 0,
                  groups: int = 1, bias: bool = False, spike_input: bool = True, bn: bool = True) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias)
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, groups=groups, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels) if bn else nn.Identity()
         self.spike_input = spike_input
 

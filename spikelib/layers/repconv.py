@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spikelib.layers.conv import Conv2d
 from spikelib.layers.multistep import fold, unfold
 
 __all__ = ["RepConv"]
@@ -51,10 +52,10 @@ class RepConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, post_bn: bool = False, spike_input: bool = True) -> None:
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.conv1 = nn.Conv2d(in_channels, in_channels, 1, bias=False)
+        self.conv1 = Conv2d(in_channels, in_channels, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(in_channels)
-        self.dwconv = nn.Conv2d(in_channels, in_channels, 3, groups=in_channels, bias=False)
-        self.pwconv = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.dwconv = Conv2d(in_channels, in_channels, 3, groups=in_channels, bias=False)
+        self.pwconv = Conv2d(in_channels, out_channels, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.bn3: Optional[nn.BatchNorm2d] = nn.BatchNorm2d(out_channels) if post_bn else None
         self.spike_input = spike_input
@@ -100,7 +101,7 @@ class RepConv(nn.Module):
         """Replace the training form by one 3x3 convolution with bias (uses running statistics; sets eval mode)."""
         self.eval()
         w, b = self.fused_weights()
-        conv = nn.Conv2d(self.in_channels, self.out_channels, 3, padding=1, bias=True)
+        conv = Conv2d(self.in_channels, self.out_channels, 3, padding=1, bias=True)
         conv = conv.to(device=w.device, dtype=w.dtype)
         conv.weight.copy_(w)
         conv.bias.copy_(b)

@@ -1,0 +1,118 @@
+"""The backends of operation ``"conv2d"`` (:mod:`spikelib.functional.conv`, equations and measurements there).
+
+``"torch"`` is ``torch.nn.functional.conv2d``. ``"pointwise_gemm"`` computes a 1x1 convolution as one matrix product
+over the pixels of all images (an autograd function with both gradients as one product each).
+``"depthwise_channels_last"`` runs a depth-wise convolution on channels-last copies, where oneDNN's kernels are fast.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from spikelib.functional.conv import POINTWISE_GEMM_MAX_PIXELS, Conv2dRequest
+from spikelib.kernels.registry import register_backend
+
+__all__ = ["PointwiseGemm"]
+
+
+@register_backend("conv2d", "torch", check=lambda request: None, priority=0,
+                  description="torch.nn.functional.conv2d (reference, any device)")
+def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                 request: Conv2dRequest) -> torch.Tensor:
+    """``F.conv2d`` with the request's geometry."""
+    return F.conv2d(x, weight, bias, request.stride, request.padding, request.dilation, request.groups)
+
+
+def _pixels_first(t: torch.Tensor) -> torch.Tensor:
+    """``[N, C, H, W] -> [C, N H W]`` (a copy)."""
+    return t.transpose(0, 1).reshape(t.shape[1], -1)
+
+
+def _images_first(t: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """``[C, N H W] -> [N, C, H, W]`` (contiguous)."""
+    return t.view(t.shape[0], n, h, w).transpose(0, 1).contiguous()
+
+
+class PointwiseGemm(torch.autograd.Function):
+    """1x1 convolution as ``Y = W X + b`` with ``X: [C_in, N H W]``; saves only the input (no extra copy).
+
+    The backward is written in differentiable torch operations on the saved input and weight, so second derivatives
+    (``create_graph=True``) are those of the convolution.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        n, c_in, h, w = x.shape
+        w2 = weight.view(weight.shape[0], c_in)
+        x2 = _pixels_first(x)
+        y2 = torch.mm(w2, x2) if bias is None else torch.addmm(bias.unsqueeze(1), w2, x2)
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _images_first(y2, n, h, w)
+
+    @staticmethod
+    def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        n, c_in, h, w = x.shape
+        w2 = weight.view(weight.shape[0], c_in)
+        g2 = _pixels_first(grad_y)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _images_first(torch.mm(w2.t(), g2), n, h, w)
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.mm(g2, _pixels_first(x).t()).view(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = g2.sum(1)
+        return grad_x, grad_w, grad_b
+
+
+def _check_cpu(request: Conv2dRequest) -> Optional[str]:
+    if request.device.type != "cpu":
+        return f"it runs on CPU tensors only (measured there), the input is on {request.device}"
+    return None
+
+
+def _check_pointwise(request: Conv2dRequest) -> Optional[str]:
+    reason = _check_cpu(request)
+    if reason is not None:
+        return reason
+    if request.kernel_size != (1, 1) or request.stride != (1, 1) or request.groups != 1 or not request.zero_padding:
+        return ("it computes 1x1 convolutions with stride 1, no padding and one group, got kernel "
+                f"{request.kernel_size}, stride {request.stride}, padding {request.padding}, groups {request.groups}")
+    if request.auto and request.pixels > POINTWISE_GEMM_MAX_PIXELS:
+        return (f"the image has {request.pixels} pixels, more than POINTWISE_GEMM_MAX_PIXELS="
+                f"{POINTWISE_GEMM_MAX_PIXELS}, where the convolution is as fast")
+    return None
+
+
+@register_backend("conv2d", "pointwise_gemm", check=_check_pointwise, priority=20,
+                  description="1x1 convolution as one matrix product over all pixels (CPU)")
+def conv2d_pointwise_gemm(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                          request: Conv2dRequest) -> torch.Tensor:
+    """A 1x1 convolution as :class:`PointwiseGemm`."""
+    return PointwiseGemm.apply(x, weight, bias)
+
+
+def _check_depthwise(request: Conv2dRequest) -> Optional[str]:
+    reason = _check_cpu(request)
+    if reason is not None:
+        return reason
+    if request.in_channels < 2 or request.groups != request.in_channels:
+        return (f"it computes depth-wise convolutions (groups = C_in >= 2), got groups {request.groups} for "
+                f"{request.in_channels} input channels")
+    return None
+
+
+@register_backend("conv2d", "depthwise_channels_last", check=_check_depthwise, priority=20,
+                  description="depth-wise convolution on channels-last copies (CPU)")
+def conv2d_depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
+                                   request: Conv2dRequest) -> torch.Tensor:
+    """``F.conv2d`` on channels-last copies of ``x`` and ``weight``; the result in ``x``'s memory format."""
+    layout = torch.channels_last
+    y = F.conv2d(x.contiguous(memory_format=layout), weight.contiguous(memory_format=layout), bias, request.stride,
+                 request.padding, request.dilation, request.groups)
+    return y.contiguous(memory_format=torch.channels_last if x.is_contiguous(memory_format=layout)
+                        and not x.is_contiguous() else torch.contiguous_format)

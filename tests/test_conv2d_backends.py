@@ -1,0 +1,260 @@
+"""The ``conv2d`` backends (1x1 convolutions as one matrix product, depth-wise convolutions in channels-last) and
+``spikelib.layers.conv.Conv2d``: outputs and every gradient equal to ``torch.nn.functional.conv2d`` under autograd up to
+float summation order (checked against float64), the intended path proven by ``backend_calls``, the shape rules of
+``"auto"``, clear errors, and the layer interchangeable with ``nn.Conv2d`` (parameters, checkpoint, hooks, graph
+declaration, the models' reference equivalence)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import spikelib  # noqa: F401  (registers the backends)
+from spikelib.functional.conv import POINTWISE_GEMM_MAX_PIXELS, conv2d
+from spikelib.graph import declare
+from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
+from spikelib.layers.conv import Conv2d
+
+
+def _run(fn, x, w, b, gy):
+    x = x.detach().clone().requires_grad_(True)
+    w = w.detach().clone().requires_grad_(True)
+    b = None if b is None else b.detach().clone().requires_grad_(True)
+    y = fn(x, w, b)
+    y.backward(gy)
+    return y.detach(), x.grad, w.grad, None if b is None else b.grad
+
+
+def _inputs(x_shape, w_shape, bias, dtype, seed=0, spikes=False):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.rand(x_shape, generator=g) < 0.3).to(dtype) if spikes else torch.randn(x_shape, generator=g, dtype=dtype)
+    w = torch.randn(w_shape, generator=g, dtype=dtype) / w_shape[1] ** 0.5
+    b = torch.randn(w_shape[0], generator=g, dtype=dtype) if bias else None
+    return x, w, b
+
+
+def _assert_like_reference(backend, x, w, b, kw, expect_path):
+    """``backend`` against F.conv2d: each result as close to the float64 one as F.conv2d's own in x's dtype."""
+    y_ref = F.conv2d(x, w, b, **kw)
+    gy = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(7), dtype=x.dtype)
+    reset_backend_calls()
+    ours = _run(lambda x_, w_, b_: conv2d(x_, w_, b_, backend=backend, **kw), x, w, b, gy)
+    assert backend_calls("conv2d") == {expect_path: 1}
+    dense = _run(lambda x_, w_, b_: F.conv2d(x_, w_, b_, **kw), x, w, b, gy)
+    ref64 = _run(lambda x_, w_, b_: F.conv2d(x_, w_, b_, **kw), x.double(), w.double(),
+                 None if b is None else b.double(), gy.double())
+    eps = torch.finfo(x.dtype).eps
+    for name, a, d, r in zip(("output", "grad_x", "grad_w", "grad_b"), ours, dense, ref64):
+        if r is None:
+            assert a is None, name
+            continue
+        assert a.shape == r.shape and a.dtype == x.dtype, name
+        err = (a.double() - r).abs().max().item()
+        err_dense = (d.double() - r).abs().max().item()
+        assert err <= 4 * err_dense + 64 * eps * (r.abs().max().item() + 1.0), (name, err, err_dense)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(8, 384, 4, 4, 384), (8, 96, 8, 8, 192), (3, 5, 2, 7, 11), (1, 1, 1, 1, 1)])
+def test_pointwise_gemm_equals_reference(dtype, bias, shape):
+    n, c_in, h, w_, c_out = shape
+    x, w, b = _inputs((n, c_in, h, w_), (c_out, c_in, 1, 1), bias, dtype, spikes=c_in > 8)
+    _assert_like_reference("auto", x, w, b, {}, "pointwise_gemm")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("geometry", [
+    ((8, 96, 32, 32), 7, {"padding": 3}),
+    ((8, 384, 6, 6), 3, {}),
+    ((2, 16, 9, 11), 5, {"padding": 2, "stride": 2}),
+    ((2, 16, 9, 11), 3, {"padding": (1, 2), "dilation": 2}),
+    ((2, 6, 10, 10), 3, {"padding": "same"}),
+])
+def test_depthwise_channels_last_equals_reference(dtype, bias, geometry):
+    x_shape, k, kw = geometry
+    c = x_shape[1]
+    x, w, b = _inputs(x_shape, (c, 1, k, k), bias, dtype)
+    _assert_like_reference("auto", x, w, b, {**kw, "groups": c}, "depthwise_channels_last")
+
+
+def test_depthwise_with_channel_multiplier_and_layouts():
+    x, w, b = _inputs((2, 8, 12, 12), (16, 1, 3, 3), True, torch.float64)
+    _assert_like_reference("auto", x, w, b, {"padding": 1, "groups": 8}, "depthwise_channels_last")
+    # the result keeps the input's memory format; a strided input is read as it is
+    y = conv2d(x.to(memory_format=torch.channels_last), w, b, padding=1, groups=8)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert conv2d(x, w, b, padding=1, groups=8).is_contiguous()
+    xs = torch.randn(2, 8, 24, 12, dtype=torch.float64)[:, :, ::2]
+    torch.testing.assert_close(conv2d(xs, w, b, padding=1, groups=8), F.conv2d(xs, w, b, padding=1, groups=8))
+
+
+def test_auto_rules():
+    """``auto``: 1x1 up to POINTWISE_GEMM_MAX_PIXELS pixels, depth-wise always (CPU), everything else torch."""
+    cases = [
+        ((2, 8, 8, 8), (4, 8, 1, 1), {}, "pointwise_gemm"),
+        ((2, 8, 9, 8), (4, 8, 1, 1), {}, "torch"),  # 72 pixels
+        ((2, 8, 4, 4), (4, 8, 1, 1), {"stride": 2}, "torch"),
+        ((2, 8, 4, 4), (4, 8, 1, 1), {"padding": 1}, "torch"),
+        ((2, 8, 4, 4), (4, 4, 1, 1), {"groups": 2}, "torch"),
+        ((2, 8, 4, 4), (4, 8, 3, 3), {}, "torch"),
+        ((2, 8, 4, 4), (8, 1, 3, 3), {"groups": 8}, "depthwise_channels_last"),
+        ((2, 1, 4, 4), (1, 1, 3, 3), {"groups": 1}, "torch"),  # one channel: not depth-wise
+    ]
+    assert POINTWISE_GEMM_MAX_PIXELS == 64
+    for x_shape, w_shape, kw, expected in cases:
+        x, w, _ = _inputs(x_shape, w_shape, False, torch.float32)
+        reset_backend_calls()
+        torch.testing.assert_close(conv2d(x, w, **kw), F.conv2d(x, w, **kw), rtol=1e-5, atol=1e-5)
+        assert backend_calls("conv2d") == {expected: 1}, (x_shape, w_shape, kw)
+    # named explicitly, the matrix product takes any image size
+    x, w, _ = _inputs((2, 8, 16, 16), (4, 8, 1, 1), False, torch.float64)
+    reset_backend_calls()
+    torch.testing.assert_close(conv2d(x, w, backend="pointwise_gemm"), F.conv2d(x, w))
+    assert backend_calls("conv2d") == {"pointwise_gemm": 1}
+
+
+def test_explicit_backend_that_cannot_run_says_why():
+    x, w, _ = _inputs((2, 8, 4, 4), (4, 8, 3, 3), False, torch.float32)
+    with pytest.raises(BackendUnavailableError, match="1x1 convolutions"):
+        conv2d(x, w, backend="pointwise_gemm")
+    with pytest.raises(BackendUnavailableError, match="depth-wise"):
+        conv2d(x, w, backend="depthwise_channels_last")
+    with pytest.raises(ValueError, match="unknown backend"):
+        conv2d(x, w, backend="winograd")
+    assert set(available_backends("conv2d")) == {"torch", "pointwise_gemm", "depthwise_channels_last"}
+
+
+def test_bad_arguments_name_what_was_expected():
+    x, w, b = _inputs((2, 8, 4, 4), (4, 8, 1, 1), True, torch.float32)
+    with pytest.raises(ValueError, match=r"x must be a 4-d tensor \[N, C_in, H, W\]"):
+        conv2d(x[0], w)
+    with pytest.raises(TypeError, match="floating dtype"):
+        conv2d(x.long(), w)
+    with pytest.raises(ValueError, match="weight must be a 4-d tensor"):
+        conv2d(x, w[:, :, 0, 0])
+    with pytest.raises(ValueError, match="expects 16"):
+        conv2d(x, torch.randn(4, 16, 1, 1))
+    with pytest.raises(ValueError, match="groups must be a positive int"):
+        conv2d(x, w, groups=0)
+    with pytest.raises(ValueError, match="not divisible by groups=2"):
+        conv2d(x, torch.randn(3, 4, 1, 1), groups=2)
+    with pytest.raises(TypeError, match="weight must have x's dtype"):
+        conv2d(x, w.double())
+    with pytest.raises(ValueError, match=r"bias must be None or a tensor of shape \(4,\)"):
+        conv2d(x, w, b[:3])
+    with pytest.raises(ValueError, match="stride must be an int or a pair"):
+        conv2d(x, w, stride=0)
+    with pytest.raises(ValueError, match="padding must be an int, a pair of ints, 'same' or 'valid'"):
+        conv2d(x, w, padding="full")
+    with pytest.raises(ValueError, match="dilation must be an int or a pair"):
+        conv2d(x, w, dilation=(1, 2, 3))
+
+
+def test_pointwise_gradients_only_where_needed_and_second_derivatives():
+    x, w, b = _inputs((2, 8, 4, 4), (4, 8, 1, 1), True, torch.float64)
+    w.requires_grad_(True)
+    y = conv2d(x, w, b)  # x and b without gradients
+    (gw,) = torch.autograd.grad(y.square().sum(), w)
+    (gw_ref,) = torch.autograd.grad(F.conv2d(x, w, b).square().sum(), w)
+    torch.testing.assert_close(gw, gw_ref)
+    xs, ws, bs = _inputs((2, 3, 2, 3), (4, 3, 1, 1), True, torch.float64, seed=3)
+    args = tuple(t.clone().requires_grad_(True) for t in (xs, ws, bs))
+    for backend, kw in (("pointwise_gemm", {}), ("depthwise_channels_last", None)):
+        if kw is None:
+            args = tuple(t.clone().requires_grad_(True) for t in _inputs((2, 3, 4, 4), (3, 1, 3, 3), True,
+                                                                          torch.float64, seed=4))
+            kw = {"groups": 3, "padding": 1}
+        fn = lambda x_, w_, b_: conv2d(x_, w_, b_, backend=backend, **kw)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, args)
+        assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_pointwise_propagates_non_finite_values_like_the_convolution():
+    x, w, _ = _inputs((2, 8, 4, 4), (4, 8, 1, 1), False, torch.float32)
+    x[1, 3, 2, 1] = float("nan")
+    x[0, 0, 0, 0] = float("inf")
+    ours, ref = conv2d(x, w), F.conv2d(x, w)
+    assert torch.equal(ours.isnan(), ref.isnan()) and torch.equal(ours.isinf(), ref.isinf())
+
+
+def test_autocast_runs_torch_conv2d():
+    x, w, _ = _inputs((2, 8, 4, 4), (4, 8, 1, 1), False, torch.float32)
+    reset_backend_calls()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv2d(x, w)
+        y_ref = F.conv2d(x, w)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    assert backend_calls("conv2d") == {}
+
+
+def test_layer_is_an_nn_conv2d():
+    torch.manual_seed(0)
+    ref = nn.Conv2d(8, 16, 1, bias=True)
+    ours = Conv2d(8, 16, 1, bias=True)
+    assert isinstance(ours, nn.Conv2d) and ours.state_dict().keys() == ref.state_dict().keys()
+    ours.load_state_dict(ref.state_dict())
+    assert repr(ours) == repr(ref)
+    assert "backend='torch'" in repr(Conv2d(8, 16, 1, backend="torch"))
+    x = torch.randn(4, 8, 4, 4)
+    seen = []
+    ours.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    reset_backend_calls()
+    torch.testing.assert_close(ours(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert seen == [torch.Size([4, 16, 4, 4])] and backend_calls("conv2d") == {"pointwise_gemm": 1}
+    # the graph declaration is nn.Conv2d's
+    node, node_ref = declare(ours), declare(ref)
+    assert type(node) is type(node_ref) and repr(node) == repr(node_ref)
+    with pytest.raises(ValueError, match="backend must be 'auto' or one of"):
+        Conv2d(8, 16, 1, backend="fast")
+
+
+def test_layer_keeps_torch_paths_for_padding_modes_and_unbatched_input():
+    torch.manual_seed(0)
+    for mode in ("reflect", "replicate", "circular"):
+        ref = nn.Conv2d(4, 4, 3, padding=1, groups=4, padding_mode=mode)
+        ours = Conv2d(4, 4, 3, padding=1, groups=4, padding_mode=mode)
+        ours.load_state_dict(ref.state_dict())
+        x = torch.randn(2, 4, 5, 5)
+        reset_backend_calls()
+        torch.testing.assert_close(ours(x), ref(x))
+        assert backend_calls("conv2d") == {}
+    ref, ours = nn.Conv2d(4, 6, 1), Conv2d(4, 6, 1)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(4, 3, 3)
+    torch.testing.assert_close(ours(x), ref(x))
+
+
+@pytest.mark.slow
+def test_transformer_training_step_equal_with_torch_convolutions():
+    """Meta-SpikeFormer: loss and every parameter gradient with the auto paths equal those with ``backend="torch"``
+    for every convolution (float64, so that no spike flips on float rounding)."""
+    from spikelib.models import get_model
+
+    grads = {}
+    for backend in ("auto", "torch"):
+        torch.manual_seed(0)
+        model = get_model("meta_spikeformer_tiny_test", T=2).double()
+        convs = [m for m in model.modules() if isinstance(m, Conv2d)]
+        assert len(convs) > 10
+        for m in convs:
+            m.backend = backend
+        x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        reset_backend_calls()
+        loss = F.cross_entropy(model(x), torch.tensor([1, 3]))
+        loss.backward()
+        calls = backend_calls("conv2d")
+        if backend == "auto":
+            assert calls.get("pointwise_gemm", 0) > 0 and calls.get("depthwise_channels_last", 0) > 0
+        else:
+            assert set(calls) == {"torch"}
+        grads[backend] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    (loss_a, g_a), (loss_t, g_t) = grads["auto"], grads["torch"]
+    torch.testing.assert_close(loss_a, loss_t, rtol=1e-12, atol=1e-12)
+    assert g_a.keys() == g_t.keys() and len(g_a) > 20
+    # (a convolution's bias before BatchNorm has a zero gradient up to the rounding of the network's largest terms)
+    scale = max(g.abs().max().item() for g in g_t.values())
+    for name in g_a:
+        err = (g_a[name] - g_t[name]).abs().max().item()
+        assert err <= 1e-12 * scale, (name, err, scale)
