@@ -138,3 +138,15 @@ def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
     return value
+
+
+def check_bias(bias: object, size: int, like: torch.Tensor) -> None:
+    """Check that ``bias`` is None or a ``[size]`` tensor of ``like``'s dtype and device (a layer's additive bias)."""
+    if bias is None:
+        return
+    if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (size,):
+        raise ValueError(f"bias must be None or a tensor of shape ({size},), got "
+                         f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
+    if bias.dtype != like.dtype or bias.device != like.device:
+        raise TypeError(f"bias must have x's dtype and device ({like.dtype}, {like.device}), got {bias.dtype}, "
+                        f"{bias.device}")

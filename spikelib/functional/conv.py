@@ -31,6 +31,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from spikelib.functional._checks import check_bias
 from spikelib.kernels.registry import select_backend
 
 __all__ = ["Conv2dRequest", "POINTWISE_GEMM_MAX_PIXELS", "conv2d", "pair"]
@@ -94,13 +95,7 @@ def _check_args(x: object, weight: object, bias: object, groups: object) -> None
     if weight.dtype != x.dtype or weight.device != x.device:
         raise TypeError(f"weight must have x's dtype and device ({x.dtype}, {x.device}), got {weight.dtype}, "
                         f"{weight.device}")
-    if bias is not None:
-        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(f"bias must be None or a tensor of shape ({weight.shape[0]},), got "
-                             f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
-        if bias.dtype != x.dtype or bias.device != x.device:
-            raise TypeError(f"bias must have x's dtype and device ({x.dtype}, {x.device}), got {bias.dtype}, "
-                            f"{bias.device}")
+    check_bias(bias, weight.shape[0], x)
 
 
 def _padding(padding: object) -> Union[Tuple[int, int], str]:

@@ -23,6 +23,7 @@ from typing import Optional
 
 import torch
 
+from spikelib.functional._checks import check_bias
 from spikelib.kernels.registry import select_backend
 
 __all__ = ["LinearRequest", "linear", "check_linear_args"]
@@ -52,13 +53,7 @@ def check_linear_args(x: object, weight: object, bias: object) -> None:
         raise TypeError(f"weight has dtype {weight.dtype} but x has dtype {x.dtype}")
     if weight.device != x.device:
         raise ValueError(f"weight is on {weight.device} but x is on {x.device}")
-    if bias is not None:
-        if not isinstance(bias, torch.Tensor) or tuple(bias.shape) != (weight.shape[0],):
-            raise ValueError(f"bias must be None or a tensor of shape ({weight.shape[0]},), got "
-                             f"{tuple(bias.shape) if isinstance(bias, torch.Tensor) else type(bias).__name__}")
-        if bias.dtype != x.dtype or bias.device != x.device:
-            raise TypeError(f"bias must have x's dtype and device ({x.dtype}, {x.device}), got {bias.dtype}, "
-                            f"{bias.device}")
+    check_bias(bias, weight.shape[0], x)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None,
