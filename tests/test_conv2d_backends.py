@@ -13,6 +13,7 @@ import spikelib  # noqa: F401  (registers the backends)
 from spikelib.functional.conv import POINTWISE_GEMM_MAX_PIXELS, conv2d
 from spikelib.graph import declare
 from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
+from spikelib.kernels.cpu.depthwise_numba import MIN_PIXELS as DEPTHWISE_MIN_PIXELS
 from spikelib.layers.conv import Conv2d
 
 
@@ -76,7 +77,74 @@ def test_depthwise_channels_last_equals_reference(dtype, bias, geometry):
     x_shape, k, kw = geometry
     c = x_shape[1]
     x, w, b = _inputs(x_shape, (c, 1, k, k), bias, dtype)
-    _assert_like_reference("auto", x, w, b, {**kw, "groups": c}, "depthwise_channels_last")
+    _assert_like_reference("depthwise_channels_last", x, w, b, {**kw, "groups": c}, "depthwise_channels_last")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("geometry", [
+    ((8, 96, 32, 32), 7, {"padding": 3}),  # Meta-SpikeFormer's sizes: several segments of the kernel's dot products
+    ((8, 384, 8, 8), 7, {"padding": 3}),
+    ((8, 192, 8, 8), 5, {"padding": 2}),
+    ((8, 384, 6, 6), 3, {}),
+    ((2, 16, 9, 11), 3, {"padding": (1, 2), "dilation": 2}),
+    ((2, 16, 9, 11), (3, 5), {"padding": (2, 0), "dilation": (1, 2)}),
+    ((2, 6, 10, 10), 3, {"padding": "same"}),
+    ((3, 4, 5, 7), 5, {"padding": "valid"}),
+    ((1, 2, 1, 1), 3, {"padding": 1}),
+])
+def test_depthwise_numba_equals_reference(dtype, bias, geometry):
+    x_shape, k, kw = geometry
+    kh, kw_ = (k, k) if isinstance(k, int) else k
+    c = x_shape[1]
+    x, w, b = _inputs(x_shape, (c, 1, kh, kw_), bias, dtype, spikes=c > 8)
+    _assert_like_reference("depthwise_numba", x, w, b, {**kw, "groups": c}, "depthwise_numba")
+
+
+def test_depthwise_numba_weight_gradient_kernel_against_float64_loops():
+    """The kernel's weight gradient against an independent float64 sum over taps and pixels."""
+    from spikelib.kernels.cpu.depthwise_numba import depthwise_weight_grad
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 5, 7, 6, generator=g, dtype=torch.float64)
+    (ph, pw), (dh, dw), (kh, kw) = (2, 1), (2, 1), (3, 4)
+    ho, wo = 7 + 2 * ph - dh * (kh - 1), 6 + 2 * pw - dw * (kw - 1)
+    gy = torch.randn(3, 5, ho, wo, generator=g, dtype=torch.float64)
+    xp = F.pad(x, (pw, pw, ph, ph))
+    expected = torch.zeros(5, 1, kh, kw, dtype=torch.float64)
+    for p in range(kh):
+        for q in range(kw):
+            expected[:, 0, p, q] = (xp[:, :, p * dh:p * dh + ho, q * dw:q * dw + wo] * gy).sum((0, 2, 3))
+    got = depthwise_weight_grad(x, gy, (kh, kw), (ph, pw), (dh, dw))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_numba_gradients_only_where_needed():
+    x, w, b = _inputs((2, 8, 8, 8), (8, 1, 3, 3), True, torch.float64)
+    for wanted in ("x", "w", "b"):
+        args = {"x": x.clone(), "w": w.clone(), "b": b.clone()}
+        args[wanted].requires_grad_(True)
+        reset_backend_calls()
+        (got,) = torch.autograd.grad(conv2d(args["x"], args["w"], args["b"], padding=1, groups=8).square().sum(),
+                                     args[wanted])
+        assert backend_calls("conv2d") == {"depthwise_numba": 1}
+        (ref,) = torch.autograd.grad(F.conv2d(args["x"], args["w"], args["b"], padding=1, groups=8).square().sum(),
+                                     args[wanted])
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_depthwise_numba_non_finite_inputs_like_the_convolution():
+    """An infinite or NaN pixel: the weight gradient comes from oneDNN, so NaN and inf land where F.conv2d puts them."""
+    x, w, b = _inputs((2, 8, 8, 8), (8, 1, 3, 3), True, torch.float32)
+    x[0, 2, 0, 7] = float("inf")  # the last column: the kernel's padded reads would meet it in neighbouring taps
+    x[1, 5, 4, 0] = float("nan")
+    gy = torch.randn(2, 8, 8, 8)
+    ours = _run(lambda x_, w_, b_: conv2d(x_, w_, b_, padding=1, groups=8, backend="depthwise_numba"), x, w, b, gy)
+    ref = _run(lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=1, groups=8), x, w, b, gy)
+    for a, r in zip(ours, ref):
+        assert torch.equal(a.isnan(), r.isnan()) and torch.equal(a.isinf(), r.isinf())
+        finite = a.isfinite()
+        torch.testing.assert_close(a[finite], r[finite], rtol=1e-5, atol=1e-5)
 
 
 def test_depthwise_with_channel_multiplier_and_layouts():
@@ -90,8 +158,11 @@ def test_depthwise_with_channel_multiplier_and_layouts():
     torch.testing.assert_close(conv2d(xs, w, b, padding=1, groups=8), F.conv2d(xs, w, b, padding=1, groups=8))
 
 
+@pytest.mark.filterwarnings("ignore:Using padding=.same. with even kernel lengths")
 def test_auto_rules():
-    """``auto``: 1x1 up to POINTWISE_GEMM_MAX_PIXELS pixels, depth-wise always (CPU), everything else torch."""
+    """``auto``: 1x1 up to POINTWISE_GEMM_MAX_PIXELS pixels; depth-wise of stride 1, one filter per channel and
+    symmetric padding from MIN_PIXELS pixels by the numba weight gradient, other depth-wise ones channels-last (CPU);
+    everything else torch."""
     cases = [
         ((2, 8, 8, 8), (4, 8, 1, 1), {}, "pointwise_gemm"),
         ((2, 8, 9, 8), (4, 8, 1, 1), {}, "torch"),  # 72 pixels
@@ -99,10 +170,14 @@ def test_auto_rules():
         ((2, 8, 4, 4), (4, 8, 1, 1), {"padding": 1}, "torch"),
         ((2, 8, 4, 4), (4, 4, 1, 1), {"groups": 2}, "torch"),
         ((2, 8, 4, 4), (4, 8, 3, 3), {}, "torch"),
-        ((2, 8, 4, 4), (8, 1, 3, 3), {"groups": 8}, "depthwise_channels_last"),
+        ((2, 8, 4, 4), (8, 1, 3, 3), {"groups": 8}, "depthwise_channels_last"),  # 16 pixels
+        ((2, 8, 8, 8), (8, 1, 3, 3), {"groups": 8, "padding": 1}, "depthwise_numba"),
+        ((2, 8, 8, 8), (8, 1, 3, 3), {"groups": 8, "stride": 2}, "depthwise_channels_last"),
+        ((2, 8, 8, 8), (8, 1, 4, 4), {"groups": 8, "padding": "same"}, "depthwise_channels_last"),  # asymmetric
+        ((2, 8, 8, 8), (16, 1, 3, 3), {"groups": 8}, "depthwise_channels_last"),  # two filters per channel
         ((2, 1, 4, 4), (1, 1, 3, 3), {"groups": 1}, "torch"),  # one channel: not depth-wise
     ]
-    assert POINTWISE_GEMM_MAX_PIXELS == 64
+    assert POINTWISE_GEMM_MAX_PIXELS == 64 and DEPTHWISE_MIN_PIXELS == 64
     for x_shape, w_shape, kw, expected in cases:
         x, w, _ = _inputs(x_shape, w_shape, False, torch.float32)
         reset_backend_calls()
@@ -121,9 +196,17 @@ def test_explicit_backend_that_cannot_run_says_why():
         conv2d(x, w, backend="pointwise_gemm")
     with pytest.raises(BackendUnavailableError, match="depth-wise"):
         conv2d(x, w, backend="depthwise_channels_last")
+    with pytest.raises(BackendUnavailableError, match="one filter per channel"):
+        conv2d(x, w, backend="depthwise_numba")
+    xd, wd, _ = _inputs((2, 8, 8, 8), (8, 1, 3, 3), False, torch.float32)
+    with pytest.raises(BackendUnavailableError, match="stride 1"):
+        conv2d(xd, wd, stride=2, groups=8, backend="depthwise_numba")
+    with pytest.raises(BackendUnavailableError, match="float32 and float64"):
+        conv2d(xd.half(), wd.half(), groups=8, backend="depthwise_numba")
     with pytest.raises(ValueError, match="unknown backend"):
         conv2d(x, w, backend="winograd")
-    assert set(available_backends("conv2d")) == {"torch", "pointwise_gemm", "depthwise_channels_last"}
+    assert set(available_backends("conv2d")) == {"torch", "pointwise_gemm", "depthwise_channels_last",
+                                                 "depthwise_numba"}
 
 
 def test_bad_arguments_name_what_was_expected():
@@ -161,7 +244,7 @@ def test_pointwise_gradients_only_where_needed_and_second_derivatives():
     torch.testing.assert_close(gw, gw_ref)
     xs, ws, bs = _inputs((2, 3, 2, 3), (4, 3, 1, 1), True, torch.float64, seed=3)
     args = tuple(t.clone().requires_grad_(True) for t in (xs, ws, bs))
-    for backend, kw in (("pointwise_gemm", {}), ("depthwise_channels_last", None)):
+    for backend, kw in (("pointwise_gemm", {}), ("depthwise_channels_last", None), ("depthwise_numba", None)):
         if kw is None:
             args = tuple(t.clone().requires_grad_(True) for t in _inputs((2, 3, 4, 4), (3, 1, 3, 3), True,
                                                                           torch.float64, seed=4))

@@ -180,8 +180,11 @@ def empty(shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Ten
     for s in shape:
         numel *= s
     nbytes = numel * (np_dtype.itemsize if np_dtype is not None else 0)
+    if np_dtype is None or nbytes < MIN_BYTES:  # before max_free_bytes(): it reads the environment (~8 us)
+        _POOL.bypassed += 1
+        return torch.empty(shape, dtype=dtype)
     cap = max_free_bytes()
-    if np_dtype is None or nbytes < MIN_BYTES or cap == 0:
+    if cap == 0:
         _POOL.bypassed += 1
         return torch.empty(shape, dtype=dtype)
     block = _POOL.take(nbytes, cap)
