@@ -19,6 +19,7 @@ from spikelib.kernels import delay_torch as _delay_torch  # noqa: F401  (registe
 from spikelib.kernels import delay_spectral as _delay_spectral  # noqa: F401  (registers "spectral")
 from spikelib.kernels import elm_torch as _elm_torch  # noqa: F401  (registers the "elm" backends)
 from spikelib.kernels import conv_torch as _conv_torch  # noqa: F401  (registers the "conv2d" backends)
+from spikelib.kernels import pool_torch as _pool_torch  # noqa: F401  (registers the "max_pool2d" backends)
 from spikelib.kernels import linear_torch as _linear_torch  # noqa: F401  (registers the "linear" reference)
 from spikelib.kernels import rows_torch as _rows_torch  # noqa: F401  (registers the "index_add_rows" reference)
 from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (registers the delay operations' "numba")

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from spikelib.layers.multistep import SeqConvBN, fold, reference_lif, unfold
+from spikelib.layers.pool import MaxPool2d
 
 __all__ = ["SpikingPatchSplitting"]
 
@@ -49,7 +50,7 @@ class SpikingPatchSplitting(nn.Module):
         widths = [in_channels, E // 8, E // 4, E // 2, E]
         self.convs = nn.ModuleList(SeqConvBN(widths[i], widths[i + 1], 3, 1, 1, spike_input=i > 0) for i in range(4))
         self.lifs = nn.ModuleList(neuron() for _ in range(4))
-        self.pools = nn.ModuleList(nn.MaxPool2d(3, 2, 1) if p == "1" else nn.Identity() for p in pooling_stat)
+        self.pools = nn.ModuleList(MaxPool2d(3, 2, 1) if p == "1" else nn.Identity() for p in pooling_stat)
         self.rpe = SeqConvBN(E, E, 3, 1, 1)
 
     @property

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from spikelib.layers.multistep import SeqConvBN, reference_lif
+from spikelib.layers.pool import MaxPool2d
 from spikelib.layers.residual_mlp import ResidualSpikingMLP
 from spikelib.layers.spike_attention import SpikeDrivenAttentionV2
 from spikelib.models._images import check_image_size, check_time_steps, image_sequence
@@ -50,7 +51,7 @@ class _Unit(nn.Module):
         super().__init__()
         self.lif = reference_lif() if neuron else None
         self.conv = SeqConvBN(cin, cout, k, stride, k // 2, spike_input=spike_input)
-        self.pool = nn.MaxPool2d(3, 2, 1) if pool else None
+        self.pool = MaxPool2d(3, 2, 1) if pool else None
 
     def spikes(self, x: torch.Tensor) -> torch.Tensor:
         return x if self.lif is None else self.lif(x)
