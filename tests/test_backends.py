@@ -85,6 +85,44 @@ def test_constant_parameters_without_grad(backend):
     _compare(backend, torch.float32, x, v0, tau, vth, reset="soft")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("decay", ["tau_input", "tau", "leak"])
+@pytest.mark.parametrize("reset,detach_reset", [("hard", False), ("hard", True), ("soft", False), ("soft", True)])
+def test_number_parameters_run_the_scalar_kernels_and_equal_per_neuron_tensors(dtype, decay, reset, detach_reset):
+    # tau / v_threshold given as numbers take the kernel variant that reads them once ("scalar_params"); the same
+    # values as per-neuron tensors take the array variant: both equal the reference, and each other bit for bit.
+    shape = (13, 3, 4099)  # several chunks on two threads
+    x = (torch.rand(shape, dtype=dtype) * 1.6 - 0.1).requires_grad_(True)
+    v0 = (torch.rand(shape[1:], dtype=dtype) * 0.5).requires_grad_(True)
+    kw = dict(reset=reset, detach_reset=detach_reset, v_reset=-0.05, surrogate="sigmoid")
+    number = {"leak": 0.7} if decay == "leak" else {"tau": 2.7}
+    if decay != "leak":
+        kw["decay_input"] = decay == "tau_input"
+    name = "leak" if decay == "leak" else "tau"
+    tensors = {name: torch.full(shape[2:], number[name], dtype=dtype), "v_threshold": torch.full(shape[2:], 0.9,
+                                                                                                 dtype=dtype)}
+    weights = (torch.randn_like(x), torch.randn_like(x) * 0.3, torch.randn_like(v0))
+    results = {}
+    for label, backend, params in (("reference", "torch", dict(number, v_threshold=0.9)),
+                                   ("scalar", "numba", dict(number, v_threshold=0.9)),
+                                   ("arrays", "numba", tensors)):
+        reset_backend_calls()
+        out = lif(x, v0, return_membrane=True, backend=backend, **params, **kw)
+        loss = (out.spikes * weights[0]).sum() + (out.membrane * weights[1]).sum() + (out.state.v * weights[2]).sum()
+        results[label] = (out, torch.autograd.grad(loss, (x, v0)))
+        if backend == "numba":
+            expected = "scalar_params" if label == "scalar" else "neuron_params"
+            assert backend_calls("lif.numba") == {expected: 1}, "the intended kernel variant did not run"
+    (ref, gref), (sc, gsc), (ar, gar) = results["reference"], results["scalar"], results["arrays"]
+    assert 0 < ref.spikes.sum() < ref.spikes.numel()
+    for out in (sc, ar):
+        assert torch.equal(out.spikes, ref.spikes) and torch.equal(out.membrane, ref.membrane)
+        assert torch.equal(out.state.v, ref.state.v)
+    for g, a, r in zip(gsc, gar, gref):
+        assert torch.equal(g, a)
+        torch.testing.assert_close(g, r, rtol=TOL[dtype]["rtol"], atol=TOL[dtype]["atol"] * max(1.0, float(r.abs().max())))
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("shape", [(1, 1, 1), (5, 2, 3, 4, 5), (9, 3, 4099)])
 def test_odd_sizes_and_many_chunks(backend, shape):

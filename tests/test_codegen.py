@@ -13,7 +13,7 @@ from spikelib.kernels.cpu.lif_numba import _kernel_module
 from spikelib.surrogate import SURROGATES, get_surrogate
 
 
-def _render(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar):
+def _render(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar, scalar=False):
     import spikelib.kernels.cpu.lif_numba as ln
 
     captured = {}
@@ -25,7 +25,7 @@ def _render(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar):
     orig = ln.load_generated
     ln.load_generated = fake_load
     try:
-        _kernel_module.__wrapped__(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar)  # bypass the cache
+        _kernel_module.__wrapped__(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar, scalar)  # bypass the cache
     finally:
         ln.load_generated = orig
     return captured["source"]
@@ -33,12 +33,12 @@ def _render(config, dtype_ctor, save_h, save_v, gvs, pg, gs_scalar):
 
 @pytest.mark.parametrize("surrogate", sorted(set(SURROGATES)))
 def test_every_variant_renders_to_valid_python(surrogate):
-    for reset, detach, decay, gs_scalar, save_h, save_v, gvs, pg, dtype in itertools.product(
+    for reset, detach, decay, gs_scalar, save_h, save_v, gvs, pg, scalar, dtype in itertools.product(
         ["hard", "soft"], [False, True], [False, True], [False, True], [False, True], [False, True], [False, True],
-        [False, True], [torch.float32, torch.float64],
+        [False, True], [False, True], [torch.float32, torch.float64],
     ):
         cfg = LIFConfig(reset=reset, decay_input=decay, detach_reset=detach, surrogate=get_surrogate(surrogate))
-        src = _render(cfg, dtype, save_h, save_v, gvs, pg, gs_scalar)
+        src = _render(cfg, dtype, save_h, save_v, gvs, pg, gs_scalar, scalar)
         ast.parse(src)
         assert "{" not in src.replace("{F}", "")
         assert ("np.float32" in src) == (dtype == torch.float32)

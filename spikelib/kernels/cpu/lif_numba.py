@@ -21,7 +21,11 @@ equal to it. Backward is BPTT written out by hand; with ``g = surrogate'(Z)`` at
 Only ``H`` is saved for backward (spikes and ``V`` are recomputed from it), so activation memory is one tensor of the
 input's size. (A variant that saved nothing and recomputed ``H`` chunk by chunk in backward measured 6.1 ms against
 5.6 ms forward+backward at T=100, B=32, N=1024: it saves no memory when the input is saved anyway.) A spike gradient
-that is an expanded scalar (the gradient of a sum) is read as one value, not copied. Work is split into chunks of the
+that is an expanded scalar (the gradient of a sum) is read as one value, not copied; so are ``tau`` (or ``leak``) and
+``v_threshold`` given as numbers (the ``SCALAR_PARAMS`` variant: the loops stream two ``[M]`` arrays fewer and no
+``[M]`` copies of the numbers are made; in the Meta-SpikeFormer training step of the transformer benchmark, torch
+profiler, two runs each way: the 77 LIF layers' backward nodes 37-39 ms against 41-46 ms with per-neuron copies,
+forward 31-32 against 31-35 ms). Work is split into chunks of the
 ``B x N`` neurons (8 per thread), handed out dynamically to a few threads (:mod:`.threads`; a thread slowed by torch's
 still-spinning OpenMP workers takes fewer chunks: forward 1.87 ms against 2.28 ms with fixed halves in the side-by-side
 benchmark); each chunk runs its time loop with its state in cache. Kernel variants are generated from ``lif.py.tmpl``
@@ -39,8 +43,9 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
+import numpy as np
 import torch
 
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
@@ -48,10 +53,14 @@ from spikelib.kernels.cpu import workspace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
 from spikelib.kernels.cpu.threads import NEURON_OVERHEAD_STEPS, chunk_size, kernel_threads, run_dynamic
 from spikelib.kernels.opaque import lif_config_from_key, lif_config_key
-from spikelib.kernels.registry import register_backend
+from spikelib.kernels.registry import count_call, register_backend
 from spikelib.surrogate import Surrogate
 
 _SUPPORTED_DTYPES = {torch.float32: "np.float32", torch.float64: "np.float64"}
+_NUMPY_FLOAT = {torch.float32: np.float32, torch.float64: np.float64}
+#: Which kernel variant ran in eager mode is counted under ``backend_calls("lif.numba")``: ``"scalar_params"``
+#: (``tau`` and ``v_threshold`` numbers) or ``"neuron_params"`` (per-neuron arrays; the only form under compile).
+PATH_OP = "lif.numba"
 
 
 def _numba():
@@ -93,8 +102,9 @@ def check_numba(request: LIFRequest) -> Optional[str]:
 
 @functools.lru_cache(maxsize=None)
 def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: bool, grad_v_seq: bool,
-                   param_grads: bool, gs_scalar: bool = False):
-    """The generated module for one variant (rendered and imported once per process)."""
+                   param_grads: bool, gs_scalar: bool = False, scalar_params: bool = False):
+    """The generated module for one variant (rendered and imported once per process); ``scalar_params``: ``tau`` and
+    ``v_threshold`` are one number for every neuron, passed as one-element arrays."""
     hard = config.reset == "hard"
     soft = not hard
     detach = config.detach_reset
@@ -114,6 +124,11 @@ def _kernel_module(config: LIFConfig, dtype: torch.dtype, save_h: bool, save_v: 
         "GRAD_V_SEQ": grad_v_seq,
         "PARAM_GRADS": param_grads,
         "GS_SCALAR": gs_scalar,
+        "SCALAR_PARAMS": scalar_params,
+        "SCALAR_INV": scalar_params and not leak,
+        "SCALAR_LEAK": scalar_params and leak,
+        "ARRAY_INV": not scalar_params and not leak,
+        "ARRAY_LEAK": not scalar_params and leak,
         "SAVE_H": save_h,
         "PARAM_TAU_INPUT": param_grads and tau_input,
         "PARAM_TAU_NOINPUT": param_grads and tau_noinput,
@@ -135,26 +150,40 @@ def _np(t: torch.Tensor):
     return t.detach().numpy()
 
 
-def _forward(x: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vth_e: torch.Tensor, config: LIFConfig,
+#: A neuron parameter as the kernels take it: a per-neuron ``[M]`` tensor, or one number for every neuron.
+ParamArg = Union[torch.Tensor, float]
+
+
+def _param_np(p: ParamArg, dtype: torch.dtype):
+    """The kernel argument of a parameter: the tensor's array, or a one-element array of the number (rounded to the
+    kernel's float type as ``torch.full`` rounds it)."""
+    if isinstance(p, torch.Tensor):
+        return p.detach().numpy()
+    return np.full(1, p, dtype=_NUMPY_FLOAT[dtype])
+
+
+def _forward(x: torch.Tensor, v0: torch.Tensor, tau_e: ParamArg, vth_e: ParamArg, config: LIFConfig,
              return_membrane: bool, need_grad: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the forward kernel over ``x: [T, M]``: ``(spikes, H (or a placeholder), membrane (or empty), v_final)``."""
+    """Run the forward kernel over ``x: [T, M]``: ``(spikes, H (or a placeholder), membrane (or empty), v_final)``.
+    ``tau_e`` and ``vth_e`` are both ``[M]`` tensors or both numbers."""
     T, M = x.shape
     _numba()
-    kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False)
+    scalar = not isinstance(tau_e, torch.Tensor)
+    kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False, False, scalar)
     spikes = workspace.empty_like(x)
     h = workspace.empty_like(x) if need_grad else x.new_empty((1, 1))
     membrane = workspace.empty_like(x) if return_membrane else x.new_empty((1, 1))
     v_final = torch.empty_like(v0)
     threads = kernel_threads(T * M)
-    args = (_np(x), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, _np(spikes), _np(h), _np(membrane),
-            _np(v_final))
+    args = (_np(x), _np(v0), _param_np(tau_e, x.dtype), _param_np(vth_e, x.dtype), config.v_reset, _np(spikes),
+            _np(h), _np(membrane), _np(v_final))
     run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
     return spikes, h, (membrane if return_membrane else x.new_empty((0,))), v_final
 
 
 def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch.Tensor],
-              grad_v_final: Optional[torch.Tensor], h: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor,
-              vth_e: torch.Tensor, config: LIFConfig, param_grads: bool) -> Tuple[torch.Tensor, ...]:
+              grad_v_final: Optional[torch.Tensor], h: torch.Tensor, v0: torch.Tensor, tau_e: ParamArg,
+              vth_e: ParamArg, config: LIFConfig, param_grads: bool) -> Tuple[torch.Tensor, ...]:
     """Run the BPTT kernel: ``(grad_x, grad_v0, grad_tau, grad_vth)`` (the last two placeholders without
     ``param_grads``)."""
     T, M = h.shape
@@ -171,7 +200,10 @@ def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch
     else:
         grad_spikes = grad_spikes.contiguous()
         gs_scalar = False
-    kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads, gs_scalar)
+    scalar = not isinstance(tau_e, torch.Tensor)
+    if scalar and param_grads:
+        raise ValueError("parameter gradients need per-neuron tau and v_threshold tensors, got numbers")
+    kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads, gs_scalar, scalar)
     if has_gv_seq:
         grad_membrane = grad_membrane.contiguous()
     if grad_v_final is None:
@@ -184,7 +216,8 @@ def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch
     threads = kernel_threads(T * M)
     args = (
         _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
-        _np(h), _np(v0), _np(tau_e), _np(vth_e), config.v_reset, config.surrogate.alpha, _np(grad_x),
+        _np(h), _np(v0), _param_np(tau_e, h.dtype), _param_np(vth_e, h.dtype), config.v_reset, config.surrogate.alpha,
+        _np(grad_x),
         _np(grad_v0), _np(grad_tau), _np(grad_vth),
     )
     run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
@@ -256,14 +289,21 @@ class _LIFNumbaFunction(torch.autograd.Function):
     def forward(ctx, x, v0, tau_e, vth_e, config, return_membrane, need_grad):  # type: ignore[override]
         spikes, h, membrane, v_final = _forward(x, v0, tau_e, vth_e, config, return_membrane, need_grad)
         ctx.set_materialize_grads(False)
-        if need_grad:
+        ctx.params = None  # the parameters when they are numbers (not saved tensors)
+        if need_grad and isinstance(tau_e, torch.Tensor):
             ctx.save_for_backward(h, v0, tau_e, vth_e)
+        elif need_grad:
+            ctx.save_for_backward(h, v0)
+            ctx.params = (tau_e, vth_e)
         ctx.config = config
         return spikes, membrane, v_final
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
-        h, v0, tau_e, vth_e = ctx.saved_tensors
+        if ctx.params is None:
+            h, v0, tau_e, vth_e = ctx.saved_tensors
+        else:
+            (h, v0), (tau_e, vth_e) = ctx.saved_tensors, ctx.params
         param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])
         gx, gv0, gtau, gvth = _backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e, ctx.config,
                                         param_grads)
@@ -278,6 +318,15 @@ def _per_element(p: Param, batch_shape: Tuple[int, ...], like: torch.Tensor) -> 
     return torch.full((math.prod(batch_shape),), p, dtype=like.dtype, device=like.device)
 
 
+def _kernel_params(tau: Param, v_threshold: Param, batch_shape: Tuple[int, ...], like: torch.Tensor
+                   ) -> Tuple[ParamArg, ParamArg]:
+    """``tau`` and ``v_threshold`` as the eager kernels take them: both numbers as they are (the scalar kernel
+    variant, which streams two ``[M]`` arrays fewer), else both as ``[M]`` tensors."""
+    if isinstance(tau, (int, float)) and isinstance(v_threshold, (int, float)):
+        return float(tau), float(v_threshold)
+    return _per_element(tau, batch_shape, like), _per_element(v_threshold, batch_shape, like)
+
+
 @register_backend(
     "lif", "numba", check=check_numba, priority=10, description="generated numba kernels, fast exact CPU path"
 )
@@ -287,17 +336,21 @@ def lif_numba(
     """Multi-step LIF with the numba kernels. Returns ``(spikes, membrane or None, v_final)``."""
     T = x.shape[0]
     batch_shape = tuple(x.shape[1:])
-    tau_e = _per_element(tau, batch_shape, x)
-    vth_e = _per_element(v_threshold, batch_shape, x)
-    need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, v0, tau_e, vth_e))
     x2 = x.reshape(T, -1).contiguous()
     v0f = v0.reshape(-1).contiguous()
-    if torch.compiler.is_compiling():  # an opaque operator for Dynamo
+    if torch.compiler.is_compiling():  # an opaque operator for Dynamo (tensor arguments only)
+        tau_e = _per_element(tau, batch_shape, x)
+        vth_e = _per_element(v_threshold, batch_shape, x)
+        need_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x, v0, tau_e, vth_e))
         spikes, _, membrane, v_final = lif_numba_forward(x2, v0f, tau_e, vth_e, lif_config_key(config),
                                                          config.v_reset, config.surrogate.alpha, return_membrane,
                                                          need_grad)
     else:
-        spikes, membrane, v_final = _LIFNumbaFunction.apply(x2, v0f, tau_e, vth_e, config, return_membrane,
+        tau_k, vth_k = _kernel_params(tau, v_threshold, batch_shape, x)
+        count_call(PATH_OP, "neuron_params" if isinstance(tau_k, torch.Tensor) else "scalar_params")
+        need_grad = torch.is_grad_enabled() and any(
+            isinstance(t, torch.Tensor) and t.requires_grad for t in (x, v0, tau_k, vth_k))
+        spikes, membrane, v_final = _LIFNumbaFunction.apply(x2, v0f, tau_k, vth_k, config, return_membrane,
                                                             need_grad)
     spikes = spikes.view(x.shape)
     membrane = membrane.view(x.shape) if return_membrane else None
