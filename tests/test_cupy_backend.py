@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from spikelib.functional.lif import LIFConfig, LIFRequest, lif, resolve_lif_config
-from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
+from spikelib.kernels import (BackendUnavailableError, available_backends, backend_calls, forget_backend_choices,
+                              reset_backend_calls)
 from spikelib.kernels.cupy import backend as cupy_backend
 from spikelib.kernels.cupy.backend import check_cupy, multistep
 from spikelib.kernels.cupy.neurons import QIF, SURROGATE_C
@@ -55,6 +56,7 @@ def test_unsupported_dtype_and_surrogate_are_named():
 def test_missing_cupy_names_the_extras_and_auto_logs_the_fallback(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
     cupy_backend._cupy_missing_reason.cache_clear()
+    forget_backend_choices()  # a choice remembered while CuPy was importable no longer holds
     try:
         req = LIFRequest(torch.device("cuda", 0), torch.float32, resolve_lif_config("soft", True, True, 0.1, "atan"),
                          False)
@@ -68,6 +70,7 @@ def test_missing_cupy_names_the_extras_and_auto_logs_the_fallback(monkeypatch, c
         assert "skipped 'cupy' (CuPy is not importable" in caplog.text
     finally:
         cupy_backend._cupy_missing_reason.cache_clear()
+        forget_backend_choices()
 
 
 def test_cpu_auto_never_imports_cupy():

@@ -54,8 +54,8 @@ from spikelib.functional._checks import (
 from spikelib.kernels.registry import select_backend
 from spikelib.surrogate import Surrogate, get_surrogate, spike, warn_torch_loop
 
-__all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_step", "resolve_lif_config", "DECAYS",
-           "FIRES"]
+__all__ = ["LIFState", "LIFOutput", "LIFConfig", "LIFRequest", "lif", "lif_with_config", "lif_step",
+           "resolve_lif_config", "DECAYS", "FIRES"]
 
 Param = Union[float, torch.Tensor]
 
@@ -205,19 +205,44 @@ def lif(
     Returns:
         :class:`LIFOutput` ``(spikes, membrane or None, LIFState(v_final))``.
     """
-    check_sequence_input(x, "x")
     if tau is not None and leak is not None:
         raise ValueError("give either tau (a time constant) or leak (a per-step factor), not both")
     config = resolve_lif_config(reset, decay_input, detach_reset, v_reset, surrogate,
                                 "tau" if leak is None else "leak", fire)
+    return lif_with_config(x, state, tau if leak is None else leak, v_threshold, config, return_membrane, backend)
+
+
+def lif_with_config(
+    x: torch.Tensor,
+    state: Optional[Union[LIFState, torch.Tensor]],
+    decay: Optional[Param],
+    v_threshold: Param,
+    config: LIFConfig,
+    return_membrane: bool = False,
+    backend: str = "auto",
+) -> LIFOutput:
+    """:func:`lif` with the discrete options given as a checked :class:`LIFConfig` (from :func:`resolve_lif_config`).
+
+    The neuron modules call this: their configuration is checked once, at construction, so each call checks only the
+    input, the parameters and the state.
+
+    Args:
+        x, state, v_threshold, return_membrane, backend: as for :func:`lif`.
+        decay: ``tau`` (None means 2) when ``config.decay == "tau"``, else the leak factor.
+        config: the equations' options.
+
+    Returns:
+        :class:`LIFOutput` ``(spikes, membrane or None, LIFState(v_final))``.
+    """
+    check_sequence_input(x, "x")
     feature_shape = tuple(x.shape[2:])
-    if leak is None:
+    if config.decay == "tau":
         decay = check_scalar_or_neuronwise(
-            2.0 if tau is None else tau, "tau", feature_shape, x, minimum=1.0,
+            2.0 if decay is None else decay, "tau", feature_shape, x, minimum=1.0,
             minimum_text=" (the decay per step is 1 - 1/tau)",
         )
     else:
-        decay = check_scalar_or_neuronwise(leak, "leak", feature_shape, x, maximum=1.0)
+        decay = check_scalar_or_neuronwise(decay, "leak", feature_shape, x, maximum=1.0)
     v_threshold = check_scalar_or_neuronwise(v_threshold, "v_threshold", feature_shape, x,
                                              positive=config.fire == "ratio")
     if isinstance(state, LIFState):
@@ -236,6 +261,5 @@ def lif(
     entry = select_backend("lif", backend, request)
     if backend == "auto" and entry.name == "torch":
         note_slow_surrogate(config.surrogate, x)
-    impl = entry.impl
-    spikes, membrane, v_final = impl(x, v0, decay, v_threshold, config, return_membrane)
+    spikes, membrane, v_final = entry.impl(x, v0, decay, v_threshold, config, return_membrane)
     return LIFOutput(spikes, membrane, LIFState(v_final))

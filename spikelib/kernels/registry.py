@@ -24,6 +24,7 @@ __all__ = [
     "available_backends",
     "backend_calls",
     "count_call",
+    "forget_backend_choices",
     "reset_backend_calls",
 ]
 
@@ -40,11 +41,24 @@ class BackendEntry:
     check: Callable[[Any], Optional[str]]
     priority: int
     description: str = ""
+    pure_check: bool = False  # the check's answer depends only on the request (and the installed packages)
+
+
+#: Remembered choices per operation at most (then forgotten at once): requests differ by shape, so a model with many
+#: layer shapes fills a few hundred.
+_CHOSEN_MAX = 4096
 
 
 @dataclass
 class _Registry:
     entries: Dict[str, Dict[str, BackendEntry]] = field(default_factory=dict)
+    # each operation's entries, highest priority first (kept in step with ``entries`` by ``register_backend``, so a
+    # dispatch does not sort on every call)
+    ranked: Dict[str, Tuple[BackendEntry, ...]] = field(default_factory=dict)
+    # operations whose backends all have pure checks, and the backend chosen per (operation, backend, request) for
+    # them (a dispatch of a small layer otherwise spends more time asking each backend than the layer computes)
+    pure_ops: set = field(default_factory=set)
+    chosen: Dict[Tuple[str, str, Any], BackendEntry] = field(default_factory=dict)
     calls: Counter = field(default_factory=Counter)
     fallbacks_logged: set = field(default_factory=set)
 
@@ -53,7 +67,8 @@ _REGISTRY = _Registry()
 
 
 def register_backend(
-    op: str, name: str, *, check: Callable[[Any], Optional[str]], priority: int, description: str = ""
+    op: str, name: str, *, check: Callable[[Any], Optional[str]], priority: int, description: str = "",
+    pure_check: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``impl`` as backend ``name`` of operation ``op``.
 
@@ -63,21 +78,36 @@ def register_backend(
         check: returns ``None`` if the backend can run a request, otherwise the reason (and fix) as a sentence.
         priority: higher wins under ``backend="auto"``.
         description: one line shown by :func:`available_backends`.
+        pure_check: ``check``'s answer depends only on the request (a hashable, immutable object) and on which
+            packages are installed. When every backend of ``op`` says so, :func:`select_backend` remembers its choice
+            per request instead of asking the checks again on every call.
     """
     if name == "auto":
         raise ValueError("'auto' is reserved for automatic selection")
 
     def decorate(impl: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY.entries.setdefault(op, {})[name] = BackendEntry(op, name, impl, check, priority, description)
+        entries = _REGISTRY.entries.setdefault(op, {})
+        entries[name] = BackendEntry(op, name, impl, check, priority, description, pure_check)
+        _REGISTRY.ranked[op] = tuple(sorted(entries.values(), key=lambda e: -e.priority))
+        if all(e.pure_check for e in entries.values()):
+            _REGISTRY.pure_ops.add(op)
+        else:
+            _REGISTRY.pure_ops.discard(op)
+        _REGISTRY.chosen.clear()  # a new backend may win where another did
         return impl
 
     return decorate
 
 
+def forget_backend_choices() -> None:
+    """Forget the choices :func:`select_backend` remembered (see ``pure_check`` of :func:`register_backend`): call it
+    after making a package importable or not within the process (tests do)."""
+    _REGISTRY.chosen.clear()
+
+
 def available_backends(op: str) -> List[str]:
     """Names of the backends registered for ``op``, highest priority first."""
-    entries = _REGISTRY.entries.get(op, {})
-    return [e.name for e in sorted(entries.values(), key=lambda e: -e.priority)]
+    return [e.name for e in _REGISTRY.ranked.get(op, ())]
 
 
 def select_backend(op: str, backend: str, request: Any, count: bool = True) -> BackendEntry:
@@ -87,6 +117,23 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
         ValueError: unknown operation or backend name.
         BackendUnavailableError: an explicit backend whose check fails (the message says why and how to fix it).
     """
+    remember = op in _REGISTRY.pure_ops and not _compiling()
+    if remember:
+        key = (op, backend, request)
+        entry = _REGISTRY.chosen.get(key)
+        if entry is not None:
+            if count:
+                _REGISTRY.calls[(op, entry.name)] += 1
+            return entry
+        entry = _select(op, backend, request, count)
+        if len(_REGISTRY.chosen) >= _CHOSEN_MAX:
+            _REGISTRY.chosen.clear()
+        _REGISTRY.chosen[key] = entry
+        return entry
+    return _select(op, backend, request, count)
+
+
+def _select(op: str, backend: str, request: Any, count: bool) -> BackendEntry:
     entries = _REGISTRY.entries.get(op)
     if not entries:
         raise ValueError(f"no backends are registered for operation {op!r}")
@@ -94,7 +141,7 @@ def select_backend(op: str, backend: str, request: Any, count: bool = True) -> B
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     if backend == "auto":
         reasons: List[Tuple[str, str]] = []
-        for entry in sorted(entries.values(), key=lambda e: -e.priority):
+        for entry in _REGISTRY.ranked[op]:
             reason = entry.check(request)
             if reason is None:
                 if reasons and not _compiling():  # (logging cannot be traced by torch.compile)

@@ -21,7 +21,8 @@ def _always(request: LIFRequest) -> Optional[str]:
     return None
 
 
-@register_backend("lif", "torch", check=_always, priority=0, description="plain per-step torch loop (reference)")
+@register_backend("lif", "torch", check=_always, priority=0, pure_check=True,
+                  description="plain per-step torch loop (reference)")
 def lif_torch(
     x: torch.Tensor, v0: torch.Tensor, tau: Param, v_threshold: Param, config: LIFConfig, return_membrane: bool
 ) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:

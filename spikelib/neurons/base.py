@@ -53,7 +53,11 @@ class StatefulModule(nn.Module):
 
     def _keep(self, v: Any) -> None:
         # Keep the state without its graph: a kept state must not chain one batch's graph into the next.
-        self.state = type(v)(*(t.detach() for t in v)) if isinstance(v, tuple) else v.detach()
+        kept = type(v)(*(t.detach() for t in v)) if isinstance(v, tuple) else v.detach()
+        if "state" in self.__dict__:  # a plain attribute (set in __init__): skip nn.Module.__setattr__'s lookups
+            self.__dict__["state"] = kept
+        else:
+            self.state = kept
 
 
 def reset(model: nn.Module) -> nn.Module:

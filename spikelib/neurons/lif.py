@@ -21,7 +21,7 @@ from torch import nn
 
 from spikelib.functional._checks import check_state, warn_two_dim_sequence
 from spikelib.functional.dynamics import NeuronOutput
-from spikelib.functional.lif import LIFState, lif, lif_step, resolve_lif_config
+from spikelib.functional.lif import LIFState, lif_step, lif_with_config, resolve_lif_config
 from spikelib.graph import nodes
 from spikelib.neurons._params import Param, bind_param, check_backend, check_flag, check_param, describe, project_
 from spikelib.neurons.base import StatefulModule
@@ -117,13 +117,7 @@ class _LIFBase(_LIFParams):
 
     def _run(self, x: torch.Tensor, state: Optional[Union[LIFState, torch.Tensor]],
              return_states: bool) -> NeuronOutput:
-        c = self.config
-        decay = self.decay_value()
-        out = lif(
-            x, state, v_threshold=self.v_threshold, v_reset=c.v_reset, reset=c.reset, decay_input=c.decay_input,
-            detach_reset=c.detach_reset, surrogate=c.surrogate, backend=self.backend, fire=c.fire,
-            return_membrane=return_states, **({"leak": decay} if c.decay == "leak" else {"tau": decay}),
-        )
+        out = lif_with_config(x, state, self.decay_value(), self.v_threshold, self.config, return_states, self.backend)
         return NeuronOutput(out.spikes, LIFState(out.membrane) if return_states else None, out.state)
 
     def forward(self, x: torch.Tensor, state: Optional[Union[LIFState, torch.Tensor]] = None,

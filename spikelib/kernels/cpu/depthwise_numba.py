@@ -148,7 +148,7 @@ class DepthwiseConv2d(torch.autograd.Function):
         return gx, gw, gb, None, None
 
 
-@register_backend("conv2d", "depthwise_numba", check=_check, priority=30,
+@register_backend("conv2d", "depthwise_numba", check=_check, priority=30, pure_check=True,
                   description="depth-wise convolution, stride 1: oneDNN forward and input gradient, weight gradient "
                               "by a numba kernel (CPU)")
 def conv2d_depthwise_numba(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],

@@ -31,7 +31,14 @@ still-spinning OpenMP workers takes fewer chunks: forward 1.87 ms against 2.28 m
 benchmark); each chunk runs its time loop with its state in cache. Kernel variants are generated from ``lif.py.tmpl``
 (see :mod:`.codegen`). Under ``torch.compile`` the kernels run as the custom operators ``spikelib::lif_numba_forward``
 and ``spikelib::lif_numba_backward`` (with their autograd and shape functions), which Dynamo keeps opaque; eager mode
-calls them through an ``autograd.Function`` (an operator's dispatch costs ~0.1 ms per call).
+calls them through an ``autograd.Function`` (an operator's dispatch costs ~0.1 ms per call), or directly when nothing
+needs a gradient. Between the large operations of a training step every Python operation costs several times what it
+does in a loop (cold caches), so a call allocates only the tensors it returns or saves: arguments a kernel variant
+never touches are shared placeholder arrays, number parameters are kept as one-element arrays, and an absent
+final-state gradient is a shared zero array (Max-Former's training step, the 65 LIF layers timed in the model over
+6 steps, two runs: module forward 24-25 ms against 28-32 ms, backward 16-17 against 20-21 ms, before this and the
+other per-call trims of 2026-12-06: per-call placeholder tensors, the configuration checked on every call, every
+dispatch asking each backend's check).
 
 Spikes, ``H``, the membrane trace and the input gradient (the ``[T, M]`` tensors) come from the kernel workspace
 (:mod:`.workspace`): with glibc's default malloc, whether such a block is mmapped fresh (and page-faulted again) on
@@ -43,7 +50,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Optional, Tuple, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -154,71 +161,113 @@ def _np(t: torch.Tensor):
 ParamArg = Union[torch.Tensor, float]
 
 
+#: One-element arrays of number parameters, by (value, dtype): the kernels only read them, and a model's neurons use a
+#: few values, so each call need not build its own (bounded: cleared when full).
+_NUMBER_ARRAYS: Dict[Tuple[float, float, torch.dtype], np.ndarray] = {}
+_NUMBER_ARRAYS_MAX = 256
+
+
 def _param_np(p: ParamArg, dtype: torch.dtype):
     """The kernel argument of a parameter: the tensor's array, or a one-element array of the number (rounded to the
     kernel's float type as ``torch.full`` rounds it)."""
     if isinstance(p, torch.Tensor):
         return p.detach().numpy()
-    return np.full(1, p, dtype=_NUMPY_FLOAT[dtype])
+    key = (p, math.copysign(1.0, p), dtype)  # (0.0 == -0.0, but they are different arrays)
+    array = _NUMBER_ARRAYS.get(key)
+    if array is None:
+        if len(_NUMBER_ARRAYS) >= _NUMBER_ARRAYS_MAX:
+            _NUMBER_ARRAYS.clear()
+        array = _NUMBER_ARRAYS[key] = np.full(1, p, dtype=_NUMPY_FLOAT[dtype])
+    return array
+
+
+_PLACEHOLDERS: Dict[Tuple[torch.dtype, int], np.ndarray] = {}
+_ZEROS: Dict[Tuple[torch.dtype, int], np.ndarray] = {}
+
+
+def _placeholder(dtype: torch.dtype, ndim: int) -> np.ndarray:
+    """A one-element array for a kernel argument that the variant running never reads or writes (and a zero where it
+    reads one value: ``grad_s[0, 0]`` of an absent spike gradient). Shared: made once per dtype and rank."""
+    key = (dtype, ndim)
+    array = _PLACEHOLDERS.get(key)
+    if array is None:
+        array = _PLACEHOLDERS[key] = np.zeros((1,) * ndim, dtype=_NUMPY_FLOAT[dtype])
+    return array
+
+
+def _zeros(dtype: torch.dtype, m: int) -> np.ndarray:
+    """``[m]`` zeros that the kernels only read (an absent final-state gradient); kept per dtype and size
+    (bounded: cleared when full)."""
+    key = (dtype, m)
+    array = _ZEROS.get(key)
+    if array is None:
+        if len(_ZEROS) >= _NUMBER_ARRAYS_MAX:
+            _ZEROS.clear()
+        array = _ZEROS[key] = np.zeros(m, dtype=_NUMPY_FLOAT[dtype])
+    return array
 
 
 def _forward(x: torch.Tensor, v0: torch.Tensor, tau_e: ParamArg, vth_e: ParamArg, config: LIFConfig,
-             return_membrane: bool, need_grad: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run the forward kernel over ``x: [T, M]``: ``(spikes, H (or a placeholder), membrane (or empty), v_final)``.
-    ``tau_e`` and ``vth_e`` are both ``[M]`` tensors or both numbers."""
+             return_membrane: bool, need_grad: bool
+             ) -> Tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor], torch.Tensor]:
+    """Run the forward kernel over ``x: [T, M]``: ``(spikes, H or None, membrane or None, v_final)`` (``H`` when
+    ``need_grad``, the membrane when ``return_membrane``). ``tau_e`` and ``vth_e`` are both ``[M]`` tensors or both
+    numbers.
+
+    Every tensor allocated here costs several microseconds between the large operations of a training step (cold
+    caches), so arguments the variant does not use are shared placeholder arrays, not new tensors."""
     T, M = x.shape
-    _numba()
     scalar = not isinstance(tau_e, torch.Tensor)
     kernels = _kernel_module(config, x.dtype, need_grad, return_membrane, False, False, False, scalar)
     spikes = workspace.empty_like(x)
-    h = workspace.empty_like(x) if need_grad else x.new_empty((1, 1))
-    membrane = workspace.empty_like(x) if return_membrane else x.new_empty((1, 1))
+    h = workspace.empty_like(x) if need_grad else None
+    membrane = workspace.empty_like(x) if return_membrane else None
     v_final = torch.empty_like(v0)
     threads = kernel_threads(T * M)
-    args = (_np(x), _np(v0), _param_np(tau_e, x.dtype), _param_np(vth_e, x.dtype), config.v_reset, _np(spikes),
-            _np(h), _np(membrane), _np(v_final))
+    unused = _placeholder(x.dtype, 2)
+    args = (_np(x), _np(v0), _param_np(tau_e, x.dtype), _param_np(vth_e, x.dtype), config.v_reset, spikes.numpy(),
+            unused if h is None else h.numpy(), unused if membrane is None else membrane.numpy(), v_final.numpy())
     run_dynamic(kernels.lif_forward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
-    return spikes, h, (membrane if return_membrane else x.new_empty((0,))), v_final
+    return spikes, h, membrane, v_final
 
 
 def _backward(grad_spikes: Optional[torch.Tensor], grad_membrane: Optional[torch.Tensor],
               grad_v_final: Optional[torch.Tensor], h: torch.Tensor, v0: torch.Tensor, tau_e: ParamArg,
-              vth_e: ParamArg, config: LIFConfig, param_grads: bool) -> Tuple[torch.Tensor, ...]:
-    """Run the BPTT kernel: ``(grad_x, grad_v0, grad_tau, grad_vth)`` (the last two placeholders without
+              vth_e: ParamArg, config: LIFConfig, param_grads: bool
+              ) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """Run the BPTT kernel: ``(grad_x, grad_v0, grad_tau, grad_vth)`` (the last two None without
     ``param_grads``)."""
     T, M = h.shape
+    dtype = h.dtype
     has_gv_seq = grad_membrane is not None and grad_membrane.numel() > 0
     # The gradient of the spikes often arrives as an expanded scalar (the grad of a sum): the kernel then reads
     # that one value (no [T, M] copy). Other strided gradients are made contiguous first: strided arrays stop
     # numba from vectorising the inner loop (measured 1.5x slower than copying).
     if grad_spikes is None:
-        grad_spikes = h.new_zeros((1, 1))
+        gs = _placeholder(dtype, 2)  # a zero, read as the one value
         gs_scalar = True
-    elif all(stride == 0 for stride in grad_spikes.stride()):
-        grad_spikes = grad_spikes.as_strided((1, 1), (1, 1)).contiguous()
+    elif not any(grad_spikes.stride()):
+        gs = _np(grad_spikes.as_strided((1, 1), (1, 1)).contiguous())
         gs_scalar = True
     else:
-        grad_spikes = grad_spikes.contiguous()
+        gs = _np(grad_spikes.contiguous())
         gs_scalar = False
     scalar = not isinstance(tau_e, torch.Tensor)
     if scalar and param_grads:
         raise ValueError("parameter gradients need per-neuron tau and v_threshold tensors, got numbers")
-    kernels = _kernel_module(config, h.dtype, True, False, has_gv_seq, param_grads, gs_scalar, scalar)
-    if has_gv_seq:
-        grad_membrane = grad_membrane.contiguous()
-    if grad_v_final is None:
-        grad_v_final = torch.zeros_like(v0)
-    dummy = h.new_empty((1, 1))
+    kernels = _kernel_module(config, dtype, True, False, has_gv_seq, param_grads, gs_scalar, scalar)
     grad_x = workspace.empty_like(h)
     grad_v0 = torch.empty_like(v0)
-    grad_tau = torch.empty_like(tau_e) if param_grads else h.new_empty((1,))
-    grad_vth = torch.empty_like(vth_e) if param_grads else h.new_empty((1,))
+    grad_tau = torch.empty_like(tau_e) if param_grads else None
+    grad_vth = torch.empty_like(vth_e) if param_grads else None
     threads = kernel_threads(T * M)
+    unused = _placeholder(dtype, 1)
     args = (
-        _np(grad_spikes), _np(grad_membrane) if has_gv_seq else _np(dummy), _np(grad_v_final.contiguous()),
-        _np(h), _np(v0), _param_np(tau_e, h.dtype), _param_np(vth_e, h.dtype), config.v_reset, config.surrogate.alpha,
-        _np(grad_x),
-        _np(grad_v0), _np(grad_tau), _np(grad_vth),
+        gs, _np(grad_membrane.contiguous()) if has_gv_seq else _placeholder(dtype, 2),
+        _zeros(dtype, M) if grad_v_final is None else _np(grad_v_final.contiguous()),
+        _np(h), _np(v0), _param_np(tau_e, dtype), _param_np(vth_e, dtype), config.v_reset, config.surrogate.alpha,
+        grad_x.numpy(), grad_v0.numpy(),  # (new tensors)
+        unused if grad_tau is None else grad_tau.numpy(), unused if grad_vth is None else grad_vth.numpy(),
     )
     run_dynamic(kernels.lif_backward, args, M, chunk_size(M, threads, 8, T + NEURON_OVERHEAD_STEPS), threads)
     return grad_x, grad_v0, grad_tau, grad_vth
@@ -231,7 +280,10 @@ def lif_numba_forward(x: torch.Tensor, v0: torch.Tensor, tau_e: torch.Tensor, vt
                       need_grad: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Operator ``spikelib::lif_numba_forward``: the forward kernel (``config``, ``v_reset`` and ``alpha`` name a
     :class:`LIFConfig`, :mod:`spikelib.kernels.opaque`)."""
-    return _forward(x, v0, tau_e, vth_e, lif_config_from_key(config, v_reset, alpha), return_membrane, need_grad)
+    spikes, h, membrane, v_final = _forward(x, v0, tau_e, vth_e, lif_config_from_key(config, v_reset, alpha),
+                                            return_membrane, need_grad)
+    return (spikes, x.new_empty((1, 1)) if h is None else h, x.new_empty((0,)) if membrane is None else membrane,
+            v_final)
 
 
 @lif_numba_forward.register_fake
@@ -246,8 +298,10 @@ def lif_numba_backward(grad_spikes: torch.Tensor, grad_membrane: torch.Tensor, g
                        v_reset: float, alpha: float,
                        param_grads: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Operator ``spikelib::lif_numba_backward``: the BPTT kernel."""
-    return _backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e,
-                     lif_config_from_key(config, v_reset, alpha), param_grads)
+    grad_x, grad_v0, grad_tau, grad_vth = _backward(grad_spikes, grad_membrane, grad_v_final, h, v0, tau_e, vth_e,
+                                                    lif_config_from_key(config, v_reset, alpha), param_grads)
+    return (grad_x, grad_v0, h.new_empty((1,)) if grad_tau is None else grad_tau,
+            h.new_empty((1,)) if grad_vth is None else grad_vth)
 
 
 @lif_numba_backward.register_fake
@@ -287,6 +341,7 @@ class _LIFNumbaFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, tau_e, vth_e, config, return_membrane, need_grad):  # type: ignore[override]
+        # (the membrane output is None unless return_membrane: no placeholder tensor is made)
         spikes, h, membrane, v_final = _forward(x, v0, tau_e, vth_e, config, return_membrane, need_grad)
         ctx.set_materialize_grads(False)
         ctx.params = None  # the parameters when they are numbers (not saved tensors)
@@ -328,7 +383,8 @@ def _kernel_params(tau: Param, v_threshold: Param, batch_shape: Tuple[int, ...],
 
 
 @register_backend(
-    "lif", "numba", check=check_numba, priority=10, description="generated numba kernels, fast exact CPU path"
+    "lif", "numba", check=check_numba, priority=10, pure_check=True,
+    description="generated numba kernels, fast exact CPU path",
 )
 def lif_numba(
     x: torch.Tensor, v0: torch.Tensor, tau: Param, v_threshold: Param, config: LIFConfig, return_membrane: bool
@@ -350,8 +406,11 @@ def lif_numba(
         count_call(PATH_OP, "neuron_params" if isinstance(tau_k, torch.Tensor) else "scalar_params")
         need_grad = torch.is_grad_enabled() and any(
             isinstance(t, torch.Tensor) and t.requires_grad for t in (x, v0, tau_k, vth_k))
-        spikes, membrane, v_final = _LIFNumbaFunction.apply(x2, v0f, tau_k, vth_k, config, return_membrane,
-                                                            need_grad)
+        if need_grad:
+            spikes, membrane, v_final = _LIFNumbaFunction.apply(x2, v0f, tau_k, vth_k, config, return_membrane,
+                                                                need_grad)
+        else:  # nothing to differentiate: no autograd node (its Python costs about as much as a small kernel)
+            spikes, _, membrane, v_final = _forward(x2, v0f, tau_k, vth_k, config, return_membrane, False)
     spikes = spikes.view(x.shape)
     membrane = membrane.view(x.shape) if return_membrane else None
     return spikes, membrane, v_final.view(batch_shape)

@@ -67,6 +67,10 @@ _LOCK = threading.Lock()
 _POOL: Optional[ThreadPoolExecutor] = None
 
 
+#: ``os.cpu_count()`` read once (it asks the system each time: ~2 us, and several times that between the large
+#: operations of a training step).
+_CPU_COUNT = os.cpu_count() or 1
+
 _FORKED = False  # this process is a fork: the OpenMP team cannot be used (see the module docstring)
 _CALLS: Counter = Counter()  # runs of several threads by the team that ran them: "openmp" / "pool"
 _MODES = ("auto", "openmp", "pool")
@@ -104,7 +108,7 @@ def kernel_threads(work: int) -> int:
         return n
     if work < SERIAL_WORK:
         return 1
-    return max(1, min(torch.get_num_threads(), os.cpu_count() or 1))
+    return max(1, min(torch.get_num_threads(), _CPU_COUNT))
 
 
 def chunk_size(m: int, threads: int, per_thread: int = 2, unit_work: int = 1) -> int:

@@ -196,6 +196,9 @@ def empty_like(t: torch.Tensor) -> torch.Tensor:
     """:func:`empty` with the shape and dtype of ``t`` (a CPU tensor)."""
     if t.device.type != "cpu":
         raise ValueError(f"the workspace holds CPU memory, got a tensor on {t.device}")
+    if t.numel() * t.element_size() < MIN_BYTES:  # the common small case without empty()'s bookkeeping
+        _POOL.bypassed += 1
+        return torch.empty(t.shape, dtype=t.dtype)
     return empty(tuple(t.shape), t.dtype)
 
 
