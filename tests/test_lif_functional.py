@@ -108,3 +108,23 @@ def test_parametric_lif_tau_gradient_matches_finite_differences():
     out = m(x)
     (g,) = torch.autograd.grad(out.sum(), m.w)
     assert torch.isfinite(g).all()
+
+
+def test_a_lif_config_outside_the_equations_is_refused_wherever_it_is_made():
+    from spikelib.functional.lif import LIFConfig, lif_with_config
+
+    with pytest.raises(ValueError, match="reset must be one of"):
+        LIFConfig(reset="bogus")
+    with pytest.raises(ValueError, match="fire must be one of"):
+        LIFConfig(fire="sometimes")
+    with pytest.raises(TypeError, match="detach_reset must be a bool"):
+        LIFConfig(detach_reset=1)
+    with pytest.raises(ValueError, match="v_reset must be a finite real number"):
+        LIFConfig(v_reset=float("nan"))
+    with pytest.raises(TypeError, match="surrogate must be a Surrogate"):
+        LIFConfig(surrogate="atan")
+    x = torch.rand(4, 2, 3)
+    with pytest.raises(TypeError, match="config must be a LIFConfig"):
+        lif_with_config(x, None, 2.0, 1.0, "hard")
+    out = lif_with_config(x, None, None, 1.0, LIFConfig())  # tau None means 2, as in lif()
+    assert torch.equal(out.spikes, lif(x, tau=2.0).spikes)

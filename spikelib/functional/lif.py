@@ -94,6 +94,21 @@ class LIFConfig:
     decay: str = "tau"
     fire: str = "difference"
 
+    def __post_init__(self) -> None:
+        # Every backend reads these as given (the modules check their configuration once, at construction), so a
+        # configuration that is not one of the equations' is refused here, wherever it was made.
+        check_choice(self.reset, "reset", ("hard", "soft"))
+        check_choice(self.decay, "decay", DECAYS)
+        check_choice(self.fire, "fire", FIRES)
+        for name, flag in (("decay_input", self.decay_input), ("detach_reset", self.detach_reset)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__}")
+        if isinstance(self.v_reset, bool) or not isinstance(self.v_reset, (int, float)) or not math.isfinite(
+                self.v_reset):
+            raise ValueError(f"v_reset must be a finite real number, got {self.v_reset!r}")
+        if not isinstance(self.surrogate, Surrogate):
+            raise TypeError(f"surrogate must be a Surrogate, got {type(self.surrogate).__name__}")
+
 
 @dataclass(frozen=True)
 class LIFRequest:
@@ -235,6 +250,8 @@ def lif_with_config(
         :class:`LIFOutput` ``(spikes, membrane or None, LIFState(v_final))``.
     """
     check_sequence_input(x, "x")
+    if not isinstance(config, LIFConfig):
+        raise TypeError(f"config must be a LIFConfig (see resolve_lif_config), got {type(config).__name__}")
     feature_shape = tuple(x.shape[2:])
     if config.decay == "tau":
         decay = check_scalar_or_neuronwise(
