@@ -99,6 +99,28 @@ def test_repconv_fused_equals_training_form(post_bn, dtype):
     assert err < (1e-4 if dtype == torch.float32 else 1e-10)
 
 
+def test_repconv_pads_with_bn1_zero_value_and_passes_the_gradient_to_the_inside_only():
+    """The reference's ``BNAndPadLayer``: the border holds ``BN1(0)`` from the running statistics (no gradient), the
+    inside is BN1's output unchanged."""
+    g = torch.Generator().manual_seed(4)
+    rc = RepConv(5, 7)
+    _randomise_bn(rc, g)
+    y = torch.randn(3, 5, 4, 6, generator=g, requires_grad=True)
+    padded = rc._pad_with_bn_zero(y)
+    with torch.no_grad():
+        bn = rc.bn1  # BNAndPadLayer's expression (BICLab/Spike-Driven-Transformer-V2 classification/models.py)
+        t = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    border = torch.ones(6, 8, dtype=torch.bool)
+    border[1:-1, 1:-1] = False
+    assert padded.shape == (3, 5, 6, 8) and padded.is_contiguous()
+    assert torch.equal(padded[:, :, 1:-1, 1:-1], y)
+    assert torch.equal(padded[:, :, border], t.view(1, 5, 1).expand(3, 5, int(border.sum())))
+    grad = torch.randn(padded.shape, generator=g)
+    padded.backward(grad)
+    assert torch.equal(y.grad, grad[:, :, 1:-1, 1:-1])
+    assert rc.bn1.weight.grad is None and rc.bn1.bias.grad is None
+
+
 def test_fusing_every_repconv_keeps_the_model_output():
     g = torch.Generator().manual_seed(2)
     model = get_model("meta_spikeformer_tiny_test").to(torch.float64)

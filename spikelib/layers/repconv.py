@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spikelib.layers.conv import Conv2d
@@ -62,12 +61,15 @@ class RepConv(nn.Module):
         self.fused: Optional[nn.Conv2d] = None
 
     def _pad_with_bn_zero(self, y: torch.Tensor) -> torch.Tensor:
-        """Pad by one pixel with BN1's output for a zero input (its shift, computed from running statistics)."""
-        s, t = _bn_affine(self.bn1)
-        y = F.pad(y, [1, 1, 1, 1])
-        mask = torch.ones_like(y[:1, :1])
-        mask[..., 1:-1, 1:-1] = 0
-        return y + mask * t.detach().view(1, -1, 1, 1)
+        """Pad by one pixel with BN1's output for a zero input (its shift, computed from running statistics, no
+        gradient), as the reference's ``BNAndPadLayer`` writes it: the border holds that value, the inside ``y``."""
+        bn = self.bn1
+        with torch.no_grad():  # the reference's expression, in its order of operations
+            t = bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        n, c, h, w = y.shape
+        padded = t.to(y.dtype).view(1, c, 1, 1).expand(n, c, h + 2, w + 2).contiguous()
+        padded[:, :, 1:-1, 1:-1] = y
+        return padded
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         T = x.shape[0]
