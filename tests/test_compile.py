@@ -4,12 +4,18 @@ Dynamo keeps them opaque and compiles the rest of the model, also with ``fullgra
 eager one (outputs, gradients, kept state, learnable leak/decay projections). ``torch.library.opcheck`` checks the
 operators' registrations."""
 
+import copy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
 
 import spikelib
-from spikelib.kernels import backend_calls, reset_backend_calls
+from spikelib.kernels import (BackendUnavailableError, backend_calls, register_backend, reset_backend_calls,
+                              select_backend)
 from spikelib.kernels.cpu.lif_numba import lif_numba_forward
 from spikelib.kernels.cpu.neuron_numba import neuron_numba_forward
 from spikelib.kernels.opaque import lif_config_from_key, lif_config_key, spec_from_key, spec_key
@@ -135,6 +141,103 @@ def test_inductor_compiled_model_equals_eager():
         assert torch.equal(out, eager)
         for a, b in zip(_grads(net, out), ge):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ registry and model zoo
+@dataclass(frozen=True)
+class _Request:
+    size: int
+
+
+def test_backends_torch_compile_cannot_trace_are_skipped_or_refused_while_compiling(monkeypatch):
+    """``"auto"`` skips a backend not registered ``compile_safe`` while compiling and takes the next one; asked for
+    by name it is refused with the reason; outside compilation nothing changes."""
+    register_backend("probe_compile_op", "kernel", check=lambda request: None, priority=10,
+                     pure_check=True)(lambda: "kernel")
+    register_backend("probe_compile_op", "plain", check=lambda request: None, priority=0, pure_check=True,
+                     compile_safe=True)(lambda: "plain")
+    assert select_backend("probe_compile_op", "auto", _Request(1)).name == "kernel"
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert select_backend("probe_compile_op", "auto", _Request(1)).name == "plain"
+    assert select_backend("probe_compile_op", "plain", _Request(1)).name == "plain"
+    with pytest.raises(BackendUnavailableError, match="torch.compile cannot trace it"):
+        select_backend("probe_compile_op", "kernel", _Request(1))
+    monkeypatch.undo()
+    assert select_backend("probe_compile_op", "auto", _Request(1)).name == "kernel"
+
+
+def test_every_operation_has_a_backend_that_compiles():
+    """Each operation keeps a ``compile_safe`` backend that accepts any request (its torch reference)."""
+    from spikelib.kernels.registry import _REGISTRY
+
+    for op, entries in _REGISTRY.entries.items():
+        if op.startswith("probe_"):
+            continue
+        assert any(e.compile_safe for e in entries.values()), op
+    unsafe = sorted(f"{e.op}/{e.name}" for entries in _REGISTRY.entries.values() for e in entries.values()
+                    if not e.compile_safe and not e.op.startswith("probe_"))
+    assert "conv2d/depthwise_numba" in unsafe and "lif/numba" not in unsafe
+
+
+#: Image models (input shape) and recurrent models (the graph regression's fixtures); ``True``: one graph. SNN-delays
+#: reads its Gaussian's width and ELM its state as numbers, which breaks the graph there (Dynamo runs those lines
+#: eagerly).
+ZOO = {"meta_spikeformer_tiny_test": ((2, 3, 32, 32), True), "maxformer_tiny_test": ((2, 3, 32, 32), True),
+       "sdt_tiny_test": ((2, 3, 32, 32), True), "resnet_tiny_snn": ((2, 1, 8, 8), True),
+       "snn_delays": (None, False), "elm_classifier": (None, False)}
+
+
+def _grads_or_none(net, out):
+    """:func:`_grads` where a parameter the output does not depend on has no gradient (None)."""
+    net.zero_grad()
+    (out * torch.arange(out.numel()).view(out.shape).float().sin()).sum().backward()
+    return [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+
+
+def _zoo_case(name):
+    from spikelib.models import get_model
+
+    from test_zoo_models import active
+
+    shape, _ = ZOO[name]
+    if shape is None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures" / "regression"))
+        from generate import build  # noqa: E402
+
+        return build(name)
+    torch.manual_seed(0)
+    return active(get_model(name)), torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_zoo_models_compile_and_equal_eager(name):
+    """Models of the zoo under ``torch.compile`` (AOTAutograd, no code generation; ``fullgraph=True`` where one graph
+    is expected), in training mode (batch statistics, kept running statistics; dropout off, since a compiled graph
+    draws other random numbers): outputs equal to eager and gradients to float32 rounding, twice. Meta-SpikeFormer's
+    7x7 depth-wise convolutions take the numba weight-gradient backend in eager mode, whose backward Dynamo cannot
+    trace; compiling, the registry gives them oneDNN's, so the graph does not break."""
+    model, x = _zoo_case(name)
+    model.train()
+    for m in model.modules():
+        if "Dropout" in type(m).__name__:
+            m.p = 0.0
+    eager = copy.deepcopy(model)
+    compiled = torch.compile(model, backend="aot_eager", fullgraph=ZOO[name][1])
+    reset_backend_calls()
+    for _ in range(2):
+        out_e, out_c = eager(x), compiled(x)
+        assert out_e.abs().max() > 0 and torch.equal(out_c, out_e)
+        g_e, g_c = _grads_or_none(eager, out_e), _grads_or_none(model, out_c)
+        assert [g is None for g in g_c] == [g is None for g in g_e]
+        scale = max(g.abs().max() for g in g_e if g is not None)
+        for a, b in zip(g_c, g_e):
+            if a is not None:
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * float(scale))
+    for (k, a), b in zip(eager.state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=k)
+    if name == "meta_spikeformer_tiny_test":
+        assert backend_calls("conv2d").get("depthwise_numba", 0) > 0  # the eager model took it (compiled: not)
 
 
 # ------------------------------------------------------------------------------------------------ CUDA template

@@ -193,8 +193,11 @@ def delayed_linear_gaussian(
     kernel = kernel_impl(weight, delay, sigma, max_delay)
     # "auto" reads the density on every few time steps (it only chooses among exact paths); a backend asked for by
     # name checks the whole input
-    sample = x[::DENSITY_SAMPLE_STEP] if backend == "auto" else x
-    density = float(torch.count_nonzero(sample)) / max(1, sample.numel())
+    if torch.compiler.is_compiling():  # no data-dependent choice in a graph; the event path does not compile anyway
+        density = 1.0
+    else:
+        sample = x[::DENSITY_SAMPLE_STEP] if backend == "auto" else x
+        density = float(torch.count_nonzero(sample)) / max(1, sample.numel())
     request = GaussianRequest(x.device, x.dtype, density, x.shape[0], max_delay + 1, x.shape[1], x.shape[2],
                               weight.shape[0], backend == "auto")
     impl = select_backend("delay_shifted_matmul", backend, request).impl

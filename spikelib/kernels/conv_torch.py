@@ -18,7 +18,7 @@ from spikelib.kernels.registry import register_backend
 __all__ = ["PointwiseGemm"]
 
 
-@register_backend("conv2d", "torch", check=lambda request: None, priority=0, pure_check=True,
+@register_backend("conv2d", "torch", check=lambda request: None, priority=0, compile_safe=True, pure_check=True,
                   description="torch.nn.functional.conv2d (reference, any device)")
 def conv2d_torch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                  request: Conv2dRequest) -> torch.Tensor:
@@ -88,7 +88,8 @@ def _check_pointwise(request: Conv2dRequest) -> Optional[str]:
     return None
 
 
-@register_backend("conv2d", "pointwise_gemm", check=_check_pointwise, priority=20, pure_check=True,
+@register_backend("conv2d", "pointwise_gemm", check=_check_pointwise, priority=20, compile_safe=True,
+                  pure_check=True,
                   description="1x1 convolution as one matrix product over all pixels (CPU)")
 def conv2d_pointwise_gemm(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                           request: Conv2dRequest) -> torch.Tensor:
@@ -106,7 +107,8 @@ def _check_depthwise(request: Conv2dRequest) -> Optional[str]:
     return None
 
 
-@register_backend("conv2d", "depthwise_channels_last", check=_check_depthwise, priority=20, pure_check=True,
+@register_backend("conv2d", "depthwise_channels_last", check=_check_depthwise, priority=20, compile_safe=True,
+                  pure_check=True,
                   description="depth-wise convolution on channels-last copies (CPU)")
 def conv2d_depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
                                    request: Conv2dRequest) -> torch.Tensor:

@@ -141,7 +141,7 @@ def _length(x: torch.Tensor, kernel: torch.Tensor) -> int:
 
 
 @register_backend(
-    "delay_shifted_matmul", "spectral", check=spectral_check, priority=20,
+    "delay_shifted_matmul", "spectral", check=spectral_check, priority=20, compile_safe=True,
     description="torch: products per frequency of a length-(T + K - 1) DFT (many taps, any device)",
 )
 class SpectralShiftedMatmul:

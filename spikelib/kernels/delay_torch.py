@@ -22,7 +22,7 @@ __all__ = ["DenseShiftedMatmul", "delayed_linear_int_torch"]
 
 
 @register_backend(
-    "delay_gaussian_kernel", "torch", check=lambda request: None, priority=0,
+    "delay_gaussian_kernel", "torch", check=lambda request: None, priority=0, compile_safe=True,
     description="torch: the kernel as an autograd expression (any device)",
 )
 def _gaussian_kernel_torch(weight: torch.Tensor, delay: torch.Tensor, sigma: float, max_delay: int) -> torch.Tensor:
@@ -30,7 +30,7 @@ def _gaussian_kernel_torch(weight: torch.Tensor, delay: torch.Tensor, sigma: flo
 
 
 @register_backend(
-    "delay_shifted_matmul", "torch", check=lambda request: None, priority=0,
+    "delay_shifted_matmul", "torch", check=lambda request: None, priority=0, compile_safe=True,
     description="torch: one GEMM per tap on time-shifted row ranges (any device)",
 )
 class DenseShiftedMatmul:
@@ -82,7 +82,7 @@ def _add_nonfinite_events(out: torch.Tensor, X: torch.Tensor, bad: torch.Tensor,
 
 
 @register_backend(
-    "delay_linear_int", "torch", check=lambda request: None, priority=0,
+    "delay_linear_int", "torch", check=lambda request: None, priority=0, compile_safe=True,
     description="torch: one GEMM per distinct delay value (any device)",
 )
 def delayed_linear_int_torch(x: torch.Tensor, weight: torch.Tensor, delays: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,7 @@ def _always(request: ELMRequest) -> Optional[str]:
     return None
 
 
-@register_backend("elm", "torch_loop", check=_always, priority=0,
+@register_backend("elm", "torch_loop", check=_always, priority=0, compile_safe=True,
                   description="plain per-step loop over elm_step (reference)")
 def elm_torch_loop(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
                    ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
@@ -228,7 +228,7 @@ def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, st
     return U, summed + k ** T * state.trace
 
 
-@register_backend("elm", "fast", check=_always, priority=10,
+@register_backend("elm", "fast", check=_always, priority=10, compile_safe=True,
                   description="whole-sequence traces and input projections, stepped memory only (torch)")
 def elm_fast(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
              ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:

@@ -14,7 +14,8 @@ def _always(request: Any) -> Optional[str]:
     return None
 
 
-@register_backend("linear", "torch", check=_always, priority=0, description="torch.nn.functional.linear (reference)")
+@register_backend("linear", "torch", check=_always, priority=0, compile_safe=True,
+                  description="torch.nn.functional.linear (reference)")
 def linear_torch(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """``x W^T + b`` by torch, on any device and dtype."""
     return F.linear(x, weight, bias)

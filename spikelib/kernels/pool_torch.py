@@ -18,7 +18,7 @@ from spikelib.kernels.registry import register_backend
 Pair = Tuple[int, int]
 
 
-@register_backend("max_pool2d", "torch", check=lambda request: None, priority=0, pure_check=True,
+@register_backend("max_pool2d", "torch", check=lambda request: None, priority=0, compile_safe=True, pure_check=True,
                   description="torch.nn.functional.max_pool2d (reference, any device)")
 def max_pool2d_torch(x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool,
                      return_indices: bool):
@@ -59,7 +59,8 @@ class MaxPool2dChannelsLast(torch.autograd.Function):
         return grad_x, None, None, None, None, None
 
 
-@register_backend("max_pool2d", "channels_last", check=_check_channels_last, priority=20, pure_check=True,
+@register_backend("max_pool2d", "channels_last", check=_check_channels_last, priority=20, compile_safe=True,
+                  pure_check=True,
                   description="max pooling forward on a channels-last copy of an NCHW input (CPU)")
 def max_pool2d_channels_last(x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair,
                              ceil_mode: bool, return_indices: bool):

@@ -5,7 +5,11 @@ it can run the request, or a sentence saying why not. ``backend="auto"`` picks t
 priority whose check passes; an explicit name that cannot run raises :class:`BackendUnavailableError` with the reason
 and the fix. Every dispatch is counted, so tests can prove that the intended path really ran
 (:func:`backend_calls`). Under ``torch.compile`` the choice is made once while tracing and nothing is counted or logged
-(a counter read in a graph would make every call recompile); the compiled graph names the operators that run.
+(a counter read in a graph would make every call recompile); the compiled graph names the operators that run. Only
+backends registered ``compile_safe`` run there: torch operations, or kernels that present themselves to Dynamo as
+custom operators. The others (numba kernels called from Python, which Dynamo cannot trace: it breaks the graph, and a
+break inside an autograd function's backward has made Inductor fail) are skipped by ``"auto"`` while compiling and
+refused when asked for by name.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class BackendEntry:
     priority: int
     description: str = ""
     pure_check: bool = False  # the check's answer depends only on the request (and the installed packages)
+    compile_safe: bool = False  # torch.compile can trace it (torch operations or custom operators)
 
 
 #: Remembered choices per operation at most (then forgotten at once): requests differ by shape, so a model with many
@@ -68,7 +73,7 @@ _REGISTRY = _Registry()
 
 def register_backend(
     op: str, name: str, *, check: Callable[[Any], Optional[str]], priority: int, description: str = "",
-    pure_check: bool = False,
+    pure_check: bool = False, compile_safe: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``impl`` as backend ``name`` of operation ``op``.
 
@@ -81,13 +86,16 @@ def register_backend(
         pure_check: ``check``'s answer depends only on the request (a hashable, immutable object) and on which
             packages are installed. When every backend of ``op`` says so, :func:`select_backend` remembers its choice
             per request instead of asking the checks again on every call.
+        compile_safe: ``torch.compile`` can trace ``impl`` without a graph break: it is made of torch operations, or
+            it calls its kernels through custom operators when ``torch.compiler.is_compiling()``. Backends that are
+            not are skipped (``"auto"``) or refused (by name) while a model is being compiled.
     """
     if name == "auto":
         raise ValueError("'auto' is reserved for automatic selection")
 
     def decorate(impl: Callable[..., Any]) -> Callable[..., Any]:
         entries = _REGISTRY.entries.setdefault(op, {})
-        entries[name] = BackendEntry(op, name, impl, check, priority, description, pure_check)
+        entries[name] = BackendEntry(op, name, impl, check, priority, description, pure_check, compile_safe)
         _REGISTRY.ranked[op] = tuple(sorted(entries.values(), key=lambda e: -e.priority))
         if all(e.pure_check for e in entries.values()):
             _REGISTRY.pure_ops.add(op)
@@ -141,8 +149,9 @@ def _select(op: str, backend: str, request: Any, count: bool) -> BackendEntry:
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
     if backend == "auto":
         reasons: List[Tuple[str, str]] = []
+        compiling = _compiling()
         for entry in _REGISTRY.ranked[op]:
-            reason = entry.check(request)
+            reason = _NOT_TRACEABLE if compiling and not entry.compile_safe else entry.check(request)
             if reason is None:
                 if reasons and not _compiling():  # (logging cannot be traced by torch.compile)
                     key = (op, entry.name, tuple(reasons))
@@ -164,12 +173,16 @@ def _select(op: str, backend: str, request: Any, count: bool) -> BackendEntry:
     if backend not in entries:
         raise ValueError(f"unknown backend {backend!r} for {op}; choose 'auto' or one of {available_backends(op)}")
     entry = entries[backend]
-    reason = entry.check(request)
+    reason = _NOT_TRACEABLE if _compiling() and not entry.compile_safe else entry.check(request)
     if reason is not None:
         raise BackendUnavailableError(f"backend {backend!r} cannot run {op}: {reason}")
     if count and not _compiling():
         _REGISTRY.calls[(op, entry.name)] += 1
     return entry
+
+
+_NOT_TRACEABLE = ("torch.compile cannot trace it (kernels called from Python, not registered as custom operators); "
+                  "use backend='auto', which compiles the next backend, or run the model without torch.compile")
 
 
 def _compiling() -> bool:

@@ -14,7 +14,7 @@ def _always(request: Any) -> Optional[str]:
     return None
 
 
-@register_backend("index_add_rows", "torch", check=_always, priority=0,
+@register_backend("index_add_rows", "torch", check=_always, priority=0, compile_safe=True,
                   description="torch's index_add_ along dim 0 (reference; any device and dtype)")
 def index_add_rows_torch(out: torch.Tensor, idx: torch.Tensor, src: torch.Tensor) -> None:
     """``out[idx[r]] += src[r]`` in place (rows along dim 0; duplicate indices accumulate)."""

@@ -21,7 +21,7 @@ def _always(request: LIFRequest) -> Optional[str]:
     return None
 
 
-@register_backend("lif", "torch", check=_always, priority=0, pure_check=True,
+@register_backend("lif", "torch", check=_always, priority=0, compile_safe=True, pure_check=True,
                   description="plain per-step torch loop (reference)")
 def lif_torch(
     x: torch.Tensor, v0: torch.Tensor, tau: Param, v_threshold: Param, config: LIFConfig, return_membrane: bool
@@ -38,7 +38,7 @@ def lif_torch(
     return torch.stack(spikes), (torch.stack(membrane) if return_membrane else None), v
 
 
-@register_backend("neuron", "torch", check=_always, priority=0,
+@register_backend("neuron", "torch", check=_always, priority=0, compile_safe=True,
                   description="the family's step function in a torch loop (reference)")
 def neuron_torch(
     spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor, ...], params: Tuple[torch.Tensor, ...],

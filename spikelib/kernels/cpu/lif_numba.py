@@ -383,7 +383,7 @@ def _kernel_params(tau: Param, v_threshold: Param, batch_shape: Tuple[int, ...],
 
 
 @register_backend(
-    "lif", "numba", check=check_numba, priority=10, pure_check=True,
+    "lif", "numba", check=check_numba, priority=10, compile_safe=True, pure_check=True,
     description="generated numba kernels, fast exact CPU path",
 )
 def lif_numba(

@@ -225,7 +225,7 @@ def _per_element(p: torch.Tensor, batch_shape: Tuple[int, ...]) -> torch.Tensor:
     return p.expand(batch_shape).reshape(-1)
 
 
-@register_backend("neuron", "numba", check=check_neuron_numba, priority=10,
+@register_backend("neuron", "numba", check=check_neuron_numba, priority=10, compile_safe=True,
                   description="numba kernels generated from the family's step, fast exact CPU path")
 def neuron_numba(spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor, ...], params: Tuple[torch.Tensor, ...],
                  scalars: Tuple[float, ...], return_states: bool):

@@ -378,7 +378,7 @@ def multistep(
     return spikes.view(x.shape), (membrane.view(x.shape) if return_membrane else None), v_final.view(batch_shape)
 
 
-@register_backend("lif", "cupy", check=check_cupy, priority=20, pure_check=True,
+@register_backend("lif", "cupy", check=check_cupy, priority=20, compile_safe=True, pure_check=True,
                   description="fused CuPy CUDA kernels (GPU)")
 def lif_cupy(
     x: torch.Tensor, v0: torch.Tensor, tau: Param, v_threshold: Param, config: LIFConfig, return_membrane: bool

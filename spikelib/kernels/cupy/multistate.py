@@ -305,7 +305,7 @@ def run_multistate(spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor
     return spikes.view(x.shape), tr, tuple(final[k].view(batch_shape) for k in range(K))
 
 
-@register_backend("neuron", "cupy", check=check_neuron_cupy, priority=20,
+@register_backend("neuron", "cupy", check=check_neuron_cupy, priority=20, compile_safe=True,
                   description="CUDA kernels generated from the family's step (GPU)")
 def neuron_cupy(spec: NeuronSpec, x: torch.Tensor, states: Tuple[torch.Tensor, ...], params: Tuple[torch.Tensor, ...],
                 scalars: Tuple[float, ...], return_states: bool):
