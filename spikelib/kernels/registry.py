@@ -153,7 +153,7 @@ def _select(op: str, backend: str, request: Any, count: bool) -> BackendEntry:
         for entry in _REGISTRY.ranked[op]:
             reason = _NOT_TRACEABLE if compiling and not entry.compile_safe else entry.check(request)
             if reason is None:
-                if reasons and not _compiling():  # (logging cannot be traced by torch.compile)
+                if reasons and not compiling:  # (logging cannot be traced by torch.compile)
                     key = (op, entry.name, tuple(reasons))
                     if key not in _REGISTRY.fallbacks_logged:
                         _REGISTRY.fallbacks_logged.add(key)
@@ -163,7 +163,7 @@ def _select(op: str, backend: str, request: Any, count: bool) -> BackendEntry:
                             entry.name,
                             "; ".join(f"{n!r} ({r})" for n, r in reasons),
                         )
-                if count and not _compiling():
+                if count and not compiling:
                     _REGISTRY.calls[(op, entry.name)] += 1
                 return entry
             reasons.append((entry.name, reason))
