@@ -150,3 +150,25 @@ def check_bias(bias: object, size: int, like: torch.Tensor) -> None:
     if bias.dtype != like.dtype or bias.device != like.device:
         raise TypeError(f"bias must have x's dtype and device ({like.dtype}, {like.device}), got {bias.dtype}, "
                         f"{bias.device}")
+
+
+def refuse_create_graph(what: str, fix: str = "use backend='torch' for this layer, whose backward is made of torch "
+                                               "operations") -> None:
+    """Raise ``RuntimeError`` when called from a backward that runs under ``create_graph=True``.
+
+    ``torch.autograd.grad(..., create_graph=True)`` runs every backward with gradient recording on, so that the
+    gradient itself can be differentiated (gradient penalties, Hessian-vector products, meta-learning). A backward
+    computed by kernels (numba, CUDA) or under ``no_grad`` returns tensors with no history, and the second derivative
+    through it would silently be that of a constant. Such backwards call this first; torch.compile's traced backward
+    is not affected.
+
+    Args:
+        what: the operation and backend, e.g. ``"lif (numba)"``.
+        fix: what the user can do instead (the error's last clause).
+    """
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        raise RuntimeError(
+            f"{what}: its backward is computed by kernels and is not differentiable, so gradients taken with "
+            f"create_graph=True (gradient penalties, Hessian-vector products, double backward) cannot pass through "
+            f"it; {fix}"
+        )

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import torch
-from torch.autograd.function import once_differentiable
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.kernels.registry import available_backends, select_backend
 
 __all__ = [
@@ -156,8 +156,11 @@ class _ShiftedMatmul(torch.autograd.Function):
         return impl.forward(x, kernel).view(T, B, kernel.shape[2])
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        # (``once_differentiable`` would raise only when grad_y itself requires grad; a penalty on the gradient that
+        # reaches the weights through ``kernel`` would silently get nothing)
+        refuse_create_graph("delayed_linear_gaussian", "no backend of the Gaussian delays differentiates its "
+                            "backward; the integer delays' 'torch' backend does (DelayedLinear.round_delays())")
         x, kernel = ctx.saved_tensors
         T, B, _ = x.shape
         G = grad_y.contiguous().view(T * B, kernel.shape[2])

@@ -21,6 +21,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.functional.elm import (
     TANH_SCALE,
     TANH_SLOPE,
@@ -56,6 +57,10 @@ def elm_torch_loop(x: torch.Tensor, params: ELMParams, config: ELMConfig, state:
     return torch.stack(ys), torch.stack(ms), state
 
 
+#: The hand-written backwards below write into preallocated tensors: not differentiable again.
+_ELM_FIX = "use backend='torch_loop' for this layer, whose backward is made of torch operations"
+
+
 class LinearTrace(torch.autograd.Function):
     """``s[t] = k * s[t-1] + u[t]`` over ``u: [T, B, N]`` with ``k: [N]`` and ``s[-1] = s0: [B, N]``."""
 
@@ -70,8 +75,8 @@ class LinearTrace(torch.autograd.Function):
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
+        refuse_create_graph("elm (fast)", _ELM_FIX)
         k, s0, out = ctx.saved_tensors
         grad_u = torch.empty_like(grad)
         a = torch.zeros_like(s0)
@@ -146,8 +151,8 @@ class MemoryScan(torch.autograd.Function):
         return M
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, grad_M: torch.Tensor):
+        refuse_create_graph("elm (fast)", _ELM_FIX)
         saved = ctx.saved_tensors
         k_m, gain, m0, w1m, M, D, TH = saved[:7]
         n = ctx.n_layers

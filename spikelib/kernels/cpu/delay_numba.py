@@ -38,6 +38,7 @@ from typing import Any, Optional
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynamic
 from spikelib.kernels.delay_torch import DenseShiftedMatmul
@@ -167,6 +168,7 @@ class _DelayIntFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y: torch.Tensor):  # type: ignore[override]
+        refuse_create_graph("delay_linear_int (numba)")
         xT, w, d = ctx.saved_tensors
         T, B = ctx.shape
         c_out, c_in = w.shape
@@ -293,6 +295,7 @@ class _GaussKernelFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_kernel: torch.Tensor):  # type: ignore[override]
+        refuse_create_graph("delay_gaussian_kernel (numba)")
         w, d, gauss = ctx.saved_tensors
         k = _kernels()
         gw = torch.empty_like(w)

@@ -55,6 +55,7 @@ from typing import Dict, Optional, Tuple, Union
 import numpy as np
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cpu import workspace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
@@ -355,6 +356,7 @@ class _LIFNumbaFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
+        refuse_create_graph("lif (numba)")
         if ctx.params is None:
             h, v0, tau_e, vth_e = ctx.saved_tensors
         else:

@@ -31,6 +31,7 @@ from typing import Any, Optional, Tuple
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.kernels.cpu import workspace
 from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked, run_dynamic
@@ -190,6 +191,7 @@ class _LinearFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gy: torch.Tensor):  # type: ignore[override]
+        refuse_create_graph("linear (numba)")
         X, w = ctx.saved_tensors
         events: Optional[_Events] = ctx.events
         R, c_in = ctx.shape

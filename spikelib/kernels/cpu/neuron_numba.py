@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.functional.dynamics import NeuronRequest, NeuronSpec, trace
 from spikelib.kernels.cpu.codegen import load_generated, render_template
 from spikelib.kernels.cpu.lif_numba import _has_kernel_source, _numba, _numba_missing_reason
@@ -213,6 +214,7 @@ class _NeuronNumbaFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_traces, grad_final):  # type: ignore[override]
+        refuse_create_graph(f"neuron {ctx.spec.family.name} (numba)")
         x, s0, p, traces = ctx.saved_tensors
         param_grads = bool(ctx.needs_input_grad[2])
         gx, gs0, gp = _backward(grad_spikes, grad_traces, grad_final, x, s0, traces, p, ctx.spec, ctx.scalars,

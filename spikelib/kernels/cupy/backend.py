@@ -37,6 +37,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.functional.lif import LIFConfig, LIFRequest, Param
 from spikelib.kernels.cupy.codegen import VariantKey, get_kernels
 from spikelib.kernels.cupy.neurons import NeuronModel, lif_model, neuron_model_by_name, surrogate_source
@@ -206,6 +207,7 @@ class _MultistepFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_membrane, grad_v_final):  # type: ignore[override]
+        refuse_create_graph("lif (cupy)")
         h, v0, tau_f, vth_f, tau, vth = ctx.saved_tensors
         spec: _Spec = ctx.spec
         param_grads = bool(ctx.needs_input_grad[2] or ctx.needs_input_grad[3])

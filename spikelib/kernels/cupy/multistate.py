@@ -24,6 +24,7 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from spikelib.functional._checks import refuse_create_graph
 from spikelib.functional.dynamics import NeuronRequest, NeuronSpec, trace
 from spikelib.kernels.cupy.backend import SUPPORTED_DTYPES, CupyLauncher, _cupy_missing_reason, _launcher_by_name
 from spikelib.kernels.cupy.codegen import COMPILE_OPTIONS, DTYPES, _fill
@@ -196,6 +197,7 @@ class _MultiStateFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_traces, grad_final):  # type: ignore[override]
+        refuse_create_graph("neuron (cupy)")
         x, s0, p_f, traces, *params = ctx.saved_tensors
         spec: _Spec = ctx.spec
         param_grads = any(ctx.needs_input_grad[4:])
