@@ -114,6 +114,27 @@ def test_gradcheck_float64(steps):
         assert torch.autograd.gradcheck(f, inputs)
 
 
+def test_gradgradcheck_float64_takes_the_recorded_add_in_a_create_graph_backward():
+    """Second derivatives (``create_graph=True``): the backward's row additions are then recorded by autograd, so the
+    registry gives them torch's ``index_add_`` (the numba kernel writes through numpy, which autograd cannot see)."""
+    from spikelib.kernels import backend_calls, reset_backend_calls
+    from spikelib.sparse.conv import sparse_conv3d
+
+    x = random_sparse((5, 4, 6), 2, 20, 2, seed=5)
+    for conv in (SubMConv3d(2, 3, 3, bias=True).double(), SparseConv3d(2, 3, 3, 2, 1, bias=True).double()):
+        kmap = conv.kernel_map(x)
+
+        def f(feats, w, b):
+            return sparse_conv3d(x.replace_features(feats), w, b, kmap).features
+
+        inputs = (x.features.clone().requires_grad_(True), conv.weight.detach().clone().requires_grad_(True),
+                  conv.bias.detach().clone().requires_grad_(True))
+        reset_backend_calls()
+        assert torch.autograd.gradgradcheck(f, inputs)
+        calls = backend_calls("index_add_rows")
+        assert calls.get("torch", 0) > 0 and calls.get("numba", 0) > 0  # recorded adds / forward and first order
+
+
 def test_float32_close_to_dense():
     x = random_sparse((9, 9, 9), 2, 150, 8, dtype=torch.float32)
     conv = SubMConv3d(8, 16, 3)

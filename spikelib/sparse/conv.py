@@ -45,11 +45,13 @@ class RowsRequest:
     device: torch.device
     dtype: torch.dtype
     contiguous: bool
+    recorded: bool = False  # autograd records the add (a backward under create_graph=True)
 
 
 def _row_adder(t: torch.Tensor) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], None]:
     """The ``index_add_rows`` implementation for tensors like ``t`` (chosen and counted once per call)."""
-    return select_backend("index_add_rows", "auto", RowsRequest(t.device, t.dtype, t.is_contiguous())).impl
+    request = RowsRequest(t.device, t.dtype, t.is_contiguous(), torch.is_grad_enabled())
+    return select_backend("index_add_rows", "auto", request).impl
 
 
 class _GatherGemmScatter(torch.autograd.Function):

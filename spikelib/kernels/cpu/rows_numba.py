@@ -41,6 +41,9 @@ def check_numba(request: Any) -> Optional[str]:
         return f"it supports float32 and float64, the input is {request.dtype}"
     if not getattr(request, "contiguous", True):
         return "it adds into contiguous tensors only"
+    if getattr(request, "recorded", False):
+        return ("autograd records this add (a backward with create_graph=True): torch's index_add_ is "
+                "differentiable, this kernel is not")
     try:
         import numba  # noqa: F401
     except ImportError:
