@@ -23,6 +23,14 @@ fresh subprocesses.
 
     python benchmarks/bench_transformers_ref.py             # a quiet machine (about 10 minutes)
     python benchmarks/bench_transformers_ref.py --quick     # smoke test (tiny images, 1 step)
+    python benchmarks/bench_transformers_ref.py --breakdown # where the training step's time goes (prints only)
+
+``--breakdown`` times the training step of both implementations (fused AdamW, alternating rounds) and then splits
+three profiled steps of each by torch profiler events: the convolutions and matrix products (:data:`MATRIX_EVENTS`,
+work both sides do with the same oneDNN/BLAS kernels), the optimiser, spikelib's LIF kernels, BatchNorm, copies and the
+rest. From these it prints the ratio spikelib would reach if everything but its matrix work and optimiser took no
+time, and how much time the target of 1.5x leaves for that rest against what spikelib spends on it (its wall median
+minus the two). It writes no result file.
 
 Writes ``results/transformers_ref_cpu.json``. Target of the issue: the training step at least 1.5x the reference,
 peak memory no more than the reference's.
@@ -57,6 +65,11 @@ TARGETS = {"train_step": 1.5, "train_step_default_adamw": None, "forward": None}
 #: the optimiser of each training kind: ``torch.optim.AdamW`` keyword arguments
 OPTIMISERS = {"train_step": {"fused": True}, "train_step_default_adamw": {}}
 IMPLS = ("spikelib", "reference")
+#: torch profiler events of the convolutions and matrix products (spikelib's depth-wise weight-gradient kernel runs in
+#: its autograd node ``DepthwiseConv2dBackward``)
+MATRIX_EVENTS = frozenset({"aten::mkldnn_convolution", "aten::convolution_backward", "aten::mm", "aten::addmm",
+                           "aten::bmm", "DepthwiseConv2dBackward"})
+BREAKDOWN_PROFILED_STEPS = 3
 
 
 def prepare_reference_imports() -> Any:
@@ -216,6 +229,63 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
     return payload
 
 
+def _event_category(name: str) -> str:
+    """The breakdown's category of a torch profiler event."""
+    if name in MATRIX_EVENTS:
+        return "matrix"
+    if "adam" in name.lower() or name.startswith(("aten::_foreach", "Optimizer.")):
+        return "optimizer"
+    if "LIF" in name:
+        return "neuron kernels"
+    if "batch_norm" in name:
+        return "batchnorm"
+    if name in ("aten::copy_", "aten::clone"):
+        return "copies"
+    return "other"
+
+
+def breakdown(args: argparse.Namespace) -> None:
+    """Print where each implementation's training step spends its time (see the module docstring)."""
+    import collections
+    import time
+
+    from torch.profiler import ProfilerActivity, profile
+
+    common.torch_warmup()
+    for name in MODELS:
+        b = build(args, name)
+        calls = calls_for(b, "train_step")
+        for impl in IMPLS:
+            for _ in range(max(1, args.warmup)):
+                calls[impl]()
+        walls: Dict[str, list] = {impl: [] for impl in IMPLS}
+        for r in range(2 * args.repeats):
+            for impl in (IMPLS if r % 2 == 0 else IMPLS[::-1]):
+                t0 = time.perf_counter()
+                calls[impl]()
+                walls[impl].append(time.perf_counter() - t0)
+        ms: Dict[str, collections.Counter] = {impl: collections.Counter() for impl in IMPLS}
+        for _ in range(BREAKDOWN_PROFILED_STEPS):
+            for impl in IMPLS:
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    calls[impl]()
+                for event in prof.key_averages():
+                    ms[impl][_event_category(event.key)] += event.self_cpu_time_total / 1e3 / BREAKDOWN_PROFILED_STEPS
+        median = {impl: sorted(w)[len(w) // 2] * 1e3 for impl, w in walls.items()}
+        print(f"\n{name} training step, {2 * args.repeats} alternating rounds: spikelib {median['spikelib']:.1f} ms, "
+              f"reference {median['reference']:.1f} ms, {median['reference'] / median['spikelib']:.2f}x "
+              f"(loadavg {common.loadavg()})")
+        for impl in IMPLS:
+            parts = ", ".join(f"{cat} {v:.1f}" for cat, v in ms[impl].most_common())
+            print(f"  {impl}: profiled {sum(ms[impl].values()):.1f} ms of which {parts}")
+        shared = ms["spikelib"]["matrix"] + ms["spikelib"]["optimizer"]
+        target = TARGETS["train_step"]
+        print(f"  spikelib's matrix work and optimiser {shared:.1f} ms: with nothing else, "
+              f"{median['reference'] / shared:.2f}x the reference; at {target:g}x the rest must fit in "
+              f"{median['reference'] / target - shared:.1f} ms, it takes {median['spikelib'] - shared:.1f} ms")
+        del b
+
+
 def size_args(args: argparse.Namespace) -> list:
     return ["--T", str(args.T), "--B", str(args.B), "--img", str(args.img), "--refs", str(args.refs), "--git-url",
             args.git_url] + (["--quick"] if args.quick else [])
@@ -227,6 +297,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     for key, value in FULL.items():
         p.add_argument(f"--{key}", type=int, default=None, help=f"override {key} (full: {value}, quick: {QUICK[key]})")
     p.add_argument("--no-probes", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--breakdown", action="store_true",
+                   help="print where the training step's time goes (profiler categories) instead of benchmarking")
     p.add_argument("--no-malloc-tuning", action="store_true", help="keep glibc's malloc settings as they are")
     p.add_argument("--only", action="append", default=[], help="accepted for run_all.py (always both)")
     p.add_argument("--in-ref-env", action="store_true", help=argparse.SUPPRESS)
@@ -251,6 +323,8 @@ def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) ->
             python = refcode.reference_python(args, ["sj014"])
         except refcode.RefUnavailable as exc:
             print(f"reference unavailable: {exc}")
+            if args.breakdown:  # (prints only: the stored result stays)
+                return 1
             common.write_json(NAME, {"benchmark": NAME, "quick": bool(args.quick), "skipped": {"reference": str(exc)},
                                      "command": command or common.command_line(), "cases": {},
                                      "machine": common.machine_info(not args.no_malloc_tuning)})
@@ -259,6 +333,9 @@ def main(argv: Optional[Sequence[str]] = None, command: Optional[str] = None) ->
         return refcode.rerun_under(python, argv_)
     if args.probe:
         probe(args)
+        return 0
+    if args.breakdown:
+        breakdown(args)
         return 0
     base = {"benchmark": NAME,
             "title": "Meta-SpikeFormer and Max-Former (CPU): spikelib vs the authors' code, same weights",
