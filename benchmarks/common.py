@@ -121,17 +121,61 @@ def package_version(name: str) -> Optional[str]:
         return None
 
 
-def _git_revision() -> Optional[str]:
+#: What a figure cannot depend on: prose and the benchmarks' own outputs. Every other tracked file (the package, the
+#: benchmark scripts, configs, install scripts and constraints, the reference stand-ins under tests/fixtures) is code.
+_NOT_CODE_DIRS = ("docs/", "benchmarks/results/")
+
+
+def affects_figures(path: str) -> bool:
+    """Whether a tracked file (path relative to the repository root) is part of the code the figures measure:
+    everything except Markdown files, ``docs/`` and ``benchmarks/results/``; of ``tests/`` only the reference
+    fixtures (``tests/fixtures/``), which the reference benchmarks import."""
+    if path.endswith(".md") or path.startswith(_NOT_CODE_DIRS):
+        return False
+    return not path.startswith("tests/") or path.startswith("tests/fixtures/")
+
+
+def _git(*args: str, root: Path = REPO_ROOT) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                          check=True).stdout
+
+
+def code_state_id(rev: str = "HEAD", root: Path = REPO_ROOT) -> Optional[str]:
+    """A 12-hex digest of the code the figures measure at commit ``rev``: the modes, blob hashes and paths of the
+    tracked files that :func:`affects_figures`, so two commits that differ only in documentation or result files
+    share it. None outside a git checkout or for a commit the checkout lacks."""
+    import hashlib
+
     try:
-        rev = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10).stdout.strip()
-        # The benchmarks' own outputs (results/*.json, RESULTS.md) do not make the code dirty.
-        dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":(exclude)benchmarks/results", ":(exclude)benchmarks/RESULTS.md"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        listing = _git("ls-tree", "-r", "--full-tree", rev, root=root)
     except (OSError, subprocess.SubprocessError):
         return None
-    return (rev + ("+dirty" if dirty else "")) if rev else None
+    digest = hashlib.sha256()
+    for line in listing.splitlines():
+        meta, path = line.split("\t", 1)
+        if affects_figures(path):
+            digest.update(f"{meta}\t{path}\n".encode())
+    return digest.hexdigest()[:12]
+
+
+def uncommitted_code(root: Path = REPO_ROOT) -> List[str]:
+    """Tracked or untracked files with uncommitted changes that :func:`affects_figures` (untracked files count only
+    where git does not ignore them)."""
+    try:
+        status = _git("status", "--porcelain", "--untracked-files=all", root=root)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    paths = [line[3:].split(" -> ")[-1].strip('"') for line in status.splitlines() if line.strip()]
+    return [p for p in paths if affects_figures(p)]
+
+
+def _git_revision() -> Optional[str]:
+    """The short commit, with ``+dirty`` where code the figures measure has uncommitted changes."""
+    try:
+        rev = _git("rev-parse", "--short", "HEAD").strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + ("+dirty" if uncommitted_code() else "")) if rev else None
 
 
 def machine_info(tuning_requested: bool) -> Dict[str, Any]:
@@ -155,6 +199,7 @@ def machine_info(tuning_requested: bool) -> Dict[str, Any]:
         "versions": {name: package_version(name) for name in
                      ("torch", "numpy", "numba", "spikelib", "spikingjelly", "norse", "snntorch")},
         "spikelib_git": _git_revision(),
+        "spikelib_code": code_state_id(),
         "spikelib_kernel_threads": spikelib_kernel_threads(),
         "malloc_env": malloc_env_state(),
         "malloc_tuning_enforced": tuning_requested,

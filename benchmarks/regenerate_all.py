@@ -2,8 +2,10 @@
 
 Each benchmark runs as its own process with the command a user would type (the JSON records it, the machine, the
 commit and the load average at its start); nothing runs side by side. Refuses to start on a tree with uncommitted
-changes under ``spikelib/``, ``benchmarks/`` or ``configs/`` (the figures must belong to one clean commit) unless
-``--allow-dirty`` is given.
+changes to code (anything but Markdown, ``docs/`` and the result files: the figures must belong to one clean code
+state) unless ``--allow-dirty`` is given. Each JSON records the commit and the code state
+(:func:`common.code_state_id`), so a regeneration may be split over several runs, with result files committed in
+between: ``RESULTS.md`` says whether every figure comes from one code state and whether it is HEAD's.
 
     python benchmarks/regenerate_all.py --refs /scratch/refs                      # the speed benchmarks (about 80 min)
     python benchmarks/regenerate_all.py --refs R --tta-data /scratch/shd_full     # + time to accuracy (about 1 h more)
@@ -52,10 +54,8 @@ TRAINING: Tuple[Tuple[str, List[str]], ...] = (
 
 
 def dirty_paths() -> List[str]:
-    """Uncommitted changes (tracked or not) under the folders whose code the figures depend on."""
-    proc = subprocess.run(["git", "-C", str(common.REPO_ROOT), "status", "--porcelain", "--", "spikelib",
-                           "benchmarks/*.py", "configs"], capture_output=True, text=True)
-    return [line[3:] for line in proc.stdout.splitlines() if line.strip()]
+    """Uncommitted changes (tracked or not) to the code the figures measure (:func:`common.affects_figures`)."""
+    return common.uncommitted_code()
 
 
 def plan(args: argparse.Namespace) -> List[Tuple[str, List[str]]]:

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from common import RESULTS_DIR, RESULTS_MD, fmt_median, fmt_mib, fmt_ms, fmt_ratio
+from common import RESULTS_DIR, RESULTS_MD, code_state_id, fmt_median, fmt_mib, fmt_ms, fmt_ratio
 
 ORDER = ("lif_cpu", "lif_fresh_cpu", "shd_net_cpu")  # sections in this order; other result files follow alphabetically
 SLOW_COLD_CALL_S = 5.0
@@ -418,6 +418,36 @@ def _summary_for(name: str) -> Optional[Any]:
     return _SUMMARIES.get(name)
 
 
+def code_state_lines(payloads: Sequence[Mapping[str, Any]], head_state: Optional[str]) -> List[str]:
+    """Which code the figures measured: the code states (:func:`common.code_state_id`) and commits the result files
+    record, whether they are one state, and whether it is ``head_state`` (the checkout's). A result made with
+    uncommitted code changes, or without a recorded state, is named: its figures belong to no commit."""
+    by_state: Dict[str, List[Mapping[str, Any]]] = {}
+    for p in payloads:
+        m = p.get("machine") or {}
+        commit = str(m.get("spikelib_git") or "")
+        if commit.endswith("+dirty"):
+            state = "uncommitted changes"
+        else:  # results made before the state was recorded: the state of their commit, where this clone has it
+            state = m.get("spikelib_code") or (commit and code_state_id(commit)) or "not recorded"
+        by_state.setdefault(state, []).append(p)
+    commits = sorted({str((p.get("machine") or {}).get("spikelib_git", "?")) for p in payloads})
+    if len(by_state) == 1 and next(iter(by_state)) not in ("uncommitted changes", "not recorded"):
+        state = next(iter(by_state))
+        where = ("the code of this checkout" if state == head_state else
+                 f"not this checkout's code ({head_state})")
+        return [f"**Code state:** every figure below was measured on one code state, `{state}` (commit"
+                f"{'s' if len(commits) > 1 else ''} {', '.join(commits)}; commits that differ only in documentation "
+                f"or result files share a state): {where}.", ""]
+    out = [f"**Code state:** the figures below do not all come from one committed code state (this checkout's is "
+           f"`{head_state}`):", ""]
+    for state, group in sorted(by_state.items()):
+        names = ", ".join(str(p.get("benchmark", "?")) for p in group)
+        group_commits = sorted({str((p.get("machine") or {}).get("spikelib_git", "?")) for p in group})
+        out.append(f"- `{state}` (commit{'s' if len(group_commits) > 1 else ''} {', '.join(group_commits)}): {names}")
+    return out + [""]
+
+
 def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -> Path:
     """Regenerate RESULTS.md from every result file."""
     lines = ["# spikelib benchmark results", "",
@@ -427,6 +457,7 @@ def write_results_md(results_dir: Path = RESULTS_DIR, path: Path = RESULTS_MD) -
              "run. The machine line names the commit; `+dirty` marks a run made with uncommitted changes in the "
              "tree (the commit that adds the result files says which).", ""]
     payloads = load_results(results_dir)
+    lines += code_state_lines(payloads, code_state_id())
     for payload in payloads:
         lines += render_section(payload)
     lines += tta_across_seeds(payloads)

@@ -3,6 +3,7 @@ project's Python and the report must render every stored result file."""
 
 import importlib.util
 import py_compile
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ def _load(name, monkeypatch):
     monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location(f"spikelib_bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -63,3 +65,54 @@ def test_reference_accuracy_is_counted_per_sample(monkeypatch):
     assert tta.per_sample_accuracy(scored) == (9 * 128 + 84) / 2400
     with pytest.raises(RuntimeError, match="no test batch"):
         tta.per_sample_accuracy([])
+
+
+def _commit_all(repo, message):
+    import subprocess
+
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-q", "-m", message], check=True, capture_output=True)
+
+
+def test_code_state_ignores_prose_and_results_but_not_code(tmp_path, monkeypatch):
+    import subprocess
+
+    common = _load("common", monkeypatch)
+    assert common.affects_figures("spikelib/models/x.py") and common.affects_figures("benchmarks/report.py")
+    assert common.affects_figures("configs/shd.yaml") and common.affects_figures("tests/fixtures/reference/generate.py")
+    assert not common.affects_figures("README.md") and not common.affects_figures("docs/index.rst")
+    assert not common.affects_figures("benchmarks/results/lif_cpu.json")
+    assert not common.affects_figures("tests/test_lif.py")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "spikelib").mkdir()
+    (tmp_path / "spikelib" / "a.py").write_text("x = 1\n")
+    (tmp_path / "README.md").write_text("one\n")
+    _commit_all(tmp_path, "first")
+    first = common.code_state_id(root=tmp_path)
+    assert first is not None and len(first) == 12 and common.uncommitted_code(tmp_path) == []
+    (tmp_path / "README.md").write_text("two\n")
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
+    assert common.uncommitted_code(tmp_path) == []  # prose and results are not code
+    _commit_all(tmp_path, "docs and results")
+    assert common.code_state_id(root=tmp_path) == first
+    (tmp_path / "spikelib" / "a.py").write_text("x = 2\n")
+    (tmp_path / "spikelib" / "new.py").write_text("")
+    assert sorted(common.uncommitted_code(tmp_path)) == ["spikelib/a.py", "spikelib/new.py"]
+    _commit_all(tmp_path, "code")
+    assert common.code_state_id(root=tmp_path) != first
+    assert common.code_state_id("HEAD~1", root=tmp_path) == first
+    assert common.code_state_id("0" * 40, root=tmp_path) is None  # a commit this clone lacks
+
+
+def test_results_md_says_whether_figures_share_one_code_state(monkeypatch):
+    report = _load("report", monkeypatch)
+    run = lambda name, git, code: {"benchmark": name, "machine": {"spikelib_git": git, "spikelib_code": code}}  # noqa: E731
+    one = report.code_state_lines([run("a", "1111111", "s1"), run("b", "2222222", "s1")], "s1")
+    assert "one code state, `s1` (commits 1111111, 2222222" in one[0] and "the code of this checkout" in one[0]
+    assert "not this checkout's code (s2)" in report.code_state_lines([run("a", "1111111", "s1")], "s2")[0]
+    mixed = "\n".join(report.code_state_lines([run("a", "1111111", "s1"), run("b", "2222222+dirty", "s1"),
+                                               run("c", "3333333", "s3")], "s1"))
+    assert "do not all come from one committed code state" in mixed
+    assert "- `s3` (commit 3333333): c" in mixed and "- `uncommitted changes` (commit 2222222+dirty): b" in mixed
