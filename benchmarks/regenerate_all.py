@@ -9,7 +9,7 @@ between: ``RESULTS.md`` says whether every figure comes from one code state and 
 
     python benchmarks/regenerate_all.py --refs /scratch/refs                      # the speed benchmarks (about 80 min)
     python benchmarks/regenerate_all.py --refs R --tta-data /scratch/shd_full     # + time to accuracy (about 1 h more)
-    python benchmarks/regenerate_all.py --refs R --training          # + the IIR digits seeds (deep: 50 min)
+    python benchmarks/regenerate_all.py --refs R --training   # + the IIR digits seeds (deep: 50 min), Heidelberg
 
 ``--only NAME`` (repeatable) runs some of them; ``--list`` prints the commands and exits. A benchmark that fails is
 reported and the others still run; the exit code is 1 then.
@@ -50,6 +50,7 @@ TRAINING: Tuple[Tuple[str, List[str]], ...] = (
     ("iir_digits", ["bench_iir_digits.py", "--seeds", *map(str, range(10))]),
     ("iir_digits_deep", ["bench_iir_digits.py", "--recipe", "configs/iir/digits_deep.yaml", "--seeds",
                          *map(str, range(5))]),
+    ("heidelberg_learn", ["learn_heidelberg.py", "--out", "{heidelberg}", "--epochs", "40"]),
 )
 
 
@@ -74,7 +75,7 @@ def plan(args: argparse.Namespace) -> List[Tuple[str, List[str]]]:
             continue
         argv: List[str] = [str(Path("benchmarks") / cmd[0])]
         for part in cmd[1:]:
-            argv += ref if part == "{ref}" else [part]
+            argv += ref if part == "{ref}" else [str(args.heidelberg_data)] if part == "{heidelberg}" else [part]
         out.append((name, argv))
     return out
 
@@ -89,7 +90,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--tta-epochs", type=int, default=5, help="epochs of each time-to-accuracy run (default 5)")
     p.add_argument("--tta-seed", type=int, action="append", default=[],
                    help="seed of a time-to-accuracy run (repeat for several; default 0)")
-    p.add_argument("--training", action="store_true", help="also the IIR digits runs (10 + 5 seeds)")
+    p.add_argument("--training", action="store_true", help="also the IIR digits runs (10 + 5 seeds) and the "
+                   "synthetic Heidelberg learnability run (learn_heidelberg.py)")
+    p.add_argument("--heidelberg-data", type=Path, default=None,
+                   help="data folder of learn_heidelberg.py (generated there once; default <refs>/heidelberg_learn)")
     p.add_argument("--only", action="append", default=[], help="run only these (names as --list shows)")
     p.add_argument("--list", action="store_true", help="print the commands and exit")
     p.add_argument("--allow-dirty", action="store_true", help="run on a tree with uncommitted changes")
@@ -98,6 +102,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         import refcode
 
         args.refs = refcode.DEFAULT_REFS
+    if args.heidelberg_data is None:
+        args.heidelberg_data = Path(args.refs) / "heidelberg_learn"
     if args.tta_epochs < 1:
         p.error(f"--tta-epochs: expected at least 1, got {args.tta_epochs}")
     if any(seed < 0 for seed in args.tta_seed):

@@ -116,3 +116,13 @@ def test_results_md_says_whether_figures_share_one_code_state(monkeypatch):
                                                run("c", "3333333", "s3")], "s1"))
     assert "do not all come from one committed code state" in mixed
     assert "- `s3` (commit 3333333): c" in mixed and "- `uncommitted changes` (commit 2222222+dirty): b" in mixed
+
+
+def test_regenerate_all_plans_every_result_file_it_can_make(tmp_path, monkeypatch):
+    regen = _load("regenerate_all", monkeypatch)
+    steps = dict(regen.plan(regen.parse_args(["--refs", str(tmp_path), "--training", "--tta-data", str(tmp_path),
+                                              "--tta-seed", "0", "--tta-seed", "2"])))
+    assert steps["heidelberg_learn"] == ["benchmarks/learn_heidelberg.py", "--out", str(tmp_path / "heidelberg_learn"),
+                                         "--epochs", "40"]
+    assert "--refs" in steps["delays_ref"] and steps["time_to_accuracy_seed2"][-6:-4] == ["--seed", "2"]
+    assert {"iir_digits", "iir_digits_deep", "time_to_accuracy", "lif_fresh"} <= set(steps)
