@@ -266,6 +266,32 @@ def test_bad_input():
             ELMState(torch.zeros(1, 4, dtype=D), torch.zeros(2, 3, dtype=D)))
 
 
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_projection_of_spikes_is_event_driven_and_equals_loop(version):
+    # SHD-like: a wide first MLP layer (>= EVENT_MIN_OUTPUTS outputs) and 0/1 inputs at 5%: the projection and its
+    # weight gradient run on the "linear" operation's event path, and still equal the per-step loop.
+    pytest.importorskip("numba")
+    from spikelib.kernels.cpu.linear_numba import EVENT_MIN_OUTPUTS
+
+    nb, spb = (40, 1) if version == 1 else (10, 4)
+    params = _rand_params(version, nb, spb, 5, [EVENT_MIN_OUTPUTS], 3)
+    params = params._replace(tau_syn=torch.full_like(params.tau_syn, 2.5).detach())
+    config = ELMConfig(version=version, num_branch=nb, dt=1.3)
+    T, B, C = 17, 6, nb * spb
+    x = (torch.rand(T, B, C, dtype=D) < 0.05).to(D)
+    leaves = [t for t in _tensors(params, ELMState(None, None)) if isinstance(t, torch.Tensor) and t.requires_grad]
+    res = {}
+    for backend in ("torch_loop", "fast"):
+        reset_backend_calls()
+        out = elm(x, params, config, return_memory=True, backend=backend)
+        loss = out.y.pow(2).sum() + out.state.trace.sum() + out.state.memory.sum()
+        res[backend] = [out.y, out.memory, out.state.trace, *torch.autograd.grad(loss, leaves)]
+    assert backend_calls("elm.fast") == {"projected": 1}
+    assert backend_calls("linear.numba") == {"events": 1, "grad_weight_events": 1}
+    for a, b in zip(res["torch_loop"], res["fast"]):
+        assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
+
+
 @pytest.mark.parametrize("version,nb,spb,routing_c", [(1, 4, 1, None), (1, 3, 3, 7), (2, 5, 2, None), (2, 2, 1, 5)])
 def test_fast_uniform_decay_path_equals_loop(version, nb, spb, routing_c):
     # One fixed trace decay (the reference default): the fast path projects first and traces the projection.
