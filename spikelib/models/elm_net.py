@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from spikelib.functional.dropout import input_dropout
 from spikelib.graph import nodes
 from spikelib.layers.readout import TimeReduce
 from spikelib.neurons.elm import ELM, ELMv2
@@ -26,7 +27,8 @@ __all__ = ["InputDropout", "ELMClassifier"]
 
 
 class InputDropout(nn.Module):
-    """Zero each element of ``x`` with probability ``p`` in training mode (identity in eval mode)."""
+    """Zero each element of ``x`` with probability ``p`` in training mode (identity in eval mode), through the
+    ``"input_dropout"`` operation (:mod:`spikelib.functional.dropout`: on CPU a draw only where ``x`` is nonzero)."""
 
     def __init__(self, p: float = 0.5, rescale: bool = True) -> None:
         super().__init__()
@@ -42,10 +44,7 @@ class InputDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand_like(x).ge_(self.p)  # 1 where kept, 0 where dropped, in the random numbers' memory
-        if self.rescale:
-            keep.div_(1.0 - self.p)
-        return x * keep if x.requires_grad else keep.mul_(x)
+        return input_dropout(x, self.p, self.rescale)
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}, rescale={self.rescale}"
