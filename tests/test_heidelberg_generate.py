@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import time
 from pathlib import Path
@@ -198,3 +199,57 @@ def test_bad_input_is_reported(tmp_path, monkeypatch):
     monkeypatch.setattr(tts.importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(tts.EspeakNotFoundError, match="install_speech.sh"):
         generate_heidelberg(tmp_path / "m", speakers=2)
+
+
+def test_workers_exit_when_the_generating_process_is_killed(tmp_path):
+    # A spawned worker with the watchdog of the generator's pool: its parent is SIGKILLed (no clean-up runs), and the
+    # worker must be gone within a few polls instead of working through its queued tasks.
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "import multiprocessing, os, sys, time\n"
+        "from spikelib.data.heidelberg.generate import exit_with_parent\n"
+        "def init(parent):\n"
+        "    exit_with_parent(parent, poll_s=0.1)\n"
+        "def work(_):\n"
+        "    time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    ctx = multiprocessing.get_context('spawn')\n"
+        "    pool = ctx.Pool(1, initializer=init, initargs=(os.getpid(),))\n"
+        "    pool.map_async(work, range(4))\n"
+        "    print(pool._pool[0].pid, flush=True)\n"
+        "    time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        os.kill(worker, 0)  # running
+        time.sleep(0.5)
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if not _alive(worker):
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its killed parent")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan's exit is reaped by whatever adopted it, maybe late)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): kill(0) said it exists
+        return True

@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -144,9 +145,32 @@ def _sample_spikes(sample: _Sample, request: tts.TTSRequest, pcm: np.ndarray, se
 _WORKER: Dict[str, object] = {}
 
 
-def _worker_init(channels: int, params: CochleaParams, transfer_dir: str) -> None:
+#: Seconds between a worker's checks that the generating process still exists.
+PARENT_POLL_S = 0.5
+
+
+def exit_with_parent(parent: int, poll_s: float = PARENT_POLL_S) -> threading.Thread:
+    """Start a daemon thread that ends this process once its parent ``parent`` is gone.
+
+    A pool's workers outlive a generating process that is killed (``kill``, a job scheduler's SIGTERM: no clean-up
+    runs) and would go on through every task already queued to them, for many minutes at full CPU; with this they
+    stop within ``poll_s``."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    thread = threading.Thread(target=watch, name="spikelib-exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def _worker_init(channels: int, params: CochleaParams, transfer_dir: str, parent: int) -> None:
     import numba
 
+    exit_with_parent(parent)
     numba.set_num_threads(1)
     _WORKER["cochlea"] = Cochlea(channels, params, cache_dir=transfer_dir, workers=1)
 
@@ -172,7 +196,7 @@ def _all_spikes(samples: List[_Sample], requests: List[tts.TTSRequest], audio: L
             cochlea.transfer(n, tts.SAMPLE_RATE)  # computed once here and saved for the workers
         ctx = multiprocessing.get_context("spawn")  # fork is unsafe after numba/torch threads have started
         with ctx.Pool(workers, initializer=_worker_init,
-                      initargs=(cochlea.channels, cochlea.params, str(cochlea.cache_dir))) as pool:
+                      initargs=(cochlea.channels, cochlea.params, str(cochlea.cache_dir), os.getpid())) as pool:
             for _ in pool.imap_unordered(_worker_task, [tasks[i] for i in todo], chunksize=2):
                 bar.update()
     out = []
