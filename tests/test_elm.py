@@ -13,10 +13,18 @@ from spikelib.functional.elm import (
     elm_step,
     neuronio_routing,
 )
-from spikelib.kernels import backend_calls, reset_backend_calls
+from spikelib.kernels import BackendUnavailableError, backend_calls, reset_backend_calls
 from spikelib.neurons.elm import ELM, ELMv2
 
 D = torch.float64
+
+try:
+    import numba  # noqa: F401
+
+    #: The multi-step backends checked against the per-step loop: "numba" steps the memory in fused kernels.
+    FAST_BACKENDS = ("fast", "numba")
+except ImportError:
+    FAST_BACKENDS = ("fast",)
 
 
 def t(v):
@@ -149,8 +157,10 @@ def test_gradcheck_step_and_fast_path(version):
         out = elm(x, p, config, ELMState(s, m), return_memory=True, backend=backend)
         return out.y, out.memory, out.state.trace
 
-    for backend in ("fast", "torch_loop"):
+    for backend in FAST_BACKENDS + ("torch_loop",):
+        reset_backend_calls()
         assert torch.autograd.gradcheck(lambda *a: seq(*a, backend=backend), (x, s0, m0, *flat))
+        assert set(backend_calls("elm")) == {backend}
 
 
 CONFIGS = [
@@ -166,8 +176,15 @@ CONFIGS = [
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[f"cfg{i}" for i in range(len(CONFIGS))])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_fast_equals_reference_loop(cfg, dtype):
+@pytest.mark.parametrize("fast_backend", FAST_BACKENDS)
+def test_fast_equals_reference_loop(cfg, dtype, fast_backend):
     version, nb, spb, d_m, hidden, n_out, act, routing_c, T, B = cfg
+    if fast_backend == "numba" and len(hidden) != 1:
+        params = _rand_params(version, nb, spb, d_m, hidden, n_out, routing_c, dtype=dtype)
+        x = torch.rand(T, B, routing_c if routing_c is not None else nb * spb, dtype=dtype)
+        with pytest.raises(BackendUnavailableError, match="one hidden layer.*" + str(len(hidden) + 1)):
+            elm(x, params, ELMConfig(version=version, num_branch=nb, activation=act), backend="numba")
+        return
     params = _rand_params(version, nb, spb, d_m, hidden, n_out, routing_c, dtype=dtype)
     config = ELMConfig(version=version, num_branch=nb, activation=act, lambda_value=3.0, dt=0.7)
     C = routing_c if routing_c is not None else nb * spb
@@ -178,16 +195,16 @@ def test_fast_equals_reference_loop(cfg, dtype):
     leaves = [x] + _tensors(params, state)
     results = {}
     reset_backend_calls()
-    for backend in ("torch_loop", "fast"):
+    for backend in ("torch_loop", fast_backend):
         out = elm(x, params, config, state, return_memory=True, backend=backend)
         loss = (out.y * torch.linspace(-1, 1, T, dtype=dtype)[:, None, None]).sum() + out.state.trace.pow(2).sum() \
             + out.state.memory.sum()
         results[backend] = (out.y, out.memory, out.state.trace, out.state.memory,
                             torch.autograd.grad(loss, leaves))
-    assert backend_calls("elm") == {"torch_loop": 1, "fast": 1}
+    assert backend_calls("elm") == {"torch_loop": 1, fast_backend: 1}
     assert backend_calls("elm.fast") == {"traced": 1}  # per-trace decays that require grad: no projection shortcut
     tol = 1e-10 if dtype == torch.float64 else 2e-4
-    ref, fast = results["torch_loop"], results["fast"]
+    ref, fast = results["torch_loop"], results[fast_backend]
     for a, b in zip(ref[:4], fast[:4]):
         assert torch.allclose(a, b, atol=tol, rtol=tol)
     for ga, gb in zip(ref[4], fast[4]):
@@ -202,16 +219,17 @@ def test_module_fast_equals_loop_and_reports_errors():
         layer = cls(11, 3, num_memory=6, **kw)
         x = (torch.rand(40, 3, 11) < 0.3).float()
         out = {}
-        for backend in ("torch_loop", "fast"):
+        for backend in ("torch_loop", "auto", "fast"):
             layer.backend = backend
             layer.zero_grad()
             y = layer(x)
             y[-1].pow(2).sum().backward()
             out[backend] = (y.detach(), [p.grad.clone() for p in layer.parameters() if p.requires_grad])
-        e_y = float((out["fast"][0] - out["torch_loop"][0]).abs().max())
-        e_g = max(float((a - b).abs().max()) for a, b in zip(out["fast"][1], out["torch_loop"][1]))
-        errs[cls.__name__] = (e_y, e_g)
-        assert e_y < 1e-5 and e_g < 1e-4
+        for backend in ("auto", "fast"):
+            e_y = float((out[backend][0] - out["torch_loop"][0]).abs().max())
+            e_g = max(float((a - b).abs().max()) for a, b in zip(out[backend][1], out["torch_loop"][1]))
+            errs[cls.__name__, backend] = (e_y, e_g)
+            assert e_y < 1e-5 and e_g < 1e-4
     print("float32 fast vs loop max |diff| (y, grads):", errs)
 
 
@@ -281,15 +299,18 @@ def test_fast_projection_of_spikes_is_event_driven_and_equals_loop(version):
     x = (torch.rand(T, B, C, dtype=D) < 0.05).to(D)
     leaves = [t for t in _tensors(params, ELMState(None, None)) if isinstance(t, torch.Tensor) and t.requires_grad]
     res = {}
-    for backend in ("torch_loop", "fast"):
+    for backend in ("torch_loop",) + FAST_BACKENDS:
         reset_backend_calls()
         out = elm(x, params, config, return_memory=True, backend=backend)
         loss = out.y.pow(2).sum() + out.state.trace.sum() + out.state.memory.sum()
         res[backend] = [out.y, out.memory, out.state.trace, *torch.autograd.grad(loss, leaves)]
-    assert backend_calls("elm.fast") == {"projected": 1}
-    assert backend_calls("linear.numba") == {"events": 1, "grad_weight_events": 1}
-    for a, b in zip(res["torch_loop"], res["fast"]):
-        assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
+        if backend != "torch_loop":
+            assert backend_calls("elm") == {backend: 1}
+            assert backend_calls("elm.fast") == {"projected": 1}
+            assert backend_calls("linear.numba") == {"events": 1, "grad_weight_events": 1}
+    for backend in FAST_BACKENDS:
+        for a, b in zip(res["torch_loop"], res[backend]):
+            assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
 
 
 @pytest.mark.parametrize("version,nb,spb,routing_c", [(1, 4, 1, None), (1, 3, 3, 7), (2, 5, 2, None), (2, 2, 1, 5)])
@@ -308,11 +329,109 @@ def test_fast_uniform_decay_path_equals_loop(version, nb, spb, routing_c):
         x = (torch.rand(T, B, C, dtype=D) < 0.3).to(D).requires_grad_(x_grad)
         leaves = ([x] if x_grad else []) + [t for t in _tensors(params, state) if t.requires_grad]
         res = {}
-        for backend in ("torch_loop", "fast"):
+        for backend in ("torch_loop",) + FAST_BACKENDS:
             out = elm(x, params, config, state, return_memory=True, backend=backend)
             loss = (out.y.pow(2).sum() + (out.state.trace * torch.arange(n_trace, dtype=D)).sum()
                     + out.state.memory.sum())
             res[backend] = [out.y, out.memory, out.state.trace, out.state.memory, *torch.autograd.grad(loss, leaves)]
-        for a, b in zip(res["torch_loop"], res["fast"]):
-            assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
-    assert backend_calls("elm.fast") == {"projected": 2}
+        for backend in FAST_BACKENDS:
+            for a, b in zip(res["torch_loop"], res[backend]):
+                assert torch.allclose(a, b, atol=1e-10, rtol=1e-10)
+    assert backend_calls("elm.fast") == {"projected": 2 * len(FAST_BACKENDS)}
+
+
+# --- the "numba" backend: fused memory recurrence ------------------------------------------------------------------
+
+def _shd_like(dtype, activation="relu", B=9, T=12, d_m=6, H=10, nb=5):
+    params = _rand_params(1, nb, 1, d_m, [H], 3, dtype=dtype)
+    params = params._replace(tau_syn=torch.full_like(params.tau_syn, 2.5).detach())
+    config = ELMConfig(version=1, num_branch=nb, activation=activation, dt=1.3)
+    x = (torch.rand(T, B, nb, dtype=dtype) < 0.3).to(dtype)
+    state = ELMState(torch.randn(B, nb, dtype=dtype, requires_grad=True), torch.randn(B, d_m, dtype=dtype,
+                                                                                      requires_grad=True))
+    return params, config, x, state
+
+
+def _run(params, config, x, state, backend):
+    leaves = [t for t in _tensors(params, state) if t.requires_grad]
+    out = elm(x, params, config, state, return_memory=True, backend=backend)
+    loss = (out.y * torch.arange(out.y.shape[0], dtype=x.dtype)[:, None, None]).sum() + out.state.memory.pow(2).sum()
+    return [out.y, out.memory, out.state.trace, out.state.memory, *torch.autograd.grad(loss, leaves)]
+
+
+def test_auto_picks_numba_for_one_hidden_layer_on_cpu_and_fast_otherwise():
+    pytest.importorskip("numba")
+    from spikelib.kernels import select_backend
+    from spikelib.functional.elm import ELMRequest
+
+    cpu = torch.device("cpu")
+    assert select_backend("elm", "auto", ELMRequest(cpu, torch.float32, ELMConfig(), True, 2)).name == "numba"
+    assert select_backend("elm", "auto", ELMRequest(cpu, torch.float32, ELMConfig(), True, 3)).name == "fast"
+    assert select_backend("elm", "auto", ELMRequest(cpu, torch.float16, ELMConfig(), True, 2)).name == "fast"
+    with pytest.raises(BackendUnavailableError, match="float32 and float64"):
+        select_backend("elm", "numba", ELMRequest(cpu, torch.bfloat16, ELMConfig(), True, 2))
+    layer = ELM(7, 2, num_memory=3)  # mlp_num_layers=1, the reference default
+    reset_backend_calls()
+    layer((torch.rand(5, 2, 7) < 0.5).float())
+    assert backend_calls("elm") == {"numba": 1}
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_numba_rows_split_across_threads_equal_one_thread_bit_for_bit(activation, monkeypatch):
+    # Each batch row's recurrence runs on one thread: the split cannot change a single bit.
+    pytest.importorskip("numba")
+    params, config, x, state = _shd_like(torch.float32, activation, B=13)
+    res = {}
+    for threads in ("1", "2", "3"):
+        monkeypatch.setenv("SPIKELIB_NUM_THREADS", threads)
+        res[threads] = _run(params, config, x, state, "numba")
+    for threads in ("2", "3"):
+        for a, b in zip(res["1"], res[threads]):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("activation", ["relu", "silu"])
+def test_numba_float32_as_accurate_as_the_torch_fast_path(activation):
+    # float32 kernels (vectorised tanh and sigmoid) against the float64 reference loop on the same values: errors no
+    # larger than those of the "fast" backend's float32 torch operations (float32 sums over T B rows dominate both).
+    pytest.importorskip("numba")
+    params, config, x, state = _shd_like(torch.float64, activation, T=40)
+    ref = _run(params, config, x, state, "torch_loop")
+
+    def as_float32(v):
+        return v.detach().float().requires_grad_(v.requires_grad) if isinstance(v, torch.Tensor) else v
+
+    p32 = ELMParams(*[as_float32(v) for v in params[:3]], tuple((as_float32(w), as_float32(b)) for w, b in params.mlp),
+                    *[as_float32(v) for v in params[4:6]], params.routing_index, params.routing_mask)
+    s32 = ELMState(as_float32(state.trace), as_float32(state.memory))
+    err = {}
+    for backend in ("fast", "numba"):
+        got = _run(p32, config, x.float(), s32, backend)
+        err[backend] = [float((a.detach() - b.detach().double()).abs().max()) / (float(a.detach().abs().max()) + 1)
+                        for a, b in zip(ref, got)]
+    for e_numba, e_fast in zip(err["numba"], err["fast"]):
+        assert e_numba <= 4 * e_fast + 1e-6, err
+
+
+def test_numba_non_finite_values_propagate_as_in_the_loop():
+    pytest.importorskip("numba")
+    params, config, x, state = _shd_like(torch.float64)
+    w2 = params.mlp[1][0].detach().clone()
+    w2[1, 3] = float("nan")
+    params = params._replace(mlp=(params.mlp[0], (w2.requires_grad_(), params.mlp[1][1])))
+    with torch.no_grad():
+        ref = elm(x, params, config, state, backend="torch_loop", return_memory=True).memory
+        got = elm(x, params, config, state, backend="numba", return_memory=True).memory
+    assert torch.isnan(ref).any()
+    assert torch.equal(torch.isnan(ref), torch.isnan(got))
+    assert torch.allclose(ref.nan_to_num(), got.nan_to_num(), atol=1e-10, rtol=1e-10)
+
+
+def test_numba_without_gradients_and_with_a_single_row():
+    pytest.importorskip("numba")
+    params, config, x, state = _shd_like(torch.float64, B=1, T=1)
+    with torch.no_grad():
+        ref = elm(x, params, config, state, backend="torch_loop", return_memory=True)
+        got = elm(x, params, config, state, backend="numba", return_memory=True)
+    for a, b in zip((ref.y, ref.memory, *ref.state), (got.y, got.memory, *got.state)):
+        assert torch.allclose(a, b, atol=1e-12, rtol=1e-12)

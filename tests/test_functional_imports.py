@@ -43,4 +43,4 @@ def test_backends_registered_whatever_is_imported_first():
         "print(';'.join(','.join(sorted(a(op))) for op in ops))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "cupy,numba,torch;fast,torch_loop;numba,torch;numba,torch;numba,spectral,torch;cupy,numba,torch"
+    assert out == "cupy,numba,torch;fast,numba,torch_loop;numba,torch;numba,torch;numba,spectral,torch;cupy,numba,torch"

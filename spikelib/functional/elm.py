@@ -27,7 +27,8 @@ initialised so that ``tau_m`` is log-spaced in ``[tau_min, tau_max]`` (the modul
 
 :func:`elm_step` is one step in plain torch (the ground truth, used by the reference loop backend ``"torch_loop"``).
 :func:`elm` checks the arguments and runs the whole sequence through a backend of operation ``"elm"`` from the
-registry (``"fast"`` by default: everything that does not depend on the memory is computed for all steps at once).
+registry (``"fast"``: everything that does not depend on the memory is computed for all steps at once; on CPU with one
+hidden MLP layer ``"numba"`` by default, the same with the memory recurrence in fused kernels).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ class ELMRequest:
     dtype: torch.dtype
     config: ELMConfig
     requires_grad: bool
+    mlp_layers: int = 2  # len(params.mlp): the first layer, the hidden ones, the last
 
 
 # ---------------------------------------------------------------------------------------------------------- helpers
@@ -334,7 +336,7 @@ def elm(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: Optional[E
         config: version, branches, lambda, dt, activation (:class:`ELMConfig`).
         state: initial :class:`ELMState`; zeros if None.
         return_memory: also return the memory trace ``m`` ``[T, B, d_m]``.
-        backend: ``"auto"``, ``"fast"`` or ``"torch_loop"`` (the reference loop).
+        backend: ``"auto"``, ``"numba"``, ``"fast"`` or ``"torch_loop"`` (the reference loop).
 
     Returns:
         :class:`ELMOutput` ``(y [T, B, out], memory or None, final state)``.
@@ -357,6 +359,6 @@ def elm(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: Optional[E
     tensors = [x, params.w_syn, params.tau_syn, params.tau_mem, params.readout_weight, params.readout_bias,
                state.trace, state.memory] + [t for layer in params.mlp for t in layer]
     requires_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    impl = select_backend("elm", backend, ELMRequest(x.device, x.dtype, config, requires_grad)).impl
+    impl = select_backend("elm", backend, ELMRequest(x.device, x.dtype, config, requires_grad, len(params.mlp))).impl
     y, memory, final = impl(x, params, config, state)
     return ELMOutput(y, memory if return_memory else None, final)

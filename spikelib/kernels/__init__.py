@@ -28,6 +28,7 @@ from spikelib.kernels.cpu import delay_numba as _delay_numba  # noqa: F401  (reg
 from spikelib.kernels.cpu import linear_numba as _linear_numba  # noqa: F401  (registers "linear"'s "numba")
 from spikelib.kernels.cpu import rows_numba as _rows_numba  # noqa: F401  (registers "index_add_rows"' "numba")
 from spikelib.kernels.cpu import dropout_numba as _dropout_numba  # noqa: F401  (registers "input_dropout"'s "numba")
+from spikelib.kernels.cpu import elm_numba as _elm_numba  # noqa: F401  (registers "elm"'s "numba")
 from spikelib.kernels.cpu import depthwise_numba as _depthwise_numba  # noqa: F401  (registers "depthwise_numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
 from spikelib.kernels.cpu import neuron_numba as _neuron_numba  # noqa: F401  (registers the families' "numba")

@@ -17,7 +17,7 @@ all steps.
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -38,7 +38,13 @@ from spikelib.functional.elm import (
 from spikelib.functional.linear import linear
 from spikelib.kernels.registry import count_call, register_backend
 
-__all__ = ["elm_torch_loop", "elm_fast", "LinearTrace", "MemoryScan"]
+__all__ = ["elm_torch_loop", "elm_fast", "elm_multistep", "LinearTrace", "MemoryScan", "scan_gradients",
+           "trace_gradients"]
+
+#: ``scan(activation, U, k_m, gain, m0, W_1^m, *later_layers) -> M``: :meth:`MemoryScan.apply`'s signature.
+MemoryScanFn = Callable[..., torch.Tensor]
+#: ``trace(u [T, B, N], k [N], s0 [B, N]) -> s [T, B, N]``: :meth:`LinearTrace.apply`'s signature.
+TraceFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def _always(request: ELMRequest) -> Optional[str]:
@@ -83,13 +89,20 @@ class LinearTrace(torch.autograd.Function):
         a = torch.zeros_like(s0)
         for t in range(grad.shape[0] - 1, -1, -1):
             a = torch.addcmul(grad[t], a, k, out=grad_u[t])
-        grad_k = grad_s0 = None
-        if ctx.needs_input_grad[1]:
-            prev = torch.cat([s0.unsqueeze(0), out[:-1]], 0)
-            grad_k = (grad_u * prev).sum((0, 1))
-        if ctx.needs_input_grad[2]:
-            grad_s0 = k * grad_u[0] if grad.shape[0] else torch.zeros_like(s0)
-        return grad_u, grad_k, grad_s0
+        return (grad_u,) + trace_gradients(ctx.needs_input_grad, grad_u, k, s0, out)
+
+
+def trace_gradients(needs: Tuple[bool, ...], grad_u: torch.Tensor, k: torch.Tensor, s0: torch.Tensor,
+                    out: torch.Tensor) -> Tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(dL/dk, dL/ds0)`` of a linear trace (``None`` where ``needs``, the inputs' ``needs_input_grad``, is false)
+    given ``grad_u`` = dL/du (the adjoint recurrence) and the forward output ``out``."""
+    grad_k = grad_s0 = None
+    if needs[1]:
+        prev = torch.cat([s0.unsqueeze(0), out[:-1]], 0)
+        grad_k = (grad_u * prev).sum((0, 1))
+    if needs[2]:
+        grad_s0 = k * grad_u[0] if grad_u.shape[0] else torch.zeros_like(s0)
+    return grad_k, grad_s0
 
 
 def _act(a: torch.Tensor, name: str) -> torch.Tensor:
@@ -164,7 +177,6 @@ class MemoryScan(torch.autograd.Function):
         T, B, d_m = M.shape
         gZ = torch.empty_like(M)
         gA = [torch.empty_like(a) for a in A]
-        g_first = gA[0] if n else gZ
         carry = torch.zeros_like(m0)
         gD_all = torch.empty_like(M)
         scale = gain * (TANH_SCALE * TANH_SLOPE)
@@ -189,19 +201,34 @@ class MemoryScan(torch.autograd.Function):
             if acc_k is not None:
                 acc_k.addcmul_(gD, M[t - 1] if t else m0)
             carry = gD * k_m
-        flat = lambda z: z.reshape(T * B, z.shape[-1])  # noqa: E731
-        grad_U = g_first
-        grad_k = acc_k.sum(0) if acc_k is not None else None
-        grad_gain = acc_gain.sum(0) * TANH_SCALE if acc_gain is not None else None
-        grad_m0 = carry if needs[4] else None
-        grad_w1m = flat(g_first).t() @ flat(D) if needs[5] else None
-        grads_rest: List[Optional[torch.Tensor]] = []
-        for i, (w, b) in enumerate(layers):
-            g_out = gA[i + 1] if i < n - 1 else gZ
-            h = A[i] if act == "relu" else _act(A[i], act)
-            grads_rest.append(flat(g_out).t() @ flat(h) if needs[6 + 2 * i] else None)
-            grads_rest.append(flat(g_out).sum(0) if needs[7 + 2 * i] else None)
-        return (None, grad_U, grad_k, grad_gain, grad_m0, grad_w1m, *grads_rest)
+        return (None,) + scan_gradients(needs, act, layers, D, A, gZ, gA, acc_k, acc_gain, carry)
+
+
+def scan_gradients(needs: Tuple[bool, ...], activation: str, layers: List[Tuple[torch.Tensor, torch.Tensor]],
+                   D: torch.Tensor, A: List[torch.Tensor], gZ: torch.Tensor, gA: List[torch.Tensor],
+                   acc_k: Optional[torch.Tensor], acc_gain: Optional[torch.Tensor], carry: torch.Tensor
+                   ) -> Tuple[Optional[torch.Tensor], ...]:
+    """The gradients of a memory scan's inputs ``(U, k_m, gain, m0, W_1^m, *later layers)`` once its recurrence
+    has been stepped back: every weight gradient is one matmul over all ``T B`` rows.
+
+    ``needs``: ``ctx.needs_input_grad`` (activation first); ``D`` ``[T, B, d_m]``; ``A`` the saved (pre-)activations
+    of the hidden layers; ``gZ`` dL/dz ``[T, B, d_m]``; ``gA`` dL/d(pre-activation) per hidden layer; ``acc_k`` and
+    ``acc_gain`` ``[B, d_m]`` row sums over time of ``gD m[t-1]`` and ``gm tanh``; ``carry`` dL/dm0."""
+    n = len(A)
+    T, B = D.shape[:2]
+    flat = lambda z: z.reshape(T * B, z.shape[-1])  # noqa: E731
+    g_first = gA[0] if n else gZ
+    grad_k = acc_k.sum(0) if acc_k is not None else None
+    grad_gain = acc_gain.sum(0) * TANH_SCALE if acc_gain is not None else None
+    grad_m0 = carry if needs[4] else None
+    grad_w1m = flat(g_first).t() @ flat(D) if needs[5] else None
+    grads_rest: List[Optional[torch.Tensor]] = []
+    for i, (w, b) in enumerate(layers):
+        g_out = gA[i + 1] if i < n - 1 else gZ
+        h = A[i] if activation == "relu" else _act(A[i], activation)
+        grads_rest.append(flat(g_out).t() @ flat(h) if needs[6 + 2 * i] else None)
+        grads_rest.append(flat(g_out).sum(0) if needs[7 + 2 * i] else None)
+    return (g_first, grad_k, grad_gain, grad_m0, grad_w1m, *grads_rest)
 
 
 def _uniform_decay(tau_syn: torch.Tensor) -> bool:
@@ -209,8 +236,8 @@ def _uniform_decay(tau_syn: torch.Tensor) -> bool:
     return not tau_syn.requires_grad and tau_syn.numel() > 0 and bool((tau_syn == tau_syn[0]).all())
 
 
-def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState, k: torch.Tensor
-                      ) -> Tuple[torch.Tensor, torch.Tensor]:
+def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState, k: torch.Tensor,
+                      trace: TraceFn) -> Tuple[torch.Tensor, torch.Tensor]:
     """``U = W_1^i i + b_1`` for all steps and the final trace state, when every trace decays by the same ``k``.
 
     Then ``W_1^i i[t] = sum_{t' <= t} k^(t - t') P[t'] + k^(t+1) W_1^i i0`` with ``P[t] = x~[t] M`` and
@@ -228,7 +255,7 @@ def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, st
     # only the nonzero inputs' rows of M, in the projection and in its weight gradient.
     P = linear(xs.reshape(T * B, S), M.t())
     i0 = branch_sum(state.trace, nb) if config.version == 1 and S != nb else state.trace
-    U = LinearTrace.apply(P.reshape(T, B, -1), k.expand(w1.shape[0]), i0 @ w1i.t()) + b1
+    U = trace(P.reshape(T, B, -1), k.expand(w1.shape[0]), i0 @ w1i.t()) + b1
     powers = k ** torch.arange(T - 1, -1, -1, device=xs.device, dtype=xs.dtype)
     summed = params.w_syn * torch.einsum("t,tbs->bs", powers, xs)
     if config.version == 2:
@@ -236,31 +263,39 @@ def _projected_traces(xs: torch.Tensor, params: ELMParams, config: ELMConfig, st
     return U, summed + k ** T * state.trace
 
 
-@register_backend("elm", "fast", check=_always, priority=10, compile_safe=True,
-                  description="whole-sequence traces and input projections, stepped memory only (torch)")
-def elm_fast(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
-             ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
-    """Fast multi-step ELM. Returns ``(y [T, B, out], memory [T, B, d_m], final state)``."""
+def elm_multistep(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState, scan: MemoryScanFn,
+                  trace: TraceFn) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
+    """Everything but the memory recurrence over the whole sequence; ``scan`` (``MemoryScan.apply`` or a kernel with
+    its signature) steps the memory, ``trace`` (``LinearTrace.apply`` or the like) the traces. Returns
+    ``(y [T, B, out], memory [T, B, d_m], final state)``."""
     nb = config.num_branch
     xs = route(x, params)
     k_s = decay(params.tau_syn, config.dt)
     w1, b1 = params.mlp[0]
     if _uniform_decay(params.tau_syn):
         count_call("elm.fast", "projected")
-        U, final_trace = _projected_traces(xs, params, config, state, k_s[0])
+        U, final_trace = _projected_traces(xs, params, config, state, k_s[0], trace)
     else:
         count_call("elm.fast", "traced")
         if config.version == 1:
-            traces = LinearTrace.apply(params.w_syn * xs, k_s, state.trace)
+            traces = trace(params.w_syn * xs, k_s, state.trace)
             branch_in = traces if traces.shape[-1] == nb else branch_sum(traces, nb)
         else:
-            traces = LinearTrace.apply(branch_sum(params.w_syn * xs, nb), k_s, state.trace)
+            traces = trace(branch_sum(params.w_syn * xs, nb), k_s, state.trace)
             branch_in = traces
         final_trace = traces[-1]
         U = torch.nn.functional.linear(branch_in, w1[:, :nb], b1)
     k_m = decay(params.tau_mem, config.dt)
     gain = memory_gain(params.tau_mem, config)
     rest = [t for layer in params.mlp[1:] for t in layer]
-    M = MemoryScan.apply(config.activation, U, k_m, gain, state.memory, w1[:, nb:], *rest)
+    M = scan(config.activation, U, k_m, gain, state.memory, w1[:, nb:], *rest)
     y = torch.nn.functional.linear(M, params.readout_weight, params.readout_bias)
     return y, M, ELMState(final_trace, M[-1])
+
+
+@register_backend("elm", "fast", check=_always, priority=10, compile_safe=True,
+                  description="whole-sequence traces and input projections, stepped memory only (torch)")
+def elm_fast(x: torch.Tensor, params: ELMParams, config: ELMConfig, state: ELMState
+             ) -> Tuple[torch.Tensor, torch.Tensor, ELMState]:
+    """Fast multi-step ELM. Returns ``(y [T, B, out], memory [T, B, d_m], final state)``."""
+    return elm_multistep(x, params, config, state, MemoryScan.apply, LinearTrace.apply)

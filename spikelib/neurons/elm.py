@@ -67,7 +67,7 @@ class ELM(StatefulModule):
             num_input``).
         dt: time step (the notebook uses the bin size in ms with time constants in ms).
         version: 1 or 2.
-        backend: ``"auto"``, ``"fast"`` or ``"torch_loop"``.
+        backend: ``"auto"``, ``"numba"`` (CPU, one hidden MLP layer), ``"fast"`` or ``"torch_loop"``.
         stateful: keep the final state between calls.
         generator: random generator of the ``"random"`` routing.
     """
