@@ -1,11 +1,12 @@
-"""Benchmark: an SHD-sized ELM layer on CPU, spikelib's ``fast`` backend against its reference loop (``torch_loop``).
+"""Benchmark: an SHD-sized ELM layer on CPU, spikelib's ``numba`` and ``fast`` backends against its reference loop.
 
 The layer of the elmneuron SHD notebook: ``x: [T=100, B=64, 700]`` spikes (``--density_pct``, default 5%), one ELM
 neuron with ``d_m = 100`` memory units (MLP 800 -> 200 -> 100, relu), 20 outputs, ``dt = 10``, tau_m in [1, 500].
 Cases, all in one process, interleaved round by round:
 
 * ``train_v1`` / ``train_v2``: forward + backward (a gradient on every output step; all weights and ``x`` get
-  gradients) of ``ELM`` / ``ELMv2``. Before timing, the outputs and gradients of the two backends are compared.
+  gradients) of ``ELM`` / ``ELMv2``. Before timing, the outputs and gradients of ``numba`` and ``fast`` are compared
+  with the loop's (``torch_loop``).
 * ``train_v1_input_layer``: as ``train_v1`` but ``x`` needs no gradient (the input layer of the SHD recipe).
 * ``inference_v1``: forward only under ``torch.no_grad()``.
 
@@ -32,7 +33,8 @@ from spikelib.neurons.elm import ELM, ELMv2  # noqa: E402
 NAME = "elm_cpu"
 FULL = {"T": 100, "B": 64, "C_in": 700, "d_m": 100, "C_out": 20, "density_pct": 5, "warmup": 2, "repeats": 11}
 QUICK = {"T": 20, "B": 4, "C_in": 32, "d_m": 8, "C_out": 4, "density_pct": 5, "warmup": 1, "repeats": 3}
-BACKENDS = ("fast", "torch_loop")
+BACKENDS = ("numba", "fast", "torch_loop")
+FAST = BACKENDS[:-1]
 
 
 def _layer(args: argparse.Namespace, version: int) -> ELM:
@@ -69,13 +71,14 @@ def train_case(args: argparse.Namespace, version: int, x_grad: bool = True
             y = layer(x)
         gx = x.grad.clone() if x_grad else torch.zeros(())
         results[b] = (y, gx, [p.grad.clone() for p in layer.parameters() if p.grad is not None])
-    (y_f, gx_f, gp_f), (y_l, gx_l, gp_l) = results["fast"], results["torch_loop"]
-    checks = {
-        "max_abs_diff_output": float((y_f - y_l).abs().max()), "max_abs_output": float(y_l.abs().max()),
-        "max_abs_diff_grad_x": float((gx_f - gx_l).abs().max()), "max_abs_grad_x": float(gx_l.abs().max()),
-        "max_abs_diff_grad_params": max(float((a - b).abs().max()) for a, b in zip(gp_f, gp_l)),
-        "max_abs_grad_params": max(float(b.abs().max()) for b in gp_l),
-    }
+    y_l, gx_l, gp_l = results["torch_loop"]
+    checks: Dict[str, Any] = {"max_abs_output": float(y_l.abs().max()), "max_abs_grad_x": float(gx_l.abs().max()),
+                              "max_abs_grad_params": max(float(b.abs().max()) for b in gp_l)}
+    for b in FAST:
+        y_f, gx_f, gp_f = results[b]
+        checks[b] = {"max_abs_diff_output": float((y_f - y_l).abs().max()),
+                     "max_abs_diff_grad_x": float((gx_f - gx_l).abs().max()),
+                     "max_abs_diff_grad_params": max(float((a - b).abs().max()) for a, b in zip(gp_f, gp_l))}
     return calls, checks
 
 
@@ -90,13 +93,15 @@ def inference_case(args: argparse.Namespace, version: int) -> tuple[Dict[str, Ca
                 layer(x)
         return run
 
+    outputs = {}
     with torch.no_grad():
-        layer.backend = "fast"
-        y_f = layer(x)
-        layer.backend = "torch_loop"
-        y_l = layer(x)
-    return ({f"spikelib-{b}": runner(b) for b in BACKENDS},
-            {"max_abs_diff_output": float((y_f - y_l).abs().max()), "max_abs_output": float(y_l.abs().max())})
+        for b in BACKENDS:
+            layer.backend = b
+            outputs[b] = layer(x)
+    y_l = outputs["torch_loop"]
+    checks: Dict[str, Any] = {"max_abs_output": float(y_l.abs().max())}
+    checks.update({b: {"max_abs_diff_output": float((outputs[b] - y_l).abs().max())} for b in FAST})
+    return {f"spikelib-{b}": runner(b) for b in BACKENDS}, checks
 
 
 def run(args: argparse.Namespace) -> Dict[str, Any]:
@@ -107,14 +112,19 @@ def run(args: argparse.Namespace) -> Dict[str, Any]:
         reset_backend_calls()
         for fn in calls.values():
             fn()
-        checks["spikelib_backends"] = backend_calls("elm")  # both backends really ran
+        checks["spikelib_backends"] = backend_calls("elm")  # every backend really ran
         series = common.measure_interleaved(calls, monitor, args.warmup, args.repeats, label=f"{name}: ")
         rows = {impl: common.summarize(s) for impl, s in series.items()}
-        fast, loop = rows["spikelib-fast"].get("median_s"), rows["spikelib-torch_loop"].get("median_s")
-        speedup = loop / fast if fast and loop else None
-        cases[name] = {"rows": rows, "checks": checks, "speedup_fast_vs_loop": speedup}
+        loop = rows["spikelib-torch_loop"].get("median_s")
+        cases[name] = {"rows": rows, "checks": checks}
+        notes = []
+        for b in FAST:
+            t = rows[f"spikelib-{b}"].get("median_s")
+            cases[name][f"speedup_{b}_vs_loop"] = speedup = loop / t if t and loop else None
+            if speedup:
+                notes.append(f"{b} {speedup:.2f}x faster")
         print(f"\n{name}: " + ", ".join(f"{impl} {common.fmt_ms(r.get('median_s'))} ms" for impl, r in rows.items())
-              + (f"; fast {speedup:.2f}x faster" if speedup else "") + f"\n  checks: {checks}")
+              + (f"; {', '.join(notes)} than the loop" if notes else "") + f"\n  checks: {checks}")
 
     measure("train_v1", *train_case(args, 1))
     measure("train_v2", *train_case(args, 2))

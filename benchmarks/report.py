@@ -107,7 +107,7 @@ def _table(rows: Mapping[str, Mapping[str, Any]], with_floor: bool) -> List[str]
 
 _TITLES = {
     "delays_cpu": "Delayed synapses (DCLS) layer, SHD-sized (CPU): spikelib vs DCLS and vs the dense rounded conv",
-    "elm_cpu": "ELM layer, SHD-sized (CPU): spikelib's fast path vs its reference loop",
+    "elm_cpu": "ELM layer, SHD-sized (CPU): spikelib's numba and fast backends vs its reference loop",
     "transformers_cpu": "Spiking transformers (CPU): forward and training-step throughput",
     "cochlea_cpu": "Synthetic Heidelberg Digits generation (CPU): eSpeak NG + the 700-channel cochlea model",
     "heidelberg_learn": "Synthetic SHD learnability: SNN vs logistic regression on unheard speakers",
