@@ -111,6 +111,43 @@ def test_every_mask_byte_pattern_is_listed(monkeypatch):
     torch.testing.assert_close(y, x @ w.t(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+def test_word_boundaries_of_the_listing(binary):
+    """Rows whose nonzero inputs sit at the edges of the listing's 64-bit mask words (0, 63, 64, 127, 128) and in the
+    padded last word (129 of 130 inputs), each alone and all together, listed in order with their values."""
+    c_in, edges = 130, [0, 63, 64, 127, 128, 129]
+    rows = [[j] for j in edges] + [edges, list(range(c_in))[::3], []]
+    x = torch.zeros(len(rows), c_in, dtype=torch.float64)
+    for r, cols in enumerate(rows):
+        x[r, cols] = 1.0 if binary else torch.arange(1, len(cols) + 1, dtype=torch.float64) / 7
+    w = torch.randn(64, c_in, dtype=torch.float64, generator=torch.Generator().manual_seed(11))
+    reset_backend_calls()
+    with torch.no_grad():
+        y = linear(x, w, None, backend="numba")
+    assert backend_calls(PATH_OP) == {"events": 1}
+    torch.testing.assert_close(y, x @ w.t(), rtol=1e-12, atol=1e-12)
+
+
+def test_transposed_weight_reads_without_copies_and_leaf_gradient_keeps_its_layout():
+    """A weight that is the transpose of a contiguous ``[C_in, C_out]`` matrix (the ELM's input projection: the
+    event kernels read it as it is) gets the reference's gradients through the transpose; a leaf weight's gradient
+    has the leaf's (contiguous) layout."""
+    g = torch.Generator().manual_seed(12)
+    x = _sparse((50, 4, 300), 0.03, torch.float64, g)
+    m = torch.randn(300, 128, dtype=torch.float64, generator=g, requires_grad=True)  # [C_in, C_out]
+    gy = torch.randn(50, 4, 128, dtype=torch.float64, generator=g)
+    reset_backend_calls()
+    linear(x, m.t(), None, backend="numba").backward(gy)
+    assert backend_calls(PATH_OP) == {"events": 1, "grad_weight_events": 1}
+    m_ref = m.detach().clone().requires_grad_(True)
+    torch.nn.functional.linear(x, m_ref.t()).backward(gy)
+    torch.testing.assert_close(m.grad, m_ref.grad, rtol=1e-12, atol=1e-12)
+    leaf = m.detach().t().contiguous().requires_grad_(True)
+    linear(x, leaf, None, backend="numba").backward(gy)
+    assert leaf.grad.is_contiguous() and leaf.grad.shape == leaf.shape
+    torch.testing.assert_close(leaf.grad, m_ref.grad.t(), rtol=1e-12, atol=1e-12)
+
+
 def test_values_and_weight_gradient_with_forced_events(monkeypatch):
     """Dense real-valued inputs through the event path (every entry an event) against float64."""
     monkeypatch.setattr(linear_numba, "EVENT_DENSITY_MAX", 1.0)

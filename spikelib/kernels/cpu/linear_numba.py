@@ -103,12 +103,14 @@ def _chunk(units: int, threads: int) -> int:
 def _forward(X: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
              ) -> Tuple[torch.Tensor, Optional[_Events]]:
     """Output ``[R, C_out]`` of ``X: [R, C_in]`` (contiguous, detached) on the path the density calls for, and the
-    event list when the event path ran."""
+    event list when the event path ran. ``weight`` (detached) may have any strides: the event kernels read
+    ``W^T`` contiguous, which costs no copy when ``weight`` is the transpose of a contiguous ``[C_in, C_out]``
+    matrix (the ELM's input projection); the dense products read any layout."""
     R, c_in = X.shape
     c_out = weight.shape[0]
     if R and c_in and c_out >= EVENT_MIN_OUTPUTS and _all_finite(weight):
         k = _kernels()
-        masks = torch.empty((R, -(-c_in // 8)), dtype=torch.uint8)
+        masks = torch.empty((R, 8 * -(-c_in // 64)), dtype=torch.uint8)  # whole 64-bit words per row
         counts = torch.empty(R, dtype=torch.int64)
         others = torch.empty(R, dtype=torch.int64)
         threads = _threads(R * c_in // 4, R)
@@ -125,7 +127,8 @@ def _forward(X: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]
             y = workspace.empty((R, c_out), X.dtype)
             b = bias.contiguous() if bias is not None else X.new_zeros(1)
             threads = _threads(nnz * c_out + R * c_out, R)
-            head = (X.numpy(), masks.numpy(), ptr.numpy(), wt.numpy(), b.numpy(), bias is not None, cols.numpy())
+            head = (X.numpy(), masks.numpy().view("uint64"), ptr.numpy(), wt.numpy(), b.numpy(), bias is not None,
+                    cols.numpy())
             if binary:
                 run_dynamic(k.forward_ones, head + (y.numpy(),), R, _chunk(R, threads), threads)
             else:
@@ -171,14 +174,14 @@ def _grad_weight_events(events: _Events, gy: torch.Tensor, c_in: int) -> torch.T
     else:
         args = (ptr_t.numpy(), rows.numpy(), vals_t.numpy(), gy.numpy(), n_blocks, gwt.numpy(), part.numpy())
         run_chunked(k.grad_weight_values, args, c_in, chunk, threads)
-    return gwt.t().contiguous()
+    return gwt.t()  # a view: autograd gives a leaf weight its gradient in the weight's own layout
 
 
 class _LinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, X: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]):  # type: ignore[override]
         Xd = X.detach()
-        w = weight.detach().contiguous()
+        w = weight.detach()
         b = bias.detach() if bias is not None else None
         y, events = _forward(Xd, w, b)
         ctx.events = events
@@ -233,5 +236,5 @@ def linear_numba(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Ten
     if need_grad:
         y = _LinearFunction.apply(X, weight, bias)
     else:
-        y = _forward(X.detach(), weight.detach().contiguous(), None if bias is None else bias.detach())[0]
+        y = _forward(X.detach(), weight.detach(), None if bias is None else bias.detach())[0]
     return y.view(lead + (c_out,))
