@@ -11,13 +11,12 @@ and backward, with the carried gradient ``c`` (``c = 0`` after the last step)::
     gm = dL/dm[t] + c;  gz = gm sc (1 - th^2);  ga = (W_2^T gz) act'(a);  gD = gm + W_1^m^T ga;  c = k_m gD
 
 accumulating ``gm th`` (for the gain) and ``gD m[t-1]`` (for ``k_m``) per row. ``gs = 1.7159 g`` and ``sc = 1.7159
-(2/3) g`` come from the caller. Relu activations ``h`` are zero for about half of the hidden units and the backward's
-``ga`` where they are: with ``sparse`` set (by the caller, when every weight is finite) the products skip those units'
-rows of the weights, where the dense product adds exactly zero (with a non-finite weight it adds NaN: then every row
-is summed, as torch does). Matrix-vector products run one batch row at a time: the nonzero inputs are listed,
-then four weight rows (contiguous) are added into the output vector per pass (:func:`_accumulate`; one load and store
-of the output per four multiply-adds), in an inner loop that LLVM vectorises with fused multiply-adds; ``tanh`` and
-the sigmoid of silu are the vectorisable :func:`.vector_math.vtanh` / :func:`.vector_math.vexp` for float32.
+(2/3) g`` come from the caller. At each step the products of all the range's rows are one register-tiled matrix
+product each (:func:`._tile_gemm.matmul_rows`: ``[rows, d_m] x [d_m, H]``, ``[rows, H] x [H, d_m]``, and their
+transposes backward), at close to the core's peak of multiply-adds, dense: the relu zeros are multiplied like any
+other value, so a non-finite weight gives NaN as in torch. (Summing only the nonzero units' weight rows, one batch
+row at a time, did half the multiply-adds at a fifth of the rate.) ``tanh`` and the sigmoid of silu are the
+vectorisable :func:`.vector_math.vtanh` / :func:`.vector_math.vexp` for float32.
 """
 
 from __future__ import annotations
@@ -25,6 +24,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from spikelib.kernels.cpu._tile_gemm import matmul_rows
 from spikelib.kernels.cpu.vector_math import vexp, vtanh
 
 _SLOPE = 2.0 / 3.0
@@ -33,79 +33,8 @@ _SLOPE = 2.0 / 3.0
 _FLAGS = {"contract"}  # fused multiply-adds; no other fast-math liberty (NaN and inf keep their IEEE meaning)
 
 
-@numba.njit(inline="always", fastmath=_FLAGS)
-def _accumulate(out, coef, rows, n, W):  # pragma: no cover - compiled
-    """``out[j] += sum_{k < n} coef[rows[k]] W[rows[k], j]``, four weight rows per pass over ``out``."""
-    H = out.shape[0]
-    k = 0
-    while k + 4 <= n:
-        i0 = rows[k]
-        i1 = rows[k + 1]
-        i2 = rows[k + 2]
-        i3 = rows[k + 3]
-        c0 = coef[i0]
-        c1 = coef[i1]
-        c2 = coef[i2]
-        c3 = coef[i3]
-        w0 = W[i0]
-        w1 = W[i1]
-        w2 = W[i2]
-        w3 = W[i3]
-        for j in range(H):
-            out[j] += (c0 * w0[j] + c1 * w1[j]) + (c2 * w2[j] + c3 * w3[j])
-        k += 4
-    while k < n:
-        c = coef[rows[k]]
-        w = W[rows[k]]
-        for j in range(H):
-            out[j] += c * w[j]
-        k += 1
-
-
-@numba.njit(inline="always", fastmath=_FLAGS)
-def _accumulate_pair(out0, out1, coef0, coef1, W):  # pragma: no cover - compiled
-    """``out0 += coef0 W`` and ``out1 += coef1 W`` (dense, ``W`` ``[K, H]``): each weight vector loaded once for two
-    batch rows, four weight rows per pass."""
-    K, H = W.shape
-    k = 0
-    while k + 4 <= K:
-        a0 = coef0[k]
-        a1 = coef0[k + 1]
-        a2 = coef0[k + 2]
-        a3 = coef0[k + 3]
-        b0 = coef1[k]
-        b1 = coef1[k + 1]
-        b2 = coef1[k + 2]
-        b3 = coef1[k + 3]
-        for j in range(H):
-            w0 = W[k, j]
-            w1 = W[k + 1, j]
-            w2 = W[k + 2, j]
-            w3 = W[k + 3, j]
-            out0[j] += (a0 * w0 + a1 * w1) + (a2 * w2 + a3 * w3)
-            out1[j] += (b0 * w0 + b1 * w1) + (b2 * w2 + b3 * w3)
-        k += 4
-    while k < K:
-        a = coef0[k]
-        b = coef1[k]
-        for j in range(H):
-            out0[j] += a * W[k, j]
-            out1[j] += b * W[k, j]
-        k += 1
-
-
-@numba.njit(inline="always")
-def _nonzero(v, rows):  # pragma: no cover - compiled
-    """The indices of ``v``'s nonzero (or NaN) elements into ``rows``; returns their number."""
-    n = 0
-    for j in range(v.shape[0]):  # branch-free: relu zeros fall at random, a branch would be mispredicted half the time
-        rows[n] = j
-        n += v[j] != 0
-    return n
-
-
 @numba.njit(nogil=True, cache=True, fastmath=_FLAGS, boundscheck=False, error_model="numpy")
-def scan_forward(U, k_m, gs, m0, w1m_t, w2_t, b2, relu, sparse, M, D, TH, A, chunk, c_begin, c_end):  # pragma: no cover
+def scan_forward(U, k_m, gs, m0, w1m_t, w2_t, b2, relu, M, D, TH, A, chunk, c_begin, c_end):  # pragma: no cover
     """Rows ``[c_begin chunk, min(B, c_end chunk))``. ``U`` ``[T, B, H]``; ``w1m_t`` ``[d_m, H]`` (``W_1^m``
     transposed); ``w2_t`` ``[H, d_m]``; writes ``M, D, TH`` ``[T, B, d_m]`` and ``A`` ``[T, B, H]`` (relu: the
     activation ``h``, whose support is the derivative's; silu: the pre-activation ``a``)."""
@@ -115,62 +44,49 @@ def scan_forward(U, k_m, gs, m0, w1m_t, w2_t, b2, relu, sparse, M, D, TH, A, chu
     r1 = min(B, c_end * chunk)
     one = U.dtype.type(1.0)
     slope = U.dtype.type(_SLOPE)
-    h = np.empty(H, dtype=U.dtype)
-    z = np.empty(dm, dtype=U.dtype)
-    all_dm = np.arange(dm)
-    live = np.arange(H)
-    h1 = np.empty(H, dtype=U.dtype)
+    hidden = np.empty((B, H), dtype=U.dtype)  # silu's h (relu's is A itself); rows r0..r1 used
+    z = np.empty((B, dm), dtype=U.dtype)
     for t in range(T):
         for r in range(r0, r1):
             prev = M[t - 1, r] if t else m0[r]
             d = D[t, r]
             for i in range(dm):
                 d[i] = k_m[i] * prev[i]
-        for r in range(r0, r1, 2):
-            paired = r + 1 < r1
-            for j in range(H):
-                h[j] = 0
-            if paired:  # the dense product of two rows at once: each weight vector loaded once for both
+        At = A[t]
+        matmul_rows(D[t], w1m_t, At, r0, r1)  # W_1^m D for every row of the range
+        for r in range(r0, r1):
+            a = A[t, r]
+            u = U[t, r]
+            if relu:
                 for j in range(H):
-                    h1[j] = 0
-                _accumulate_pair(h, h1, D[t, r], D[t, r + 1], w1m_t)
+                    v = u[j] + a[j]
+                    if v < 0:
+                        v = v * 0  # relu; NaN stays NaN as in torch.relu
+                    a[j] = v
             else:
-                _accumulate(h, D[t, r], all_dm, dm, w1m_t)
-            for q in range(2 if paired else 1):
-                row = r + q
-                hq = h if q == 0 else h1
-                d = D[t, row]
-                a = A[t, row]
-                u = U[t, row]
-                if relu:
-                    for j in range(H):
-                        v = u[j] + hq[j]
-                        if v < 0:
-                            v = v * 0  # relu; NaN stays NaN as in torch.relu
-                        a[j] = v
-                        hq[j] = v
-                else:
-                    for j in range(H):
-                        v = u[j] + hq[j]
-                        a[j] = v
-                        hq[j] = v / (one + vexp(-v))
-                for i in range(dm):
-                    z[i] = b2[i]
-                _accumulate(z, hq, live, _nonzero(hq, live) if sparse else H, w2_t)
-                # One output array per loop: LLVM vectorises a loop only after run-time checks that its arrays do
-                # not overlap, and gives up when there are many pairs to check.
-                for i in range(dm):
-                    z[i] = vtanh(z[i] * slope)
-                th = TH[t, row]
-                m = M[t, row]
-                for i in range(dm):
-                    th[i] = z[i]
-                for i in range(dm):
-                    m[i] = d[i] + z[i] * gs[i]
+                h = hidden[r]
+                for j in range(H):
+                    a[j] = u[j] + a[j]
+                for j in range(H):
+                    h[j] = a[j] / (one + vexp(-a[j]))
+        matmul_rows(At if relu else hidden, w2_t, z, r0, r1)  # W_2 h
+        for r in range(r0, r1):
+            zr = z[r]
+            th = TH[t, r]
+            m = M[t, r]
+            d = D[t, r]
+            # One output array per loop: LLVM vectorises a loop only after run-time checks that its arrays do not
+            # overlap, and gives up when there are many pairs to check.
+            for i in range(dm):
+                zr[i] = vtanh((zr[i] + b2[i]) * slope)
+            for i in range(dm):
+                th[i] = zr[i]
+            for i in range(dm):
+                m[i] = d[i] + zr[i] * gs[i]
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FLAGS, boundscheck=False, error_model="numpy")
-def scan_backward(grad_M, k_m, sc, m0, w1m, w2, relu, sparse, M, TH, A, gZ, gA, carry, acc_k, acc_gain,
+def scan_backward(grad_M, k_m, sc, m0, w1m, w2, relu, M, TH, A, gZ, gA, carry, acc_k, acc_gain,
                   chunk, c_begin, c_end):  # pragma: no cover
     """Rows ``[c_begin chunk, min(B, c_end chunk))``. ``w1m`` ``[H, d_m]`` and ``w2`` ``[d_m, H]`` as stored;
     writes ``gZ`` ``[T, B, d_m]`` (dL/dz), ``gA`` ``[T, B, H]`` (dL/da), ``carry`` ``[B, d_m]`` (dL/dm0 at the end)
@@ -180,63 +96,51 @@ def scan_backward(grad_M, k_m, sc, m0, w1m, w2, relu, sparse, M, TH, A, gZ, gA, 
     r0 = c_begin * chunk
     r1 = min(B, c_end * chunk)
     one = M.dtype.type(1.0)
-    gm = np.empty(dm, dtype=M.dtype)
-    gd = np.empty(dm, dtype=M.dtype)
-    all_dm = np.arange(dm)
-    live = np.arange(H)
+    gm = np.empty((B, dm), dtype=M.dtype)  # dL/dm[t] of each row, rows r0..r1 used
+    back = np.empty((B, dm), dtype=M.dtype)  # W_1^m^T dL/da
     for r in range(r0, r1):
         c = carry[r]
         for i in range(dm):
             c[i] = 0
-    gm1 = np.empty(dm, dtype=M.dtype)
     for t in range(T - 1, -1, -1):
-        for r in range(r0, r1, 2):
-            paired = r + 1 < r1
-            n_rows = 2 if paired else 1
-            for q in range(n_rows):
-                row = r + q
-                g = gm if q == 0 else gm1
-                c = carry[row]
-                th = TH[t, row]
-                gz = gZ[t, row]
-                ag = acc_gain[row]
-                gin = grad_M[t, row]
-                for i in range(dm):
-                    g[i] = gin[i] + c[i]
-                for i in range(dm):
-                    ag[i] += g[i] * th[i]
-                for i in range(dm):
-                    gz[i] = g[i] * sc[i] * (one - th[i] * th[i])
-                ga = gA[t, row]
+        for r in range(r0, r1):
+            g = gm[r]
+            c = carry[r]
+            th = TH[t, r]
+            gz = gZ[t, r]
+            ag = acc_gain[r]
+            gin = grad_M[t, r]
+            for i in range(dm):
+                g[i] = gin[i] + c[i]
+            for i in range(dm):
+                ag[i] += g[i] * th[i]
+            for i in range(dm):
+                gz[i] = g[i] * sc[i] * (one - th[i] * th[i])
+        matmul_rows(gZ[t], w2, gA[t], r0, r1)  # W_2^T dL/dz
+        for r in range(r0, r1):
+            ga = gA[t, r]
+            a = A[t, r]
+            if relu:
                 for j in range(H):
-                    ga[j] = 0
-            if paired:  # the dense product of two rows at once: each weight vector loaded once for both
-                _accumulate_pair(gA[t, r], gA[t, r + 1], gZ[t, r], gZ[t, r + 1], w2)
+                    if not a[j] > 0:
+                        ga[j] = ga[j] * 0  # the relu mask (a NaN or inf product stays NaN, as torch's product)
             else:
-                _accumulate(gA[t, r], gZ[t, r], all_dm, dm, w2)
-            for q in range(n_rows):
-                row = r + q
-                g = gm if q == 0 else gm1
-                ga = gA[t, row]
-                a = A[t, row]
-                if relu:
-                    for j in range(H):
-                        if not a[j] > 0:
-                            ga[j] = ga[j] * 0  # the relu mask (a NaN or inf product stays NaN, as torch's product)
-                else:
-                    for j in range(H):
-                        s = one / (one + vexp(-a[j]))
-                        ga[j] = ga[j] * (s * (one + a[j] * (one - s)))
-                for i in range(dm):
-                    gd[i] = g[i]
-                _accumulate(gd, ga, live, _nonzero(ga, live) if sparse else H, w1m)
-                prev = M[t - 1, row] if t else m0[row]
-                ak = acc_k[row]
-                c = carry[row]
-                for i in range(dm):
-                    ak[i] += gd[i] * prev[i]
-                for i in range(dm):
-                    c[i] = gd[i] * k_m[i]
+                for j in range(H):
+                    s = one / (one + vexp(-a[j]))
+                    ga[j] = ga[j] * (s * (one + a[j] * (one - s)))
+        matmul_rows(gA[t], w1m, back, r0, r1)
+        for r in range(r0, r1):
+            g = gm[r]
+            b = back[r]
+            prev = M[t - 1, r] if t else m0[r]
+            ak = acc_k[r]
+            c = carry[r]
+            for i in range(dm):
+                b[i] = g[i] + b[i]  # dL/dD
+            for i in range(dm):
+                ak[i] += b[i] * prev[i]
+            for i in range(dm):
+                c[i] = b[i] * k_m[i]
 
 
 @numba.njit(nogil=True, cache=True, boundscheck=False, error_model="numpy")

@@ -6,8 +6,9 @@ stepped by fused numba kernels (:mod:`._elm_kernels`) instead of ~10 torch opera
 Why: in the SHD recipe (B=64, T=100, d_m=100, one hidden layer of 200) the recurrence is ~100 steps of four small
 matrix products ``[64, 100] x [100, 200]`` and a dozen element-wise operations each way; as torch operations every one
 pays a dispatch and, on two cores, a fork-join of the thread team, so it ran on one core at well below its speed. The
-kernels step each batch row's whole recurrence on one thread (rows are independent), the rows split across the
-threads, with no synchronisation between steps. Weight gradients stay one matmul over all ``T B`` rows after the
+kernels step each thread's range of batch rows through the whole recurrence (rows are independent; no
+synchronisation between steps), each step's products over the range as register-tiled matrix products
+(:mod:`._tile_gemm`). Weight gradients stay one matmul over all ``T B`` rows after the
 backward recurrence (:func:`spikelib.kernels.elm_torch.scan_gradients`).
 
 Runs: CPU, float32 or float64, exactly one hidden MLP layer (``mlp_num_layers=1``, the reference default), relu or
@@ -64,11 +65,6 @@ def _rows(B: int, T: int, H: int, d_m: int) -> Tuple[int, int]:
     return -(-B // threads), threads
 
 
-def _finite(*weights: torch.Tensor) -> bool:
-    """Whether the kernels may skip zero activations (a zero times a non-finite weight is NaN, not zero)."""
-    return all(bool(torch.isfinite(w).all()) for w in weights)
-
-
 class NumbaLinearTrace(torch.autograd.Function):
     """:class:`spikelib.kernels.elm_torch.LinearTrace` (``s[t] = k s[t-1] + u[t]`` over ``u: [T, B, N]``) with the
     recurrence and its adjoint in :mod:`._elm_kernels`, the batch rows split across threads."""
@@ -123,12 +119,11 @@ class NumbaMemoryScan(torch.autograd.Function):
         TH = torch.empty_like(M)
         A = torch.empty_like(U)
         relu = activation == "relu"
-        sparse = _finite(w1m, w2)
         if T and B:
             gs = (gain * TANH_SCALE).detach().contiguous()
             args = (U.numpy(), k_m.detach().contiguous().numpy(), gs.numpy(), m0.detach().contiguous().numpy(),
                     w1m.detach().t().contiguous().numpy(), w2.detach().t().contiguous().numpy(),
-                    b2.detach().contiguous().numpy(), relu, sparse, M.numpy(), D.numpy(), TH.numpy(), A.numpy())
+                    b2.detach().contiguous().numpy(), relu, M.numpy(), D.numpy(), TH.numpy(), A.numpy())
             chunk, threads = _rows(B, T, H, d_m)
             run_chunked(_kernels().scan_forward, args, B, chunk, threads)
         ctx.activation = activation
@@ -150,7 +145,7 @@ class NumbaMemoryScan(torch.autograd.Function):
             sc = (gain * (TANH_SCALE * TANH_SLOPE)).detach().contiguous()
             args = (grad_M.detach().contiguous().numpy(), k_m.detach().contiguous().numpy(), sc.numpy(),
                     m0.detach().contiguous().numpy(), w1m.detach().contiguous().numpy(),
-                    w2.detach().contiguous().numpy(), ctx.activation == "relu", _finite(w1m, w2), M.numpy(),
+                    w2.detach().contiguous().numpy(), ctx.activation == "relu", M.numpy(),
                     TH.numpy(), A.numpy(), gZ.numpy(), gA.numpy(), carry.numpy(), acc_k.numpy(), acc_gain.numpy())
             chunk, threads = _rows(B, T, A.shape[2], d_m)
             run_chunked(_kernels().scan_backward, args, B, chunk, threads)
