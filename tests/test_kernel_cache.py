@@ -458,3 +458,21 @@ def test_index_naming_another_signatures_data_is_a_miss(cache_root):
     data_int.write_bytes(int_bytes)  # the other process's late write of .1 (a valid entry, for int)
     fourth = cache.exec_generated(f"spikelib_gen_testm_{abs(hash(src)) % 10**12}", src)
     assert fourth.f(1.5) == 10.0 and _hits(fourth) == 0
+
+
+def test_a_changed_kernel_helper_changes_every_modules_stamp(tmp_path, monkeypatch):
+    """Kernel modules inline the helpers' code (vector_math, _tile_gemm): a change to a helper alone must invalidate
+    their cached code, so the helpers' sources are part of each module's stamp."""
+    from spikelib.kernels.cpu import cache as kc
+
+    module = tmp_path / "kernels.py"
+    module.write_text("x = 1\n")
+    helper = tmp_path / "helper.py"
+    helper.write_text("y = 1\n")
+    monkeypatch.setattr(kc, "KERNEL_HELPERS", (str(helper),))  # an absolute name replaces the folder's
+    before = kc._source_stamp(str(module))
+    helper.write_text("y = 2\n")
+    assert kc._source_stamp(str(module)) != before and before != b""
+    assert set(kc.KERNEL_HELPERS) <= {str(helper)}
+    for name in ("vector_math.py", "_tile_gemm.py"):  # the real list names files that exist
+        assert (Path(kc.__file__).with_name(name)).is_file()

@@ -291,12 +291,21 @@ _CLAIMED: Dict[str, Tuple[Optional[bytes], KernelStore]] = {}  # module name -> 
 _GLUE: Optional[Dict[str, Any]] = None
 
 
+#: Modules whose numba functions the kernel modules inline (``inline="always"`` helpers, intrinsics): compiled code
+#: depends on their source too, so it is part of every cached module's stamp.
+KERNEL_HELPERS = ("vector_math.py", "_tile_gemm.py")
+
+
 def _source_stamp(py_file: str) -> bytes:
+    """SHA-256 of the module's source and of the :data:`KERNEL_HELPERS` beside this file (b"" if unreadable)."""
+    digest = hashlib.sha256()
     try:
-        with open(py_file, "rb") as fh:
-            return hashlib.sha256(fh.read()).digest()
+        for path in (py_file, *(str(Path(__file__).parent / name) for name in KERNEL_HELPERS)):
+            with open(path, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
     except OSError:
         return b""
+    return digest.digest()
 
 
 def _glue() -> Dict[str, Any]:
