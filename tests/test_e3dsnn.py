@@ -11,22 +11,14 @@ from spikelib.models import get_model, list_models
 from spikelib.models.e3dsnn import E3DSNN, e3dsnn_s, e3dsnn_t, e3dsnn_tiny
 from spikelib.sparse import SparseConv3d, SubMConv3d
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def make_shape(kind, p, g):
     """A point cloud ``[p, 6]`` (xyz + normal) of the synthetic shape class ``kind`` (sphere, cube, cylinder, torus)."""
     rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=g)))
     pts, normals = synthetic_shape(("sphere", "cube", "cylinder", "torus")[kind], p, rng)
     return torch.from_numpy(np.concatenate([pts, normals], 1))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small sparse GEMMs gain nothing from intra-op threads, and on a shared 2-core machine the spinning of a second
-    OpenMP thread made the training test ~20x slower; run these tests on one thread and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_reference_sizes_and_registry():

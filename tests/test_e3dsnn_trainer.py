@@ -1,16 +1,8 @@
 """E-3DSNN end to end in spikelib's Trainer: the recipe file, CI-sized, on the synthetic_shapes data set."""
 
 import pytest
-import torch
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread (see tests/test_e3dsnn.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_trains_through_the_spikelib_trainer(tmp_path):

@@ -11,14 +11,7 @@ from spikelib.sparse import (SparseConv3d, SparseSpikeTensor, SubMConv3d, build_
                              weight_from_dense, weight_to_dense)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small sparse ops gain nothing from a second intra-op thread, and on a shared machine a descheduled one stalls
-    every parallel region; run on one thread and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_sparse(shape, batch, n, channels, dtype=torch.float64, seed=0, t=None):

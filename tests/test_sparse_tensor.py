@@ -9,14 +9,7 @@ from spikelib.sparse import (IntegerSpike, SparseBatchNorm, SparseLIF, SparseSpi
                              global_max_pool, integer_spike)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small sparse ops gain nothing from a second intra-op thread, and on a shared machine a descheduled one stalls
-    every parallel region; run on one thread and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def coords_of(*rows):

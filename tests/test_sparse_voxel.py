@@ -6,14 +6,7 @@ import torch
 from spikelib.sparse import SpikeVoxelCoding, collate_voxels, grid_sample, normalize_coords
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small sparse ops gain nothing from a second intra-op thread, and on a shared machine a descheduled one stalls
-    every parallel region; run on one thread and restore the setting."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cloud(p=400, seed=0, normals=True):
