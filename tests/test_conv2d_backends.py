@@ -1,4 +1,5 @@
-"""The ``conv2d`` backends (1x1 convolutions as one matrix product, depth-wise convolutions in channels-last) and
+"""The ``conv2d`` backends (1x1 convolutions as one matrix product, depth-wise convolutions in channels-last, 3x3
+convolutions by Winograd's F(2x2, 3x3)) and
 ``spikelib.layers.conv.Conv2d``: outputs and every gradient equal to ``torch.nn.functional.conv2d`` under autograd up to
 float summation order (checked against float64), the intended path proven by ``backend_calls``, the shape rules of
 ``"auto"``, clear errors, and the layer interchangeable with ``nn.Conv2d`` (parameters, checkpoint, hooks, graph
@@ -13,6 +14,7 @@ import spikelib  # noqa: F401  (registers the backends)
 from spikelib.functional.conv import POINTWISE_GEMM_MAX_PIXELS, conv2d
 from spikelib.graph import declare
 from spikelib.kernels import BackendUnavailableError, available_backends, backend_calls, reset_backend_calls
+from spikelib.kernels.cpu import winograd_numba
 from spikelib.kernels.cpu.depthwise_numba import MIN_PIXELS as DEPTHWISE_MIN_PIXELS
 from spikelib.layers.conv import Conv2d
 
@@ -147,6 +149,107 @@ def test_depthwise_numba_non_finite_inputs_like_the_convolution():
         torch.testing.assert_close(a[finite], r[finite], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("geometry", [
+    ((4, 192, 8, 8), 384, {"padding": 1}),  # Meta-SpikeFormer's kind: several threads, spikes in
+    ((2, 96, 16, 16), 192, {"padding": 1}),
+    ((2, 5, 7, 9), 6, {"padding": 1}),  # odd sizes: partial tiles at the bottom and on the right
+    ((3, 4, 2, 9), 3, {"padding": "same"}),
+    ((2, 3, 1, 6), 2, {"padding": 1}),
+    ((1, 1, 1, 1), 1, {"padding": 1}),
+])
+def test_winograd_numba_equals_reference(dtype, bias, geometry):
+    x_shape, c_out, kw = geometry
+    x, w, b = _inputs(x_shape, (c_out, x_shape[1], 3, 3), bias, dtype, spikes=x_shape[1] > 8)
+    _assert_like_reference("winograd_numba", x, w, b, kw, "winograd_numba")
+
+
+def test_winograd_numba_float64_to_rounding_and_gradcheck():
+    """In float64 every transform and adjoint is exact up to ~1e-15 of the values: the output and all gradients
+    against ``F.conv2d`` to 1e-12 (partial tiles included), and autograd's numerical checks of the first and second
+    derivatives."""
+    for shape, c_out in (((2, 6, 9, 7), 5), ((3, 40, 8, 8), 24)):
+        x, w, b = _inputs(shape, (c_out, shape[1], 3, 3), True, torch.float64, seed=11)
+        gy = torch.randn(shape[0], c_out, *shape[2:], generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        reset_backend_calls()
+        ours = _run(lambda x_, w_, b_: conv2d(x_, w_, b_, padding=1, backend="winograd_numba"), x, w, b, gy)
+        assert backend_calls("conv2d") == {"winograd_numba": 1}
+        ref = _run(lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=1), x, w, b, gy)
+        for name, a, r in zip(("output", "grad_x", "grad_w", "grad_b"), ours, ref):
+            torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12 * r.abs().max().item(), msg=name)
+    args = tuple(t.clone().requires_grad_(True) for t in _inputs((2, 3, 5, 4), (2, 3, 3, 3), True, torch.float64,
+                                                                  seed=4))
+    fn = lambda x_, w_, b_: conv2d(x_, w_, b_, padding=1, backend="winograd_numba")  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)
+
+
+def test_winograd_numba_input_transform_against_tiles_in_float64():
+    """The kernel's ``B^T d B`` of every tile against the tiles cut out with ``unfold`` and multiplied by the matrices
+    of the module docstring."""
+    x = torch.randn(2, 3, 5, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    bt = torch.tensor([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=torch.float64)
+    tiles = F.pad(x, (1, 1, 1, 2)).unfold(2, 4, 2).unfold(3, 4, 2)  # [N, C, TY, TX, 4, 4] (an odd height: one more)
+    expected = torch.einsum("ij,nctsjk,lk->ilcnts", bt, tiles, bt).reshape(16, 3, -1)
+    got = winograd_numba.transform_input(x)[1]
+    assert got.shape == expected.shape == (16, 3, 2 * 3 * 3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    g = torch.tensor([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    expected_u = torch.einsum("ij,ocjk,lk->iloc", g, w, g).reshape(16, 4, 3)
+    torch.testing.assert_close(winograd_numba.transform_weight(w), expected_u, rtol=1e-15, atol=1e-15)
+
+
+def test_winograd_numba_gradients_only_where_needed():
+    x, w, b = _inputs((2, 6, 8, 8), (5, 6, 3, 3), True, torch.float64)
+    for wanted in ("x", "w", "b"):
+        args = {"x": x.clone(), "w": w.clone(), "b": b.clone()}
+        args[wanted].requires_grad_(True)
+        reset_backend_calls()
+        (got,) = torch.autograd.grad(conv2d(args["x"], args["w"], args["b"], padding=1,
+                                            backend="winograd_numba").square().sum(), args[wanted])
+        assert backend_calls("conv2d") == {"winograd_numba": 1}
+        (ref,) = torch.autograd.grad(F.conv2d(args["x"], args["w"], args["b"], padding=1).square().sum(),
+                                     args[wanted])
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_winograd_numba_non_finite_values_like_the_convolution():
+    """An infinite or NaN input pixel, weight or output gradient: oneDNN's path, so NaN and inf land where F.conv2d
+    puts them (the transforms would spread a NaN over whole tiles)."""
+    x, w, b = _inputs((2, 8, 8, 8), (6, 8, 3, 3), True, torch.float32)
+    gy = torch.randn(2, 6, 8, 8)
+    cases = []
+    xi = x.clone()
+    xi[0, 2, 0, 7] = float("inf")
+    xi[1, 5, 4, 0] = float("nan")
+    cases.append((xi, w, gy))
+    wi = w.clone()
+    wi[3, 1, 1, 1] = float("inf")
+    cases.append((x, wi, gy))
+    gi = gy.clone()
+    gi[1, 2, 3, 3] = float("inf")
+    cases.append((x, w, gi))
+    for xc, wc, gc in cases:
+        ours = _run(lambda x_, w_, b_: conv2d(x_, w_, b_, padding=1, backend="winograd_numba"), xc, wc, b, gc)
+        ref = _run(lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=1), xc, wc, b, gc)
+        for a, r in zip(ours, ref):
+            assert torch.equal(a.isnan(), r.isnan()) and torch.equal(a.isinf(), r.isinf())
+            finite = a.isfinite()
+            torch.testing.assert_close(a[finite], r[finite], rtol=1e-5, atol=1e-5)
+
+
+def test_winograd_numba_layouts():
+    """A channels-last input gives a channels-last result (as F.conv2d does); a strided input is read as it is."""
+    x, w, b = _inputs((2, 6, 8, 8), (5, 6, 3, 3), True, torch.float64)
+    y = conv2d(x.to(memory_format=torch.channels_last), w, b, padding=1, backend="winograd_numba")
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, padding=1))
+    xs = torch.randn(2, 6, 16, 8, dtype=torch.float64)[:, :, ::2]
+    torch.testing.assert_close(conv2d(xs, w, b, padding=1, backend="winograd_numba"), F.conv2d(xs, w, b, padding=1))
+
+
 def test_depthwise_with_channel_multiplier_and_layouts():
     x, w, b = _inputs((2, 8, 12, 12), (16, 1, 3, 3), True, torch.float64)
     _assert_like_reference("auto", x, w, b, {"padding": 1, "groups": 8}, "depthwise_channels_last")
@@ -176,8 +279,19 @@ def test_auto_rules():
         ((2, 8, 8, 8), (8, 1, 4, 4), {"groups": 8, "padding": "same"}, "depthwise_channels_last"),  # asymmetric
         ((2, 8, 8, 8), (16, 1, 3, 3), {"groups": 8}, "depthwise_channels_last"),  # two filters per channel
         ((2, 1, 4, 4), (1, 1, 3, 3), {"groups": 1}, "torch"),  # one channel: not depth-wise
+        ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 1}, "winograd_numba"),
+        ((2, 64, 16, 16), (256, 64, 3, 3), {"padding": "same"}, "winograd_numba"),
+        ((2, 64, 16, 17), (256, 64, 3, 3), {"padding": 1}, "torch"),  # 272 pixels
+        ((2, 128, 7, 9), (128, 128, 3, 3), {"padding": 1}, "torch"),  # 63 pixels
+        ((2, 127, 8, 8), (128, 127, 3, 3), {"padding": 1}, "torch"),  # C_in C_out below 128 * 128
+        ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 1, "stride": 2}, "torch"),
+        ((2, 128, 8, 8), (128, 128, 3, 3), {"padding": 2, "dilation": 2}, "torch"),
+        ((2, 128, 8, 8), (128, 128, 3, 3), {}, "torch"),  # no padding
+        ((2, 128, 8, 8), (128, 64, 3, 3), {"padding": 1, "groups": 2}, "torch"),
     ]
     assert POINTWISE_GEMM_MAX_PIXELS == 64 and DEPTHWISE_MIN_PIXELS == 64
+    assert (winograd_numba.MIN_PIXELS, winograd_numba.MAX_PIXELS, winograd_numba.MIN_CHANNEL_PRODUCT) == (64, 256,
+                                                                                                       128 * 128)
     for x_shape, w_shape, kw, expected in cases:
         x, w, _ = _inputs(x_shape, w_shape, False, torch.float32)
         reset_backend_calls()
@@ -203,10 +317,16 @@ def test_explicit_backend_that_cannot_run_says_why():
         conv2d(xd, wd, stride=2, groups=8, backend="depthwise_numba")
     with pytest.raises(BackendUnavailableError, match="float32 and float64"):
         conv2d(xd.half(), wd.half(), groups=8, backend="depthwise_numba")
+    with pytest.raises(BackendUnavailableError, match="3x3 convolutions with stride 1, padding 1"):
+        conv2d(x, w, backend="winograd_numba")  # no padding
+    with pytest.raises(BackendUnavailableError, match="3x3 convolutions with stride 1, padding 1"):
+        conv2d(xd, wd, padding=1, groups=8, backend="winograd_numba")
+    with pytest.raises(BackendUnavailableError, match="float32 and float64"):
+        conv2d(x.half(), w.half(), padding=1, backend="winograd_numba")
     with pytest.raises(ValueError, match="unknown backend"):
         conv2d(x, w, backend="winograd")
     assert set(available_backends("conv2d")) == {"torch", "pointwise_gemm", "depthwise_channels_last",
-                                                 "depthwise_numba"}
+                                                 "depthwise_numba", "winograd_numba"}
 
 
 def test_bad_arguments_name_what_was_expected():

@@ -360,7 +360,7 @@ def test_every_cached_numba_module_of_spikelib_is_verified(cache_root):
     from spikelib.data.heidelberg import cochlea
     from spikelib.hardware.energy import counters
     from spikelib.kernels.cpu import (delay_numba, depthwise_numba, dropout_numba, elm_numba, linear_numba,
-                                      rows_numba)
+                                      rows_numba, winograd_numba)
 
     cached = sorted(p.relative_to(ROOT) for p in (ROOT / "spikelib").rglob("*.py")
                     if "cache=True" in p.read_text() and p.name not in ("cache.py",))
@@ -374,6 +374,7 @@ def test_every_cached_numba_module_of_spikelib_is_verified(cache_root):
         "spikelib/kernels/cpu/_depthwise_kernels.py": lambda: depthwise_numba._kernels(),
         "spikelib/kernels/cpu/_dropout_kernels.py": lambda: dropout_numba._kernels(),
         "spikelib/kernels/cpu/_elm_kernels.py": lambda: elm_numba._kernels(),
+        "spikelib/kernels/cpu/_winograd_kernels.py": lambda: winograd_numba._kernels(),
     }
     docs_only = {"spikelib/kernels/cpu/delay_numba.py"}  # mentions cache=True in its docstring
     assert {str(p) for p in cached} - docs_only == set(loaders), "a new cache=True module needs import_kernel_module"

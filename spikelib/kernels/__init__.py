@@ -30,6 +30,7 @@ from spikelib.kernels.cpu import rows_numba as _rows_numba  # noqa: F401  (regis
 from spikelib.kernels.cpu import dropout_numba as _dropout_numba  # noqa: F401  (registers "input_dropout"'s "numba")
 from spikelib.kernels.cpu import elm_numba as _elm_numba  # noqa: F401  (registers "elm"'s "numba")
 from spikelib.kernels.cpu import depthwise_numba as _depthwise_numba  # noqa: F401  (registers "depthwise_numba")
+from spikelib.kernels.cpu import winograd_numba as _winograd_numba  # noqa: F401  (registers "winograd_numba")
 from spikelib.kernels.cpu import lif_numba as _lif_numba  # noqa: F401  (registers "numba"; numba imported lazily)
 from spikelib.kernels.cpu import neuron_numba as _neuron_numba  # noqa: F401  (registers the families' "numba")
 from spikelib.kernels.cupy import backend as _cupy_backend  # noqa: F401  (registers "cupy"; CuPy imported lazily)
