@@ -431,33 +431,39 @@ def test_layer_keeps_torch_paths_for_padding_modes_and_unbatched_input():
 
 @pytest.mark.slow
 def test_transformer_training_step_equal_with_torch_convolutions():
-    """Meta-SpikeFormer: loss and every parameter gradient with the auto paths equal those with ``backend="torch"``
-    for every convolution (float64, so that no spike flips on float rounding)."""
+    """Meta-SpikeFormer: loss and every parameter gradient with the auto paths, and with Winograd's on every 3x3
+    convolution it can compute (the tiny model's channels are below ``"auto"``'s threshold), equal those with
+    ``backend="torch"`` for every convolution (float64, so that no spike flips on float rounding)."""
     from spikelib.models import get_model
 
     grads = {}
-    for backend in ("auto", "torch"):
+    for variant in ("auto", "winograd", "torch"):
         torch.manual_seed(0)
         model = get_model("meta_spikeformer_tiny_test", T=2).double()
         convs = [m for m in model.modules() if isinstance(m, Conv2d)]
         assert len(convs) > 10
         for m in convs:
-            m.backend = backend
+            winograd = (m.kernel_size == (3, 3) and m.stride == (1, 1) and m.padding == (1, 1) and m.groups == 1
+                        and m.dilation == (1, 1))
+            m.backend = "winograd_numba" if variant == "winograd" and winograd else variant.replace("winograd", "auto")
         x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
         reset_backend_calls()
         loss = F.cross_entropy(model(x), torch.tensor([1, 3]))
         loss.backward()
         calls = backend_calls("conv2d")
-        if backend == "auto":
-            assert calls.get("pointwise_gemm", 0) > 0 and calls.get("depthwise_channels_last", 0) > 0
-        else:
+        if variant == "torch":
             assert set(calls) == {"torch"}
-        grads[backend] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
-    (loss_a, g_a), (loss_t, g_t) = grads["auto"], grads["torch"]
-    torch.testing.assert_close(loss_a, loss_t, rtol=1e-12, atol=1e-12)
-    assert g_a.keys() == g_t.keys() and len(g_a) > 20
-    # (a convolution's bias before BatchNorm has a zero gradient up to the rounding of the network's largest terms)
-    scale = max(g.abs().max().item() for g in g_t.values())
-    for name in g_a:
-        err = (g_a[name] - g_t[name]).abs().max().item()
-        assert err <= 1e-12 * scale, (name, err, scale)
+        else:
+            assert calls.get("pointwise_gemm", 0) > 0 and calls.get("depthwise_channels_last", 0) > 0
+            assert (calls.get("winograd_numba", 0) >= 2) == (variant == "winograd"), calls
+        grads[variant] = (loss.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    loss_t, g_t = grads["torch"]
+    for variant in ("auto", "winograd"):
+        loss_a, g_a = grads[variant]
+        torch.testing.assert_close(loss_a, loss_t, rtol=1e-12, atol=1e-12)
+        assert g_a.keys() == g_t.keys() and len(g_a) > 20
+        # (a convolution's bias before BatchNorm has a zero gradient up to the rounding of the network's largest terms)
+        scale = max(g.abs().max().item() for g in g_t.values())
+        for name in g_a:
+            err = (g_a[name] - g_t[name]).abs().max().item()
+            assert err <= 1e-12 * scale, (variant, name, err, scale)
