@@ -12,8 +12,9 @@ a pass over a tile row's rows (element-wise over the columns) and then a pass ov
 Every kernel is serial (``nogil=True``) over the channels of its chunk range, and for each channel over the ``N``
 images in turn, so that it writes (or reads) each of the 16 rows ``V[k, c]`` from start to end;
 :func:`spikelib.kernels.cpu.threads.run_chunked` runs disjoint ranges on several threads, and no two channels write
-the same element. (Planes in ``n C + c`` order instead wrote 16 scattered pieces of ``TX`` values per tile row, 2-9
-ns per value written.)
+the same element. (Measured on one thread, the input transform of ``[8, 768, 8, 8]``: 3.5 ms running over the planes
+in ``n C + c`` order, which writes 16 scattered pieces of ``TX`` values per tile row; 2.8 ms over the channels with
+unpadded rows; 1.0-1.7 ms with the padding.)
 """
 
 from __future__ import annotations

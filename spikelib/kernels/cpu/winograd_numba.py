@@ -20,9 +20,10 @@ backward is the adjoint of each step::
 
 (two more products of the forward's size). The transforms and their adjoints are numba kernels
 (:mod:`._winograd_kernels`); the products are ``torch.bmm`` on views of their buffers. ``V`` and ``U`` are recomputed
-from the saved input and weight in the backward (four times the input's size is not kept between the passes). The values are
-those of the convolution up to float rounding: the transforms add and subtract (and halve, exactly), so the result
-differs from a direct sum in the last bits, as another summation order would; float64 results agree to ~1e-15.
+from the saved input and weight in the backward (four times the input's size is not kept between the passes). The
+values are those of the convolution up to float rounding: the transforms add and subtract (and halve, exactly), so
+the result differs from a direct sum in the last bits, as another summation order would; float64 results agree to
+~1e-15.
 
 Why: on the 2 AVX2 cores this was measured on, oneDNN's float32 3x3 convolutions run at 70-130 GFLOP/s and their
 backward at less than their forward (its Winograd kernels are for AVX-512 only). Forward + backward, ``N = 8`` images
@@ -57,8 +58,9 @@ where images are large or few pixels share a filter. ``"auto"`` takes this backe
 ``MAX_PIXELS`` pixels per image and ``C_in C_out >= MIN_CHANNEL_PRODUCT``; Meta-SpikeFormer's six convolutions of
 this kind at 64 x 64 input (192 <-> 768 at 8 x 8, 96 <-> 384 at 16 x 16) are among them.
 
-A non-finite input or weight takes oneDNN's path (forward and backward): Winograd's transforms would subtract an
-infinity from itself and spread a NaN over a whole tile where the direct sum gives an infinity. With
+A non-finite input, weight or bias takes oneDNN's path in both passes, a non-finite output gradient in the backward:
+Winograd's transforms would subtract an infinity from itself and spread a NaN over a whole tile where the direct sum
+gives an infinity. With
 ``create_graph=True`` the backward runs ``aten.convolution_backward`` (differentiable), so second derivatives are the
 convolution's.
 """
@@ -77,10 +79,11 @@ from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked
 from spikelib.kernels.registry import register_backend
 
-__all__ = ["MAX_PIXELS", "MIN_CHANNEL_PRODUCT", "MIN_PIXELS", "WinogradConv2d", "winograd_conv2d"]
+__all__ = ["MAX_PIXELS", "MIN_CHANNEL_PRODUCT", "MIN_PIXELS", "WinogradConv2d", "tile_buffer", "transform_input",
+           "transform_weight", "winograd_conv2d"]
 
-#: ``"auto"`` takes this backend for images of ``MIN_PIXELS`` to ``MAX_PIXELS`` pixels (``H W``; see the table
-#: above: at 4 x 4 and 32 x 32 it was even with oneDNN).
+#: ``"auto"`` takes this backend for images of ``MIN_PIXELS`` to ``MAX_PIXELS`` pixels (``H W``; in the module
+#: docstring's table it was even with oneDNN at 4 x 4 and 32 x 32).
 MIN_PIXELS = 64
 MAX_PIXELS = 256
 
@@ -91,7 +94,7 @@ _SUPPORTED = (torch.float32, torch.float64)
 
 #: Values between the 16 rows of a tile buffer: rows ``C P`` values long, often a multiple of 4 KiB, would map the 16
 #: streams a transform reads or writes at once to the same sets of the first-level cache (the input transform of
-#: ``[8, 768, 8, 8]`` took 2.5 ms on one thread, 14 times a plain write of its output).
+#: ``[8, 768, 8, 8]`` took 2.8 ms on one thread without the padding, 1.0-1.7 ms with it).
 ROW_PAD = 16
 
 
