@@ -250,6 +250,36 @@ def test_winograd_numba_layouts():
     torch.testing.assert_close(conv2d(xs, w, b, padding=1, backend="winograd_numba"), F.conv2d(xs, w, b, padding=1))
 
 
+def test_winograd_numba_tile_buffers_share_the_scratch_arena():
+    """Every pass's tile buffers come from the thread's scratch arena: after layers of three sizes, the workspace
+    keeps one block of the largest pass's size (whole MiB), not one block per buffer size, and a further call makes
+    no new block; results equal F.conv2d's."""
+    workspace = pytest.importorskip("spikelib.kernels.cpu.workspace")
+    winograd_numba = pytest.importorskip("spikelib.kernels.cpu.winograd_numba")
+    layers = [((4, 32, 8, 8), (96, 32, 3, 3)), ((4, 96, 8, 8), (32, 96, 3, 3)), ((4, 16, 16, 16), (48, 16, 3, 3))]
+    workspace.clear()
+    largest = 0
+    for shape_x, shape_w in layers:
+        (n, c_in, h, w), c_out = shape_x, shape_w[0]
+        columns = n * ((h + 1) // 2) * ((w + 1) // 2)
+        largest = max(largest, sum(winograd_numba.tile_bytes(c, p, torch.float32)
+                                   for c, p in ((c_in, columns), (c_out, c_in), (c_out, columns))))
+    inputs = [tuple(t.requires_grad_() for t in _inputs(sx, sw, True, torch.float32)) for sx, sw in layers]
+    for x, w, b in sorted(inputs, key=lambda t: -t[0].numel() * t[1].shape[0]) + inputs:
+        y = conv2d(x, w, b, padding=1, backend="winograd_numba")
+        gx, gw, gb = torch.autograd.grad(y.square().sum(), (x, w, b))
+        ref = F.conv2d(x, w, b, padding=1)
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close((gx, gw, gb), torch.autograd.grad(ref.square().sum(), (x, w, b)),
+                                   rtol=1e-4, atol=1e-3)
+    arena = -(-largest // (1 << 20)) * (1 << 20)
+    assert workspace.free_bytes() == arena
+    x, w, b = inputs[0]
+    before = workspace.stats()["new_blocks"]
+    torch.autograd.grad(conv2d(x, w, b, padding=1, backend="winograd_numba").sum(), (x, w))
+    assert workspace.stats()["new_blocks"] == before
+
+
 def test_depthwise_with_channel_multiplier_and_layouts():
     x, w, b = _inputs((2, 8, 12, 12), (16, 1, 3, 3), True, torch.float64)
     _assert_like_reference("auto", x, w, b, {"padding": 1, "groups": 8}, "depthwise_channels_last")

@@ -147,3 +147,64 @@ def test_lif_numba_steady_state_reuses_its_memory():
     assert after["new_blocks"] == before["new_blocks"] and after["hits"] >= before["hits"] + 9
     s_ref, g_ref = step(ref)
     assert torch.equal(s, s_ref) and torch.equal(g, g_ref)
+
+
+def test_scratch_serves_every_size_from_one_block_per_thread():
+    """The arena grows to the largest request (whole MiB), then serves smaller and equal requests from the same
+    memory; free_bytes counts it while idle and clear gives it back."""
+    with workspace.scratch(3 << 20) as a:
+        assert a.dtype == torch.uint8 and a.numel() == 3 << 20 and a.data_ptr() % 64 == 0
+        ptr = a.data_ptr()
+        a.fill_(7)
+    assert workspace.free_bytes() == 3 << 20
+    new_blocks = workspace.stats()["new_blocks"]
+    for nbytes in (1000, (3 << 20) - 5, 3 << 20):
+        with workspace.scratch(nbytes) as b:
+            assert b.data_ptr() == ptr and b.numel() == nbytes
+    assert workspace.stats()["new_blocks"] == new_blocks
+    with workspace.scratch((3 << 20) + 1) as c:  # larger: the arena grows to 4 MiB
+        assert c.numel() == (3 << 20) + 1
+    assert workspace.free_bytes() == 4 << 20 and workspace.stats()["new_blocks"] == new_blocks + 1
+    workspace.clear()
+    assert workspace.free_bytes() == 0
+
+
+def test_scratch_nested_and_over_the_bound_get_their_own_memory(monkeypatch):
+    with workspace.scratch(1 << 20) as outer:
+        outer.fill_(1)
+        with workspace.scratch(1 << 20) as inner:  # the arena is in use: separate memory
+            inner.fill_(2)
+            assert inner.data_ptr() != outer.data_ptr()
+            assert workspace.free_bytes() == 0  # an arena in use is not free
+        assert bool((outer == 1).all())
+    monkeypatch.setenv("SPIKELIB_WORKSPACE_MB", "1")
+    with workspace.scratch(2 << 20) as big:  # above the bound: not kept
+        assert big.numel() == 2 << 20
+    assert workspace.free_bytes() <= 1 << 20
+    monkeypatch.setenv("SPIKELIB_WORKSPACE_MB", "0")
+    workspace.clear()
+    with workspace.scratch(1000) as tiny:
+        assert tiny.numel() == 1000
+    assert workspace.free_bytes() == 0
+
+
+def test_scratch_arenas_are_per_thread_and_errors():
+    ptrs = {}
+
+    def work(name):
+        with workspace.scratch(1 << 20) as block:
+            ptrs[name] = block.data_ptr()
+            block.fill_(len(name))
+            barrier.wait()  # both threads hold their block at once
+            assert bool((block == len(name)).all())
+
+    barrier = threading.Barrier(2)
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "bb")]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(set(ptrs.values())) == 2
+    with pytest.raises(ValueError, match="nbytes"):
+        with workspace.scratch(-1):
+            pass

@@ -20,7 +20,9 @@ backward is the adjoint of each step::
 
 (two more products of the forward's size). The transforms and their adjoints are numba kernels
 (:mod:`._winograd_kernels`); the products are ``torch.bmm`` on views of their buffers. ``V`` and ``U`` are recomputed
-from the saved input and weight in the backward (four times the input's size is not kept between the passes). The
+from the saved input and weight in the backward (four times the input's size is not kept between the passes); the
+tile buffers of a pass share one block of the thread's scratch arena (:func:`spikelib.kernels.cpu.workspace.scratch`),
+so the memory kept between calls is that of the largest pass, not of every size of buffer. The
 values are those of the convolution up to float rounding: the transforms add and subtract (and halve, exactly), so
 the result differs from a direct sum in the last bits, as another summation order would; float64 results agree to
 ~1e-15.
@@ -79,8 +81,8 @@ from spikelib.kernels.cpu.cache import import_kernel_module
 from spikelib.kernels.cpu.threads import kernel_threads, run_chunked
 from spikelib.kernels.registry import register_backend
 
-__all__ = ["MAX_PIXELS", "MIN_CHANNEL_PRODUCT", "MIN_PIXELS", "WinogradConv2d", "tile_buffer", "transform_input",
-           "transform_weight", "winograd_conv2d"]
+__all__ = ["MAX_PIXELS", "MIN_CHANNEL_PRODUCT", "MIN_PIXELS", "TileScratch", "WinogradConv2d", "tile_buffer",
+           "tile_bytes", "transform_input", "transform_weight", "winograd_conv2d"]
 
 #: ``"auto"`` takes this backend for images of ``MIN_PIXELS`` to ``MAX_PIXELS`` pixels (``H W``; in the module
 #: docstring's table it was even with oneDNN at 4 x 4 and 32 x 32).
@@ -118,27 +120,56 @@ def _run(kernel: Any, args: tuple, channels: int, work: int) -> None:
     run_chunked(kernel, args, channels, -(-channels // threads), threads)
 
 
+def tile_bytes(channels: int, columns: int, dtype: torch.dtype) -> int:
+    """Bytes of a :func:`tile_buffer` (rounded up to 64, so that the next one carved after it stays aligned)."""
+    nbytes = 16 * (channels * columns + ROW_PAD) * (torch.finfo(dtype).bits // 8)
+    return -(-nbytes // 64) * 64
+
+
+class TileScratch:
+    """Tile buffers carved one after another from one :func:`spikelib.kernels.cpu.workspace.scratch` block (the
+    buffers of one pass live together; ``offset`` can be set back to reuse the memory of the ones no longer needed).
+    Without a block, each buffer is a :func:`spikelib.kernels.cpu.workspace.empty` tensor of its own."""
+
+    def __init__(self, raw: Optional[torch.Tensor] = None) -> None:
+        self.raw = raw
+        self.offset = 0
+
+    def tiles(self, channels: int, columns: int, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
+        """A ``[16, channels columns + ROW_PAD]`` buffer (what the kernels index) and its ``[16, channels,
+        columns]`` view (what the matrix products take)."""
+        row = channels * columns + ROW_PAD
+        if self.raw is None:
+            buffer = workspace.empty((16, row), dtype)
+        else:
+            nbytes = tile_bytes(channels, columns, dtype)
+            if self.offset + nbytes > self.raw.numel():
+                raise ValueError(f"the scratch block has {self.raw.numel()} bytes, too few for a tile buffer of "
+                                 f"{nbytes} bytes at offset {self.offset}")
+            size = 16 * row * (torch.finfo(dtype).bits // 8)
+            buffer = self.raw[self.offset:self.offset + size].view(dtype).view(16, row)
+            self.offset += nbytes
+        return buffer, buffer.as_strided((16, channels, columns), (row, columns, 1))
+
+
 def tile_buffer(channels: int, columns: int, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A ``[16, channels columns + ROW_PAD]`` workspace buffer (what the kernels index) and its ``[16, channels,
-    columns]`` view (what the matrix products take)."""
-    row = channels * columns + ROW_PAD
-    buffer = workspace.empty((16, row), dtype)
-    return buffer, buffer.as_strided((16, channels, columns), (row, columns, 1))
+    """A :meth:`TileScratch.tiles` buffer of its own (a workspace tensor)."""
+    return TileScratch().tiles(channels, columns, dtype)
 
 
-def transform_input(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``V`` of a contiguous ``x: [N, C, H, W]`` as :func:`tile_buffer` (see :mod:`._winograd_kernels`)."""
+def transform_input(x: torch.Tensor, scratch: Optional[TileScratch] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``V`` of a contiguous ``x: [N, C, H, W]`` as :meth:`TileScratch.tiles` (see :mod:`._winograd_kernels`)."""
     n, c, h, w = x.shape
     ty, tx = _tiles(h, w)
-    buffer, v = tile_buffer(c, n * ty * tx, x.dtype)
+    buffer, v = (scratch or TileScratch()).tiles(c, n * ty * tx, x.dtype)
     _run(_kernels().input_transform, (x.numpy(), buffer.numpy(), tx), c, v.numel())
     return buffer, v
 
 
-def transform_weight(weight: torch.Tensor) -> torch.Tensor:
-    """``U: [16, C_out, C_in]``, ``U[k] = (G W G^T)[k]`` (a view of a :func:`tile_buffer`)."""
+def transform_weight(weight: torch.Tensor, scratch: Optional[TileScratch] = None) -> torch.Tensor:
+    """``U: [16, C_out, C_in]``, ``U[k] = (G W G^T)[k]`` (a view of a :meth:`TileScratch.tiles` buffer)."""
     c_out, c_in = weight.shape[:2]
-    buffer, u = tile_buffer(c_out, c_in, weight.dtype)
+    buffer, u = (scratch or TileScratch()).tiles(c_out, c_in, weight.dtype)
     _run(_kernels().weight_transform, (weight.detach().contiguous().view(c_out * c_in, 3, 3).numpy(),
                                        buffer.numpy()), c_out * c_in, u.numel())
     return u
@@ -146,15 +177,21 @@ def transform_weight(weight: torch.Tensor) -> torch.Tensor:
 
 def winograd_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """The forward pass (no autograd): ``F.conv2d(x, weight, bias, padding=1)`` for a contiguous ``x`` and a 3x3
-    ``weight`` (finite values)."""
-    n, _, h, w = x.shape
+    ``weight`` (finite values). ``V``, ``U`` and ``M`` share one scratch block."""
+    n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    v = transform_input(x)[1]
-    m_buffer, m = tile_buffer(c_out, v.shape[2], x.dtype)
-    torch.bmm(transform_weight(weight), v, out=m)
+    columns = n * _tiles(h, w)[0] * _tiles(h, w)[1]
+    nbytes = sum(tile_bytes(c, p, x.dtype) for c, p in ((c_in, columns), (c_out, c_in), (c_out, columns)))
     y = x.new_empty((n, c_out, h, w))
     b = bias.detach().contiguous() if bias is not None else x.new_zeros(c_out)
-    _run(_kernels().output_transform, (m_buffer.numpy(), b.numpy(), y.numpy(), _tiles(h, w)[1]), c_out, m.numel())
+    with workspace.scratch(nbytes) as raw:
+        scratch = TileScratch(raw)
+        v = transform_input(x, scratch)[1]
+        u = transform_weight(weight, scratch)
+        m_buffer, m = scratch.tiles(c_out, columns, x.dtype)
+        torch.bmm(u, v, out=m)
+        _run(_kernels().output_transform, (m_buffer.numpy(), b.numpy(), y.numpy(), _tiles(h, w)[1]), c_out,
+             m.numel())
     return y
 
 
@@ -193,20 +230,30 @@ class WinogradConv2d(torch.autograd.Function):
         n, c_in, h, w = x.shape
         c_out = weight.shape[0]
         tiles_x = _tiles(h, w)[1]
-        dm_buffer, dm = tile_buffer(c_out, n * _tiles(h, w)[0] * tiles_x, x.dtype)
-        _run(kernels.output_adjoint, (grad_y.numpy(), dm_buffer.numpy(), tiles_x), c_out, dm.numel())
+        columns = n * _tiles(h, w)[0] * tiles_x
+        # dM lives through both gradients; then U and dV (input gradient), or V and dU (weight gradient), which
+        # have the same sizes and take the same place in turn
+        nbytes = sum(tile_bytes(c, p, x.dtype) for c, p in ((c_out, columns), (c_out, c_in), (c_in, columns)))
         gx = gw = gb = None
-        if need_x:
-            dv_buffer, dv = tile_buffer(c_in, dm.shape[2], x.dtype)
-            torch.bmm(transform_weight(weight).transpose(1, 2), dm, out=dv)
-            gx = x.new_empty(x.shape)
-            _run(kernels.input_adjoint, (dv_buffer.numpy(), gx.numpy(), tiles_x), c_in, dv.numel())
-        if need_w:
-            du_buffer, du = tile_buffer(c_out, c_in, x.dtype)
-            torch.bmm(dm, transform_input(x)[1].transpose(1, 2), out=du)
-            gw = weight.new_empty(weight.shape)
-            _run(kernels.weight_adjoint, (du_buffer.numpy(), gw.view(c_out * c_in, 3, 3).numpy()), c_out * c_in,
-                 du.numel())
+        with workspace.scratch(nbytes) as raw:
+            scratch = TileScratch(raw)
+            dm_buffer, dm = scratch.tiles(c_out, columns, x.dtype)
+            _run(kernels.output_adjoint, (grad_y.numpy(), dm_buffer.numpy(), tiles_x), c_out, dm.numel())
+            after_dm = scratch.offset
+            if need_x:
+                u = transform_weight(weight, scratch)
+                dv_buffer, dv = scratch.tiles(c_in, columns, x.dtype)
+                torch.bmm(u.transpose(1, 2), dm, out=dv)
+                gx = x.new_empty(x.shape)
+                _run(kernels.input_adjoint, (dv_buffer.numpy(), gx.numpy(), tiles_x), c_in, dv.numel())
+            if need_w:
+                scratch.offset = after_dm
+                v = transform_input(x, scratch)[1]
+                du_buffer, du = scratch.tiles(c_out, c_in, x.dtype)
+                torch.bmm(dm, v.transpose(1, 2), out=du)
+                gw = weight.new_empty(weight.shape)
+                _run(kernels.weight_adjoint, (du_buffer.numpy(), gw.view(c_out * c_in, 3, 3).numpy()),
+                     c_out * c_in, du.numel())
         if need_b:
             gb = grad_y.sum((0, 2, 3))
         return gx, gw, gb
